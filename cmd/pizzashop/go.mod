@@ -1,0 +1,3 @@
+module github.com/pizzashop/pizzashop/cmd/pizzashop
+
+go 1.26

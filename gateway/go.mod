@@ -1,0 +1,3 @@
+module github.com/pizzashop/pizzashop/gateway
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/pizzashop/pizzashop/services/delivery
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/pizzashop/pizzashop/services/kitchen
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/pizzashop/pizzashop/services/menu
+
+go 1.26
