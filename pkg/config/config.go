@@ -1,0 +1,155 @@
+// Package config fills a configuration struct from environment variables.
+//
+// Each field names its variable and default in tags:
+//
+//	type Config struct {
+//		GRPCAddr string        `env:"GRPC_ADDR" default:"127.0.0.1:9091"`
+//		Secret   string        `env:"AUTH_SECRET" secret:"true"`
+//		Timeout  time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
+//	}
+//
+// Defaults are chosen so that `make run` needs no environment at all.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Load fills the struct pointed to by dst from the environment, using each
+// field's default when its variable is unset. Nested structs are walked.
+func Load(dst any) error {
+	return load(dst, os.LookupEnv)
+}
+
+// LoadFrom is Load with a custom lookup, for tests.
+func LoadFrom(dst any, lookup func(string) (string, bool)) error {
+	return load(dst, lookup)
+}
+
+func load(dst any, lookup func(string) (string, bool)) error {
+	v := reflect.ValueOf(dst)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return errors.New("config: destination must be a pointer to a struct")
+	}
+	var errs []error
+	walk(v.Elem(), func(f reflect.StructField, fv reflect.Value) {
+		name := f.Tag.Get("env")
+		raw, ok := lookup(name)
+		if !ok || raw == "" {
+			raw, ok = f.Tag.Lookup("default")
+			if !ok {
+				return
+			}
+		}
+		if err := set(fv, raw); err != nil {
+			errs = append(errs, fmt.Errorf("config: %s=%q: %w", name, raw, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func walk(v reflect.Value, fn func(reflect.StructField, reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if f.Tag.Get("env") == "" {
+			if fv.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]() {
+				walk(fv, fn)
+			}
+			continue
+		}
+		fn(f, fv)
+	}
+}
+
+func set(v reflect.Value, raw string) error {
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	case []string:
+		var out []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		v.Set(reflect.ValueOf(out))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case reflect.Uint, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(raw, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetUint(n)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(n)
+	default:
+		return fmt.Errorf("unsupported type %s", v.Type())
+	}
+	return nil
+}
+
+// LogValue renders the configuration for a startup log line, with every
+// field tagged secret:"true" masked, and credentials in URLs hidden.
+func LogValue(cfg any) slog.Value {
+	v := reflect.Indirect(reflect.ValueOf(cfg))
+	var attrs []slog.Attr
+	walk(v, func(f reflect.StructField, fv reflect.Value) {
+		val := fmt.Sprint(fv.Interface())
+		switch {
+		case f.Tag.Get("secret") == "true":
+			if val != "" {
+				val = "***"
+			}
+		case strings.Contains(val, "://") && strings.Contains(val, "@"):
+			val = maskURL(val)
+		}
+		attrs = append(attrs, slog.String(f.Tag.Get("env"), val))
+	})
+	return slog.GroupValue(attrs...)
+}
+
+// maskURL hides the user-info part of a URL such as mongodb://u:p@host.
+func maskURL(s string) string {
+	scheme, rest, _ := strings.Cut(s, "://")
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s
+	}
+	return scheme + "://***@" + rest[at+1:]
+}

@@ -1,0 +1,97 @@
+package grpcx
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+)
+
+// ErrorDomain is the domain of every google.rpc.ErrorInfo the shop sends.
+const ErrorDomain = "pizzashop"
+
+// codeOf is the one table from error kinds to gRPC codes. The gateway maps
+// codes to HTTP statuses with grpc-gateway's table, plus the few reasons
+// listed in its own overrides (422 for a reused idempotency key, 409 for a
+// transition that is no longer possible).
+var codeOf = map[errs.Kind]codes.Code{
+	errs.KindInternal:            codes.Internal,
+	errs.KindInvalid:             codes.InvalidArgument,
+	errs.KindNotFound:            codes.NotFound,
+	errs.KindAlreadyExists:       codes.AlreadyExists,
+	errs.KindConflict:            codes.Aborted,
+	errs.KindFailedPrecondition:  codes.FailedPrecondition,
+	errs.KindUnauthenticated:     codes.Unauthenticated,
+	errs.KindPermissionDenied:    codes.PermissionDenied,
+	errs.KindUnavailable:         codes.Unavailable,
+	errs.KindTooManyRequests:     codes.ResourceExhausted,
+	errs.KindIdempotencyMismatch: codes.FailedPrecondition,
+}
+
+// ToStatus turns an error returned by a handler into a gRPC status error.
+// Classified errors keep their message, reason and field violations; unknown
+// errors are logged here, once, and reach the caller as a bare "internal
+// error".
+func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	e, ok := errors.AsType[*errs.Error](err)
+	if !ok || e.Kind == errs.KindInternal {
+		log.ErrorContext(ctx, "request failed", "method", method, "err", err)
+		return status.Error(codes.Internal, "internal error")
+	}
+	msg := err.Error()
+	if e.Kind == errs.KindUnavailable {
+		// Driver and network details stay in the log.
+		log.WarnContext(ctx, "dependency unavailable", "method", method, "err", err)
+		msg = e.Msg
+	}
+	st := status.New(codeOf[e.Kind], msg)
+	var details []protoadapt.MessageV1
+	if e.Reason != "" {
+		details = append(details, &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain})
+	}
+	if fields := errs.Fields(err); len(fields) > 0 {
+		br := &errdetails.BadRequest{}
+		for _, f := range fields {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Msg})
+		}
+		details = append(details, br)
+	}
+	if len(details) > 0 {
+		if withDetails, derr := st.WithDetails(details...); derr == nil {
+			st = withDetails
+		}
+	}
+	return st.Err()
+}
+
+// Reason returns the google.rpc.ErrorInfo reason carried by a status error,
+// or "".
+func Reason(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.Reason
+		}
+	}
+	return ""
+}

@@ -1,0 +1,85 @@
+// Package mongox holds the MongoDB helpers the services share: connecting
+// with a bounded pool, declaring indexes, and translating driver errors into
+// domain error kinds.
+package mongox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+)
+
+// Connect returns a client for uri. The driver connects lazily and
+// reconnects on its own, so a store that is down at start delays requests
+// instead of failing the process. maxPool caps concurrent operations; the
+// embedded store degrades badly with many concurrent writers.
+func Connect(uri string, maxPool uint64) (*mongo.Client, error) {
+	opts := options.Client().ApplyURI(uri).
+		SetMaxPoolSize(maxPool).
+		SetServerSelectionTimeout(5 * time.Second).
+		SetConnectTimeout(5 * time.Second).
+		SetAppName("pizzashop")
+	c, err := mongo.Connect(opts)
+	if err != nil {
+		return nil, fmt.Errorf("mongo connect: %w", err)
+	}
+	return c, nil
+}
+
+// Ping reports whether the primary answers.
+func Ping(c *mongo.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := c.Ping(ctx, readpref.Primary()); err != nil {
+			return fmt.Errorf("mongo: %w", err)
+		}
+		return nil
+	}
+}
+
+// EnsureIndexes creates the indexes of coll, retrying until the store
+// answers or ctx ends.
+func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.IndexModel) error {
+	wait := 200 * time.Millisecond
+	for {
+		_, err := coll.Indexes().CreateMany(ctx, models)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create indexes on %s: %w", coll.Name(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// ErrUnavailable is returned when the store cannot be reached.
+var ErrUnavailable = errs.New(errs.KindUnavailable, "STORE_UNAVAILABLE", "the store is unavailable, try again shortly")
+
+// Translate turns a driver error into a domain error: no document becomes
+// notFound, a duplicate key becomes exists, network trouble and timeouts
+// become ErrUnavailable; anything else is wrapped as is. notFound and exists
+// may be nil to leave those cases wrapped.
+func Translate(err error, notFound, exists error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mongo.ErrNoDocuments) && notFound != nil:
+		return notFound
+	case mongo.IsDuplicateKeyError(err) && exists != nil:
+		return exists
+	case mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// IsDuplicate reports whether err is a unique-index violation.
+func IsDuplicate(err error) bool { return mongo.IsDuplicateKeyError(err) }

@@ -1,0 +1,193 @@
+// Package natsx is the shop's JetStream bus: connecting with endless
+// reconnects, declaring streams, publishing protobuf events with a message id
+// and trace context in the headers, and durable consumers with bounded
+// redelivery and a dead-letter stream.
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+)
+
+// Header names the shop sets on every event besides Nats-Msg-Id and the
+// W3C trace context.
+const (
+	HeaderEventType = "Pizzashop-Event-Type"
+)
+
+const tracerName = "github.com/pizzashop/pizzashop/pkg/natsx"
+
+// Bus is a NATS connection with its JetStream context.
+type Bus struct {
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+	log  *slog.Logger
+}
+
+// Connect connects to url and keeps reconnecting for as long as the process
+// lives, so a NATS outage delays work instead of failing it. It returns even
+// when NATS is not up yet.
+func Connect(url, name string, log *slog.Logger) (*Bus, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectBufSize(-1), // never buffer publishes while down: the outbox retries them
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Bus{Conn: nc, JS: js, log: log}, nil
+}
+
+// EnsureStream creates or updates a stream, retrying until NATS answers or
+// ctx ends. Streams use file storage and the given duplicate window.
+func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	if cfg.Storage == 0 {
+		cfg.Storage = jetstream.FileStorage
+	}
+	if cfg.Duplicates == 0 {
+		cfg.Duplicates = 10 * time.Minute
+	}
+	return retry(ctx, b.log, "create stream "+cfg.Name, func(ctx context.Context) error {
+		_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+}
+
+// Ping reports whether the connection is up and JetStream answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if !b.Conn.IsConnected() {
+		return fmt.Errorf("nats: not connected (%s)", b.Conn.Status())
+	}
+	if _, err := b.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+// Close drains the connection: subscriptions finish what they hold and
+// pending publishes are flushed.
+func (b *Bus) Close() {
+	if err := b.Conn.Drain(); err != nil {
+		b.Conn.Close()
+		return
+	}
+	for b.Conn.IsDraining() {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Publish sends m to subject with eventID as its Nats-Msg-Id, so that a
+// repeated publish of the same event is collapsed by JetStream. It returns
+// once JetStream has stored the message; duplicate is true when the stream
+// already had it.
+func (b *Bus) Publish(ctx context.Context, subject, eventID string, m proto.Message) (duplicate bool, err error) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+subject,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", subject),
+			attribute.String("messaging.message.id", eventID)))
+	defer span.End()
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return false, fmt.Errorf("publish %s: marshal: %w", subject, err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set(HeaderEventType, string(proto.MessageName(m)))
+	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(msg.Header))
+	ack, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(eventID))
+	if err != nil {
+		span.RecordError(err)
+		return false, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// HeaderCarrier carries W3C trace context in NATS headers. It keeps header
+// keys exactly as given, which propagation.HeaderCarrier does not.
+type HeaderCarrier nats.Header
+
+var _ propagation.TextMapCarrier = HeaderCarrier{}
+
+// Get returns the first value of key.
+func (c HeaderCarrier) Get(key string) string {
+	if v := c[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Set replaces the values of key.
+func (c HeaderCarrier) Set(key, value string) { c[key] = []string{value} }
+
+// Keys lists the header keys.
+func (c HeaderCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// ContextFrom returns ctx with the remote span context carried by h.
+func ContextFrom(ctx context.Context, h nats.Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	return otel.GetTextMapPropagator().Extract(ctx, HeaderCarrier(h))
+}
+
+func retry(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
+		}
+		if attempt == 3 {
+			log.Warn("still retrying", "what", what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
