@@ -113,19 +113,25 @@ func (b *Bus) Close() {
 // once JetStream has stored the message; duplicate is true when the stream
 // already had it.
 func (b *Bus) Publish(ctx context.Context, subject, eventID string, m proto.Message) (duplicate bool, err error) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return false, fmt.Errorf("publish %s: marshal: %w", subject, err)
+	}
+	return b.PublishRaw(ctx, subject, eventID, string(proto.MessageName(m)), data)
+}
+
+// PublishRaw is Publish for an event already encoded, as kept in an outbox.
+// The trace context of ctx goes into the headers.
+func (b *Bus) PublishRaw(ctx context.Context, subject, eventID, eventType string, data []byte) (duplicate bool, err error) {
 	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+subject,
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.destination.name", subject),
 			attribute.String("messaging.message.id", eventID)))
 	defer span.End()
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return false, fmt.Errorf("publish %s: marshal: %w", subject, err)
-	}
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(HeaderEventType, string(proto.MessageName(m)))
+	msg.Header.Set(HeaderEventType, eventType)
 	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(msg.Header))
 	ack, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(eventID))
 	if err != nil {

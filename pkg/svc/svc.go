@@ -1,0 +1,217 @@
+// Package svc runs one Pizzashop service process: telemetry, the store, the
+// bus, the gRPC server with health, a metrics endpoint and background workers,
+// started in order and stopped in reverse when the context ends.
+package svc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/auth"
+	"github.com/pizzashop/pizzashop/pkg/config"
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/natsx"
+	"github.com/pizzashop/pizzashop/pkg/telemetry"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Common is the configuration every service shares. Fields left empty by the
+// environment take the service's Defaults.
+type Common struct {
+	GRPCAddr        string        `env:"GRPC_ADDR"`
+	MetricsAddr     string        `env:"METRICS_ADDR"`
+	MongoURI        string        `env:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
+	MongoDatabase   string        `env:"MONGO_DATABASE"`
+	MongoMaxPool    uint64        `env:"MONGO_MAX_POOL" default:"16"`
+	NATSURL         string        `env:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
+	HealthInterval  time.Duration `env:"HEALTH_INTERVAL" default:"2s"`
+}
+
+// Defaults are a service's own values for the Common fields that differ
+// between services.
+type Defaults struct {
+	GRPCAddr      string
+	MetricsAddr   string
+	MongoDatabase string
+}
+
+func (c *Common) applyDefaults(d Defaults) {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = d.GRPCAddr
+	}
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = d.MetricsAddr
+	}
+	if c.MongoDatabase == "" {
+		c.MongoDatabase = d.MongoDatabase
+	}
+}
+
+// Service describes one service to Run.
+type Service struct {
+	Name     string
+	Defaults Defaults
+	// Config points to the service's configuration struct. It must embed
+	// Common (by value) and is filled from the environment by Run.
+	Config any
+	// Common points to the Common embedded in Config.
+	Common *Common
+	// Policy is the access rule of every gRPC method the service serves.
+	Policy auth.Policy
+	// Streams are the JetStream streams the service owns; Run declares them.
+	Streams []jetstream.StreamConfig
+	// Setup registers gRPC services and starts workers with Deps.Go.
+	Setup func(ctx context.Context, d *Deps) error
+}
+
+// Deps are what Setup builds the service from.
+type Deps struct {
+	Log    *slog.Logger
+	Mongo  *mongo.Client
+	DB     *mongo.Database
+	Bus    *natsx.Bus
+	Signer *auth.Signer
+	GRPC   *grpcx.Server
+
+	workers []worker
+}
+
+type worker struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// Go registers a worker (an outbox relay, a consumer) that runs from the
+// moment the gRPC server starts until after it has stopped, so work
+// accepted by the last calls is still handed on.
+func (d *Deps) Go(name string, run func(ctx context.Context) error) {
+	d.workers = append(d.workers, worker{name, run})
+}
+
+// Run runs s until ctx ends.
+func Run(ctx context.Context, log *slog.Logger, s Service) error {
+	if err := config.Load(s.Config); err != nil {
+		return err
+	}
+	c := s.Common
+	c.applyDefaults(s.Defaults)
+	log.Info("starting", "version", app.Version, "config", config.LogValue(s.Config))
+
+	tel, err := telemetry.Setup(ctx, s.Name, app.Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	secret := c.AuthSecret
+	if secret == "" {
+		log.Warn("AUTH_SECRET is not set; using the local development key. Set it in production.")
+		secret = auth.DevSecret
+	}
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		return err
+	}
+
+	mc, err := mongox.Connect(c.MongoURI, c.MongoMaxPool)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = mc.Disconnect(dctx)
+	}()
+
+	bus, err := natsx.Connect(c.NATSURL, s.Name, log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	for _, st := range s.Streams {
+		if err := bus.EnsureStream(ctx, st); err != nil {
+			return err
+		}
+	}
+
+	d := &Deps{Log: log, Mongo: mc, DB: mc.Database(c.MongoDatabase), Bus: bus, Signer: signer,
+		GRPC: grpcx.NewServer(log, signer, s.Policy)}
+	if err := s.Setup(ctx, d); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+
+	stopMetrics := serveMetrics(log, c.MetricsAddr, tel.Metrics)
+	defer stopMetrics()
+
+	// Workers outlive the gRPC server: they stop after it.
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	werr := make(chan error, len(d.workers))
+	for _, w := range d.workers {
+		wg.Go(func() {
+			if err := w.run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+				werr <- fmt.Errorf("%s: %w", w.name, err)
+			}
+		})
+	}
+	defer func() { stopWorkers(); wg.Wait() }()
+
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go d.GRPC.WatchHealth(hctx, c.HealthInterval, serviceNames(d), mongox.Ping(mc), bus.Ping)
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case err := <-werr:
+			log.Error("worker failed; shutting down", "err", err)
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	return d.GRPC.Run(sctx, c.GRPCAddr, c.ShutdownTimeout)
+}
+
+func serviceNames(d *Deps) []string {
+	var names []string
+	for name := range d.GRPC.GetServiceInfo() {
+		names = append(names, name)
+	}
+	return names
+}
+
+func serveMetrics(log *slog.Logger, addr string, h http.Handler) (stop func()) {
+	if addr == "" {
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "addr", addr, "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+}

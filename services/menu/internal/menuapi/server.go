@@ -1,0 +1,198 @@
+// Package menuapi serves the menu over gRPC and encodes menu events.
+package menuapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/auth"
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menudb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+)
+
+// Policy says who may call each method: anyone reads and prices the menu,
+// only managers change it.
+var Policy = auth.Policy{
+	menuv1.MenuService_GetMenu_FullMethodName:       auth.Anyone,
+	menuv1.MenuService_PriceOrder_FullMethodName:    auth.Anyone,
+	menuv1.MenuService_CreatePizza_FullMethodName:   auth.Only(auth.RoleAdmin),
+	menuv1.MenuService_UpdatePizza_FullMethodName:   auth.Only(auth.RoleAdmin),
+	menuv1.MenuService_CreateTopping_FullMethodName: auth.Only(auth.RoleAdmin),
+	menuv1.MenuService_UpdateTopping_FullMethodName: auth.Only(auth.RoleAdmin),
+}
+
+// Server implements menuv1.MenuServiceServer.
+type Server struct {
+	menuv1.UnimplementedMenuServiceServer
+	store *menudb.Store
+	now   func() time.Time
+}
+
+// NewServer returns a server over store.
+func NewServer(store *menudb.Store) *Server {
+	return &Server{store: store, now: time.Now}
+}
+
+// GetMenu returns the whole menu.
+func (s *Server) GetMenu(ctx context.Context, _ *menuv1.GetMenuRequest) (*menuv1.GetMenuResponse, error) {
+	m, err := s.store.Menu(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &menuv1.GetMenuResponse{Menu: menuToProto(m)}, nil
+}
+
+// PriceOrder prices one pizza from the current menu.
+func (s *Server) PriceOrder(ctx context.Context, req *menuv1.PriceOrderRequest) (*menuv1.PriceOrderResponse, error) {
+	m, err := s.store.Menu(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b, err := m.Price(req.GetPizzaId(), menu.Size(req.GetSize()), req.GetToppingIds())
+	if err != nil {
+		return nil, err
+	}
+	return &menuv1.PriceOrderResponse{Price: breakdownToProto(b), MenuVersion: m.Version()}, nil
+}
+
+// CreatePizza adds a pizza.
+func (s *Server) CreatePizza(ctx context.Context, req *menuv1.CreatePizzaRequest) (*menuv1.CreatePizzaResponse, error) {
+	p := req.GetPizza()
+	if p == nil {
+		return nil, errs.Invalid("pizza", "is required")
+	}
+	it, err := s.create(ctx, menu.KindPizza, menu.Draft{ID: p.GetId(), Name: p.GetName(), Description: p.GetDescription(),
+		Prices: pricesFromProto(p.GetPrices()), Available: p.GetAvailable()})
+	if err != nil {
+		return nil, err
+	}
+	return &menuv1.CreatePizzaResponse{Pizza: pizzaToProto(it)}, nil
+}
+
+// CreateTopping adds a topping.
+func (s *Server) CreateTopping(ctx context.Context, req *menuv1.CreateToppingRequest) (*menuv1.CreateToppingResponse, error) {
+	t := req.GetTopping()
+	if t == nil {
+		return nil, errs.Invalid("topping", "is required")
+	}
+	it, err := s.create(ctx, menu.KindTopping, menu.Draft{ID: t.GetId(), Name: t.GetName(),
+		Prices: pricesFromProto(t.GetPrices()), Available: t.GetAvailable()})
+	if err != nil {
+		return nil, err
+	}
+	return &menuv1.CreateToppingResponse{Topping: toppingToProto(it)}, nil
+}
+
+func (s *Server) create(ctx context.Context, k menu.Kind, d menu.Draft) (menu.Item, error) {
+	it, err := menu.NewItem(k, string(k), d, s.now())
+	if err != nil {
+		return menu.Item{}, err
+	}
+	version, err := s.nextVersion(ctx, 1)
+	if err != nil {
+		return menu.Item{}, err
+	}
+	ev, err := changedEvent(ctx, k, true, it, version)
+	if err != nil {
+		return menu.Item{}, err
+	}
+	if err := s.store.Create(ctx, k, it, ev); err != nil {
+		return menu.Item{}, err
+	}
+	return it, nil
+}
+
+// nextVersion is the menu version a change adding delta revisions will
+// produce, as far as this writer can see.
+func (s *Server) nextVersion(ctx context.Context, delta int64) (int64, error) {
+	m, err := s.store.Menu(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return m.Version() + delta, nil
+}
+
+// UpdatePizza changes the fields of a pizza named in the mask.
+func (s *Server) UpdatePizza(ctx context.Context, req *menuv1.UpdatePizzaRequest) (*menuv1.UpdatePizzaResponse, error) {
+	p := req.GetPizza()
+	if p == nil {
+		return nil, errs.Invalid("pizza", "is required")
+	}
+	patch, err := toPatch(menu.KindPizza, req.GetUpdateMask(), p.GetName(), p.GetDescription(), p.GetPrices(), p.GetAvailable())
+	if err != nil {
+		return nil, err
+	}
+	it, err := s.update(ctx, menu.KindPizza, p.GetId(), patch)
+	if err != nil {
+		return nil, err
+	}
+	return &menuv1.UpdatePizzaResponse{Pizza: pizzaToProto(it)}, nil
+}
+
+// UpdateTopping changes the fields of a topping named in the mask.
+func (s *Server) UpdateTopping(ctx context.Context, req *menuv1.UpdateToppingRequest) (*menuv1.UpdateToppingResponse, error) {
+	t := req.GetTopping()
+	if t == nil {
+		return nil, errs.Invalid("topping", "is required")
+	}
+	patch, err := toPatch(menu.KindTopping, req.GetUpdateMask(), t.GetName(), "", t.GetPrices(), t.GetAvailable())
+	if err != nil {
+		return nil, err
+	}
+	it, err := s.update(ctx, menu.KindTopping, t.GetId(), patch)
+	if err != nil {
+		return nil, err
+	}
+	return &menuv1.UpdateToppingResponse{Topping: toppingToProto(it)}, nil
+}
+
+func (s *Server) update(ctx context.Context, k menu.Kind, id string, patch menu.Patch) (menu.Item, error) {
+	if id == "" {
+		return menu.Item{}, errs.Invalid(string(k)+".id", "is required")
+	}
+	version, err := s.nextVersion(ctx, 1)
+	if err != nil {
+		return menu.Item{}, err
+	}
+	return s.store.Update(ctx, k, id,
+		func(old menu.Item) (menu.Item, error) { return old.Apply(k, string(k), patch, s.now()) },
+		func(it menu.Item) (outbox.Entry, error) { return changedEvent(ctx, k, false, it, version) })
+}
+
+// toPatch turns an update mask into a patch. An empty mask means every
+// updatable field.
+func toPatch(k menu.Kind, mask *fieldmaskpb.FieldMask, name, desc string, prices []*menuv1.SizePrice, available bool) (menu.Patch, error) {
+	paths := mask.GetPaths()
+	if len(paths) == 0 {
+		paths = []string{"name", "prices", "available"}
+		if k == menu.KindPizza {
+			paths = append(paths, "description")
+		}
+	}
+	var p menu.Patch
+	for _, path := range paths {
+		switch {
+		case path == "name":
+			p.Name = &name
+		case path == "description" && k == menu.KindPizza:
+			p.Description = &desc
+		case path == "prices":
+			p.Prices, p.SetPrices = pricesFromProto(prices), true
+		case path == "available":
+			p.Available = &available
+		case path == "id" || path == "update_time":
+			// Present in a full body; not changeable, so ignored.
+		default:
+			return menu.Patch{}, errs.Invalid("update_mask", "%s has no field %q that can be changed", k, path)
+		}
+	}
+	if p.Empty() {
+		return menu.Patch{}, errs.Invalid("update_mask", "names no field that can be changed")
+	}
+	return p, nil
+}
+

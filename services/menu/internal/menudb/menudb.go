@@ -1,0 +1,192 @@
+// Package menudb keeps the menu in MongoDB: one collection of pizzas and one
+// of toppings. Every change is written together with its event in the
+// document's outbox, and the menu version is derived from item revisions, so
+// no write ever spans two documents.
+package menudb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Store reads and writes the menu.
+type Store struct {
+	pizzas   *mongo.Collection
+	toppings *mongo.Collection
+	currency string
+	// Written is called after every write that left an outbox entry, to
+	// wake the relay.
+	Written func()
+}
+
+// New returns a store over db. currency is the ISO code of every price.
+func New(db *mongo.Database, currency string) *Store {
+	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Written: func() {}}
+}
+
+// Collections lists the collections whose outboxes the relay must drain.
+func (s *Store) Collections() []*mongo.Collection { return []*mongo.Collection{s.pizzas, s.toppings} }
+
+type itemDoc struct {
+	ID            string         `bson:"_id"`
+	Name          string         `bson:"name"`
+	Description   string         `bson:"description,omitempty"`
+	Prices        []int64        `bson:"prices"`
+	Available     bool           `bson:"available"`
+	UpdateTime    time.Time      `bson:"update_time"`
+	Revision      int64          `bson:"revision"`
+	Outbox        []outbox.Entry `bson:"outbox"`
+	OutboxPending bool           `bson:"outbox_pending"`
+}
+
+func toDoc(it menu.Item) itemDoc {
+	return itemDoc{ID: it.ID, Name: it.Name, Description: it.Description, Prices: it.Prices[:],
+		Available: it.Available, UpdateTime: it.UpdateTime, Revision: it.Revision, Outbox: []outbox.Entry{}}
+}
+
+func (d itemDoc) item() menu.Item {
+	it := menu.Item{ID: d.ID, Name: d.Name, Description: d.Description, Available: d.Available,
+		UpdateTime: d.UpdateTime.UTC(), Revision: d.Revision}
+	copy(it.Prices[:], d.Prices)
+	return it
+}
+
+func (s *Store) coll(k menu.Kind) *mongo.Collection {
+	if k == menu.KindTopping {
+		return s.toppings
+	}
+	return s.pizzas
+}
+
+// Init creates indexes and seeds an empty store with the default menu. It is
+// safe to run from several replicas at once.
+func (s *Store) Init(ctx context.Context, now time.Time) error {
+	idx := mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}}
+	for _, c := range s.Collections() {
+		if err := mongox.EnsureIndexes(ctx, c, idx); err != nil {
+			return err
+		}
+	}
+	n, err := s.pizzas.CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("count pizzas: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	pizzas, toppings := menu.Seed(now)
+	for k, items := range map[menu.Kind][]menu.Item{menu.KindPizza: pizzas, menu.KindTopping: toppings} {
+		docs := make([]any, len(items))
+		for i, it := range items {
+			docs[i] = toDoc(it)
+		}
+		_, err := s.coll(k).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		if err != nil && !mongox.IsDuplicate(err) {
+			return fmt.Errorf("seed %ss: %w", k, err)
+		}
+	}
+	return nil
+}
+
+var noOutbox = options.Find().SetSort(bson.D{{Key: "name", Value: 1}}).
+	SetProjection(bson.D{{Key: outbox.FieldEntries, Value: 0}})
+
+// Menu reads the whole menu.
+func (s *Store) Menu(ctx context.Context) (menu.Menu, error) {
+	m := menu.Menu{Currency: s.currency}
+	for _, k := range []menu.Kind{menu.KindPizza, menu.KindTopping} {
+		cur, err := s.coll(k).Find(ctx, bson.D{}, noOutbox)
+		if err != nil {
+			return menu.Menu{}, fmt.Errorf("read %ss: %w", k, mongox.Translate(err, nil, nil))
+		}
+		var docs []itemDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return menu.Menu{}, fmt.Errorf("read %ss: %w", k, mongox.Translate(err, nil, nil))
+		}
+		items := make([]menu.Item, len(docs))
+		for i, d := range docs {
+			items[i] = d.item()
+		}
+		if k == menu.KindPizza {
+			m.Pizzas = items
+		} else {
+			m.Toppings = items
+		}
+	}
+	return m, nil
+}
+
+// Get reads one item.
+func (s *Store) Get(ctx context.Context, k menu.Kind, id string) (menu.Item, error) {
+	var d itemDoc
+	err := s.coll(k).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if err != nil {
+		return menu.Item{}, fmt.Errorf("get %s %q: %w", k, id, mongox.Translate(err, menu.ErrNotFound, nil))
+	}
+	return d.item(), nil
+}
+
+// Create stores a new item with its event.
+func (s *Store) Create(ctx context.Context, k menu.Kind, it menu.Item, ev outbox.Entry) error {
+	d := toDoc(it)
+	d.Outbox, d.OutboxPending = []outbox.Entry{ev}, true
+	if _, err := s.coll(k).InsertOne(ctx, d); err != nil {
+		return fmt.Errorf("create %s %q: %w", k, it.ID, mongox.Translate(err, nil, menu.ErrExists))
+	}
+	s.Written()
+	return nil
+}
+
+// ErrConflict is returned when an item kept changing under an update.
+var ErrConflict = errors.New("menu item changed concurrently; try again")
+
+// Update reads item id, applies change to it and stores the result with the
+// event that event builds for it, in one document write. It retries when the
+// item changed between the read and the write.
+func (s *Store) Update(ctx context.Context, k menu.Kind, id string,
+	change func(menu.Item) (menu.Item, error), event func(menu.Item) (outbox.Entry, error),
+) (menu.Item, error) {
+	for range 5 {
+		old, err := s.Get(ctx, k, id)
+		if err != nil {
+			return menu.Item{}, err
+		}
+		it, err := change(old)
+		if err != nil {
+			return menu.Item{}, err
+		}
+		ev, err := event(it)
+		if err != nil {
+			return menu.Item{}, err
+		}
+		d := toDoc(it)
+		res, err := s.coll(k).UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: old.Revision}},
+			bson.D{
+				{Key: "$set", Value: bson.D{
+					{Key: "name", Value: d.Name}, {Key: "description", Value: d.Description},
+					{Key: "prices", Value: d.Prices}, {Key: "available", Value: d.Available},
+					{Key: "update_time", Value: d.UpdateTime}, {Key: outbox.FieldRevision, Value: d.Revision},
+					{Key: outbox.FieldPending, Value: true},
+				}},
+				{Key: "$push", Value: bson.D{{Key: outbox.FieldEntries, Value: ev}}},
+			})
+		if err != nil {
+			return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, mongox.Translate(err, nil, nil))
+		}
+		if res.MatchedCount == 1 {
+			s.Written()
+			return it, nil
+		}
+	}
+	return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, ErrConflict)
+}

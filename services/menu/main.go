@@ -1,0 +1,48 @@
+// Command menu serves the Pizzashop menu over gRPC: reading and pricing for
+// everyone, changes for managers, and a MenuChanged event for every change.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	"github.com/pizzashop/pizzashop/pkg/svc"
+	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menuapi"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menudb"
+)
+
+// Config is the menu service's configuration.
+type Config struct {
+	svc.Common
+	Currency string `env:"MENU_CURRENCY" default:"USD"`
+}
+
+func main() { app.Main("menu", run) }
+
+func run(ctx context.Context, log *slog.Logger) error {
+	var cfg Config
+	return svc.Run(ctx, log, svc.Service{
+		Name:     "menu",
+		Defaults: svc.Defaults{GRPCAddr: "127.0.0.1:9091", MetricsAddr: "127.0.0.1:9191", MongoDatabase: "pizzashop_menu"},
+		Config:   &cfg,
+		Common:   &cfg.Common,
+		Policy:   menuapi.Policy,
+		Streams:  []jetstream.StreamConfig{menuapi.Stream},
+		Setup: func(ctx context.Context, d *svc.Deps) error {
+			store := menudb.New(d.DB, cfg.Currency)
+			if err := store.Init(ctx, time.Now()); err != nil {
+				return err
+			}
+			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
+			store.Written = relay.Notify
+			d.Go("outbox relay", relay.Run)
+			menuv1.RegisterMenuServiceServer(d.GRPC, menuapi.NewServer(store))
+			return nil
+		},
+	})
+}
