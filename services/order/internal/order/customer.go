@@ -1,0 +1,69 @@
+package order
+
+import (
+	"errors"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pizzashop/pizzashop/pkg/errs"
+)
+
+// Profile is a registered customer.
+type Profile struct {
+	ID         string
+	Name       string
+	Email      string
+	Phone      string
+	Address    *Address
+	CreateTime time.Time
+}
+
+// ErrEmailTaken: another customer registered with that email.
+var ErrEmailTaken = errs.New(errs.KindAlreadyExists, "EMAIL_TAKEN", "a customer with this email is already registered")
+
+// ErrCustomerNotFound: no customer has that id.
+var ErrCustomerNotFound = errs.New(errs.KindNotFound, "CUSTOMER_NOT_FOUND", "customer not found")
+
+// NewProfile validates a registration.
+func NewProfile(id, name, email, phone string, addr *Address, now time.Time) (Profile, error) {
+	p := Profile{ID: id, Name: strings.TrimSpace(name), Email: strings.ToLower(strings.TrimSpace(email)),
+		Phone: strings.TrimSpace(phone), CreateTime: now.UTC()}
+	var problems []error
+	if n := utf8.RuneCountInString(p.Name); n == 0 || n > 80 {
+		problems = append(problems, errs.Invalid("name", "must be 1 to 80 characters, got %d", n))
+	}
+	if a, err := mail.ParseAddress(p.Email); err != nil || a.Address != p.Email || len(p.Email) > 254 {
+		problems = append(problems, errs.Invalid("email", "is not a valid email address"))
+	}
+	if !validPhone(p.Phone) {
+		problems = append(problems, errs.Invalid("phone", "must be 6 to 20 characters of digits, spaces, +, -, ( and )"))
+	}
+	if addr != nil && *addr != (Address{}) {
+		problems = append(problems, addr.validate("address"))
+		a := *addr
+		p.Address = &a
+	}
+	if err := errors.Join(problems...); err != nil {
+		return Profile{}, err
+	}
+	return p, nil
+}
+
+func validPhone(s string) bool {
+	if len(s) < 6 || len(s) > 20 {
+		return false
+	}
+	digits := 0
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case strings.ContainsRune("+-() ", r):
+		default:
+			return false
+		}
+	}
+	return digits >= 6 && digits <= 15
+}

@@ -1,0 +1,310 @@
+// Package orderdb keeps orders, customers and idempotency keys in MongoDB.
+// Every order change is written with its event in the order document's
+// outbox, guarded by the order's revision, so no write spans two documents.
+package orderdb
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	"github.com/pizzashop/pizzashop/services/order/internal/order"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Store reads and writes orders.
+type Store struct {
+	orders    *mongo.Collection
+	customers *mongo.Collection
+	keys      *mongo.Collection
+	// Written is called after every write that left an outbox entry.
+	Written func()
+}
+
+// New returns a store over db.
+func New(db *mongo.Database) *Store {
+	return &Store{orders: db.Collection("orders"), customers: db.Collection("customers"),
+		keys: db.Collection("idempotency_keys"), Written: func() {}}
+}
+
+// Collections lists the collections whose outboxes the relay must drain.
+func (s *Store) Collections() []*mongo.Collection { return []*mongo.Collection{s.orders} }
+
+// Init creates the indexes.
+func (s *Store) Init(ctx context.Context) error {
+	if err := mongox.EnsureIndexes(ctx, s.orders,
+		mongo.IndexModel{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: "idem", Value: 1}}, Options: options.Index().SetUnique(true)},
+		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}},
+	); err != nil {
+		return err
+	}
+	if err := mongox.EnsureIndexes(ctx, s.customers,
+		mongo.IndexModel{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		return err
+	}
+	return mongox.EnsureIndexes(ctx, s.keys, mongo.IndexModel{Keys: bson.D{{Key: "expire_time", Value: 1}}})
+}
+
+type lineDoc struct {
+	ID     string `bson:"id"`
+	Name   string `bson:"name"`
+	Amount int64  `bson:"amount"`
+}
+
+type changeDoc struct {
+	Status int       `bson:"status"`
+	Time   time.Time `bson:"time"`
+	Reason string    `bson:"reason,omitempty"`
+}
+
+type addressDoc struct {
+	Line1        string `bson:"line1"`
+	Line2        string `bson:"line2,omitempty"`
+	City         string `bson:"city"`
+	PostalCode   string `bson:"postal_code"`
+	Instructions string `bson:"instructions,omitempty"`
+}
+
+type orderDoc struct {
+	ID             string         `bson:"_id"`
+	CustomerID     string         `bson:"customer_id"`
+	CustomerName   string         `bson:"customer_name"`
+	CustomerPhone  string         `bson:"customer_phone"`
+	PizzaID        string         `bson:"pizza_id"`
+	Size           int            `bson:"size"`
+	ToppingIDs     []string       `bson:"topping_ids"`
+	Fulfillment    int            `bson:"fulfillment"`
+	Address        *addressDoc    `bson:"address,omitempty"`
+	Payment        int            `bson:"payment"`
+	Note           string         `bson:"note,omitempty"`
+	PricePizza     lineDoc        `bson:"price_pizza"`
+	PriceToppings  []lineDoc      `bson:"price_toppings"`
+	PriceTotal     int64          `bson:"price_total"`
+	Currency       string         `bson:"currency"`
+	Status         int            `bson:"status"`
+	History        []changeDoc    `bson:"history"`
+	CreateTime     time.Time      `bson:"create_time"`
+	UpdateTime     time.Time      `bson:"update_time"`
+	EstimatedReady time.Time      `bson:"estimated_ready_time,omitempty"`
+	Rejection      string         `bson:"rejection_reason,omitempty"`
+	Revision       int64          `bson:"revision"`
+	Idem           string         `bson:"idem"`
+	IdemKey        string         `bson:"idem_key,omitempty"`
+	Outbox         []outbox.Entry `bson:"outbox"`
+	OutboxPending  bool           `bson:"outbox_pending"`
+}
+
+func idemValue(o *order.Order) string {
+	if o.IdempotencyKey == "" {
+		return "order:" + o.ID
+	}
+	return keyID(o.Customer.ID, o.IdempotencyKey)
+}
+
+func keyID(customerID, key string) string { return "key:" + customerID + "\x00" + key }
+
+func toDoc(o *order.Order) orderDoc {
+	d := orderDoc{
+		ID: o.ID, CustomerID: o.Customer.ID, CustomerName: o.Customer.Name, CustomerPhone: o.Customer.Phone,
+		PizzaID: o.Item.PizzaID, Size: int(o.Item.Size), ToppingIDs: append([]string{}, o.Item.ToppingIDs...),
+		Fulfillment: int(o.Fulfillment), Payment: int(o.Payment), Note: o.Note,
+		PricePizza: lineDoc(o.Price.Pizza), PriceTotal: o.Price.Total, Currency: o.Price.Currency,
+		Status: int(o.Status), CreateTime: o.CreateTime, UpdateTime: o.UpdateTime, EstimatedReady: o.EstimatedReadyTime,
+		Rejection: o.RejectionReason, Revision: o.Revision, Idem: idemValue(o), IdemKey: o.IdempotencyKey,
+		Outbox: []outbox.Entry{}, PriceToppings: []lineDoc{},
+	}
+	if o.Address != nil {
+		a := addressDoc(*o.Address)
+		d.Address = &a
+	}
+	for _, l := range o.Price.Toppings {
+		d.PriceToppings = append(d.PriceToppings, lineDoc(l))
+	}
+	for _, c := range o.History {
+		d.History = append(d.History, changeDoc{Status: int(c.Status), Time: c.Time, Reason: c.Reason})
+	}
+	return d
+}
+
+func (d orderDoc) order() *order.Order {
+	o := &order.Order{
+		ID: d.ID, Customer: order.Customer{ID: d.CustomerID, Name: d.CustomerName, Phone: d.CustomerPhone},
+		Item:        order.Item{PizzaID: d.PizzaID, Size: order.Size(d.Size), ToppingIDs: d.ToppingIDs},
+		Fulfillment: order.Fulfillment(d.Fulfillment), Payment: order.Payment(d.Payment), Note: d.Note,
+		Price:  order.Price{Pizza: order.Line(d.PricePizza), Total: d.PriceTotal, Currency: d.Currency},
+		Status: order.Status(d.Status), CreateTime: d.CreateTime.UTC(), UpdateTime: d.UpdateTime.UTC(),
+		RejectionReason: d.Rejection, Revision: d.Revision, IdempotencyKey: d.IdemKey,
+	}
+	if !d.EstimatedReady.IsZero() {
+		o.EstimatedReadyTime = d.EstimatedReady.UTC()
+	}
+	if d.Address != nil {
+		a := order.Address(*d.Address)
+		o.Address = &a
+	}
+	for _, l := range d.PriceToppings {
+		o.Price.Toppings = append(o.Price.Toppings, order.Line(l))
+	}
+	for _, c := range d.History {
+		o.History = append(o.History, order.Change{Status: order.Status(c.Status), Time: c.Time.UTC(), Reason: c.Reason})
+	}
+	return o
+}
+
+var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
+
+// ErrKeyTaken is returned by Insert when an order already exists for the
+// same customer and idempotency key.
+var ErrKeyTaken = errors.New("an order already exists for this idempotency key")
+
+// Insert stores a new order with its event.
+func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) error {
+	d := toDoc(o)
+	d.Outbox, d.OutboxPending = []outbox.Entry{ev}, true
+	if _, err := s.orders.InsertOne(ctx, d); err != nil {
+		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrKeyTaken))
+	}
+	s.Written()
+	return nil
+}
+
+// Get reads one order.
+func (s *Store) Get(ctx context.Context, id string) (*order.Order, error) {
+	var d orderDoc
+	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&d)
+	if err != nil {
+		return nil, fmt.Errorf("get order %s: %w", id, mongox.Translate(err, order.ErrNotFound, nil))
+	}
+	return d.order(), nil
+}
+
+// FindByKey reads the order a customer placed with an idempotency key.
+func (s *Store) FindByKey(ctx context.Context, customerID, key string) (*order.Order, error) {
+	var d orderDoc
+	err := s.orders.FindOne(ctx, bson.D{{Key: "idem", Value: keyID(customerID, key)}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&d)
+	if err != nil {
+		return nil, fmt.Errorf("find order by key: %w", mongox.Translate(err, order.ErrNotFound, nil))
+	}
+	return d.order(), nil
+}
+
+// Cursor marks a position in a newest-first listing.
+type Cursor struct {
+	CreateTime time.Time
+	ID         string
+}
+
+// ErrBadPageToken: the page token was not one we issued.
+var ErrBadPageToken = errs.Invalid("page_token", "is not a token from a previous page")
+
+// Encode turns the cursor into an opaque page token.
+func (c Cursor) Encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreateTime.UnixNano(), 10) + "|" + c.ID))
+}
+
+// DecodeCursor parses a page token.
+func DecodeCursor(tok string) (*Cursor, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(raw) > 200 {
+		return nil, ErrBadPageToken
+	}
+	ts, id, ok := strings.Cut(string(raw), "|")
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || err != nil || id == "" {
+		return nil, ErrBadPageToken
+	}
+	return &Cursor{CreateTime: time.Unix(0, n).UTC(), ID: id}, nil
+}
+
+// List returns up to limit orders newest first, of one customer or, with an
+// empty customerID, of everyone, starting after the cursor. next is nil on
+// the last page.
+func (s *Store) List(ctx context.Context, customerID string, limit int, after *Cursor) (orders []*order.Order, next *Cursor, err error) {
+	filter := bson.D{}
+	if customerID != "" {
+		filter = append(filter, bson.E{Key: "customer_id", Value: customerID})
+	}
+	if after != nil {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "create_time", Value: bson.D{{Key: "$lt", Value: after.CreateTime}}}},
+			bson.D{{Key: "create_time", Value: after.CreateTime}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: after.ID}}}},
+		}})
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}).
+		SetLimit(int64(limit + 1)).SetProjection(withoutOutbox)
+	cur, err := s.orders.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list orders: %w", mongox.Translate(err, nil, nil))
+	}
+	var docs []orderDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, nil, fmt.Errorf("list orders: %w", mongox.Translate(err, nil, nil))
+	}
+	for _, d := range docs {
+		orders = append(orders, d.order())
+	}
+	if len(orders) > limit {
+		orders = orders[:limit]
+		last := orders[limit-1]
+		next = &Cursor{CreateTime: last.CreateTime, ID: last.ID}
+	}
+	return orders, next, nil
+}
+
+// ErrConflict: the order kept changing under an update.
+var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "the order changed concurrently; try again")
+
+// Update reads order id, lets apply change it, and writes it back with the
+// events apply returns, in one write guarded by the revision it read. It
+// retries when the order changed in between. When apply reports no change,
+// nothing is written.
+func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) (changed bool, events []outbox.Entry, err error)) (*order.Order, bool, error) {
+	for range 10 {
+		o, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, false, err
+		}
+		rev := o.Revision
+		changed, events, err := apply(o)
+		if err != nil || !changed {
+			return o, false, err
+		}
+		d := toDoc(o)
+		set := bson.D{
+			{Key: "status", Value: d.Status}, {Key: "history", Value: d.History},
+			{Key: "update_time", Value: d.UpdateTime}, {Key: "estimated_ready_time", Value: d.EstimatedReady},
+			{Key: "rejection_reason", Value: d.Rejection}, {Key: outbox.FieldRevision, Value: d.Revision},
+		}
+		update := bson.D{{Key: "$set", Value: set}}
+		if len(events) > 0 {
+			set = append(set, bson.E{Key: outbox.FieldPending, Value: true})
+			update = bson.D{{Key: "$set", Value: set}, {Key: "$push", Value: bson.D{{Key: outbox.FieldEntries,
+				Value: bson.D{{Key: "$each", Value: events}}}}}}
+		}
+		res, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: rev}}, update)
+		if err != nil {
+			return nil, false, fmt.Errorf("update order %s: %w", id, mongox.Translate(err, nil, nil))
+		}
+		if res.MatchedCount == 1 {
+			if len(events) > 0 {
+				s.Written()
+			}
+			return o, true, nil
+		}
+	}
+	return nil, false, fmt.Errorf("update order %s: %w", id, ErrConflict)
+}
