@@ -5,17 +5,22 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchenapi"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchendb"
 )
 
 // Config is the kitchen service's configuration.
 type Config struct {
 	svc.Common
+	BakeTime time.Duration `env:"KITCHEN_BAKE_TIME" default:"8m"`
+	Ovens    int           `env:"KITCHEN_OVENS" default:"2"`
 }
 
 func main() { app.Main("kitchen", run) }
@@ -30,9 +35,18 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Policy:   kitchenapi.Policy,
 		Streams:  []jetstream.StreamConfig{kitchenapi.Stream},
 		Setup: func(ctx context.Context, d *svc.Deps) error {
-			// Ticket handling arrives with the kitchen issue; until then the
-			// service answers Unimplemented behind its access policy.
-			kitchenv1.RegisterKitchenServiceServer(d.GRPC, kitchenv1.UnimplementedKitchenServiceServer{})
+			store := kitchendb.New(d.DB)
+			if err := store.Init(ctx); err != nil {
+				return err
+			}
+			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
+			store.Written = relay.Notify
+			d.Go("outbox relay", relay.Run)
+			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens})
+			d.Go("placed orders consumer", func(ctx context.Context) error {
+				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
+			})
+			kitchenv1.RegisterKitchenServiceServer(d.GRPC, srv)
 			return nil
 		},
 	})

@@ -89,6 +89,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 			srv := orderapi.NewServer(store, menuv1.NewMenuServiceClient(menuConn), kitchenv1.NewKitchenServiceClient(kitchenConn),
 				d.Signer, orderapi.NATSWatcher{Conn: d.Bus.Conn}, d.Log,
 				orderapi.Options{KeyTTL: cfg.KeyTTL, TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout})
+			d.Go("kitchen events consumer", func(ctx context.Context) error {
+				return d.Bus.Consume(ctx, orderapi.KitchenConsumer, srv.HandleKitchen)
+			})
+			d.Go("delivery events consumer", func(ctx context.Context) error {
+				return d.Bus.Consume(ctx, orderapi.DeliveryConsumer, srv.HandleDelivery)
+			})
 			orderv1.RegisterOrderServiceServer(d.GRPC, srv)
 			orderv1.RegisterCustomerServiceServer(d.GRPC, srv)
 			return nil

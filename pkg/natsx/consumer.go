@@ -1,0 +1,176 @@
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// DeadLetterStream holds messages that failed every delivery, under
+// "deadletter.<consumer>", with headers saying where they came from and why
+// they failed. An operator lists and replays them with `pizzashop deadletters`.
+var DeadLetterStream = jetstream.StreamConfig{
+	Name:        "DEADLETTER",
+	Description: "Messages that kept failing, kept for inspection and replay",
+	Subjects:    []string{"deadletter.>"},
+	MaxAge:      30 * 24 * time.Hour,
+}
+
+// Headers set on dead letters.
+const (
+	HeaderDLStream     = "Pizzashop-Dl-Stream"
+	HeaderDLSubject    = "Pizzashop-Dl-Subject"
+	HeaderDLSequence   = "Pizzashop-Dl-Sequence"
+	HeaderDLConsumer   = "Pizzashop-Dl-Consumer"
+	HeaderDLError      = "Pizzashop-Dl-Error"
+	HeaderDLDeliveries = "Pizzashop-Dl-Deliveries"
+	HeaderDLMsgID      = "Pizzashop-Dl-Msg-Id"
+)
+
+// Handler handles one message. Returning nil acks it; an error makes it
+// redelivered with backoff, or dead-lettered at the last attempt. Wrap
+// errors that no retry can fix with Permanent.
+type Handler func(ctx context.Context, msg jetstream.Msg) error
+
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// Permanent marks err as one that retrying cannot fix (a message that does
+// not decode, say): the message goes to the dead-letter stream at once.
+func Permanent(err error) error { return permanent{err} }
+
+// ConsumerConfig describes a durable consumer.
+type ConsumerConfig struct {
+	Stream         string
+	Durable        string
+	FilterSubjects []string
+	// MaxDeliver bounds deliveries of one message; default 5.
+	MaxDeliver int
+	// Backoff is the delay before each redelivery; the last value repeats.
+	// Default 500ms, 1s, 2s, 5s.
+	Backoff []time.Duration
+	// AckWait is how long a delivery may take before it is redelivered;
+	// default 30s.
+	AckWait time.Duration
+}
+
+// Consume runs a durable consumer until ctx ends, then drains it: messages
+// being handled finish and are acked. Each message is handled in the trace
+// of the request that published it.
+func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
+	if cfg.MaxDeliver == 0 {
+		cfg.MaxDeliver = 5
+	}
+	if len(cfg.Backoff) == 0 {
+		cfg.Backoff = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if err := b.EnsureStream(ctx, DeadLetterStream); err != nil {
+		return err
+	}
+	var cons jetstream.Consumer
+	err := retry(ctx, b.log, "create consumer "+cfg.Durable, func(ctx context.Context) error {
+		var err error
+		cons, err = b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+			Durable:        cfg.Durable,
+			FilterSubjects: cfg.FilterSubjects,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckWait:        cfg.AckWait,
+			// One more than we use, so the server never drops a message
+			// before our last attempt has dead-lettered it.
+			MaxDeliver:    cfg.MaxDeliver + 1,
+			MaxAckPending: 256,
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	tracer := otel.Tracer(tracerName)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		mctx := ContextFrom(ctx, m.Headers())
+		mctx, span := tracer.Start(mctx, "process "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.destination.name", m.Subject()),
+				attribute.String("messaging.consumer.group.name", cfg.Durable),
+				attribute.String("messaging.message.id", m.Headers().Get(jetstream.MsgIDHeader))))
+		defer span.End()
+		err := h(context.WithoutCancel(mctx), m)
+		if err == nil {
+			_ = m.Ack()
+			return
+		}
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		md, merr := m.Metadata()
+		n := 1
+		if merr == nil {
+			n = int(md.NumDelivered)
+		}
+		var p permanent
+		if errors.As(err, &p) || n >= cfg.MaxDeliver {
+			if derr := b.deadLetter(mctx, cfg, m, md, n, err); derr != nil {
+				b.log.ErrorContext(mctx, "dead-letter failed; will retry", "subject", m.Subject(), "err", derr)
+				_ = m.NakWithDelay(cfg.Backoff[len(cfg.Backoff)-1])
+				return
+			}
+			b.log.WarnContext(mctx, "message dead-lettered", "subject", m.Subject(), "consumer", cfg.Durable, "deliveries", n, "err", err)
+			_ = m.Term()
+			return
+		}
+		delay := cfg.Backoff[min(n-1, len(cfg.Backoff)-1)]
+		b.log.WarnContext(mctx, "message failed; will redeliver", "subject", m.Subject(), "consumer", cfg.Durable, "delivery", n, "in", delay, "err", err)
+		_ = m.NakWithDelay(delay)
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", cfg.Durable, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(10 * time.Second):
+		cc.Stop()
+	}
+	return nil
+}
+
+func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, m jetstream.Msg, md *jetstream.MsgMetadata, n int, cause error) error {
+	dl := nats.NewMsg("deadletter." + cfg.Durable)
+	dl.Data = m.Data()
+	for k, v := range m.Headers() {
+		if k != jetstream.MsgIDHeader {
+			dl.Header[k] = v
+		}
+	}
+	seq := uint64(0)
+	if md != nil {
+		seq = md.Sequence.Stream
+	}
+	dl.Header.Set(HeaderDLStream, cfg.Stream)
+	dl.Header.Set(HeaderDLSubject, m.Subject())
+	dl.Header.Set(HeaderDLSequence, strconv.FormatUint(seq, 10))
+	dl.Header.Set(HeaderDLConsumer, cfg.Durable)
+	dl.Header.Set(HeaderDLDeliveries, strconv.Itoa(n))
+	dl.Header.Set(HeaderDLMsgID, m.Headers().Get(jetstream.MsgIDHeader))
+	msg := cause.Error()
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	dl.Header.Set(HeaderDLError, msg)
+	_, err := b.JS.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dl-%s-%s-%d", cfg.Stream, cfg.Durable, seq)))
+	return err
+}

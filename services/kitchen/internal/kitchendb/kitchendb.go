@@ -1,0 +1,192 @@
+// Package kitchendb keeps tickets in MongoDB, each change written with its
+// event in the ticket's outbox and guarded by the ticket's revision, so that
+// of two racing moves (a cancel and a start) exactly one wins.
+package kitchendb
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Store reads and writes tickets.
+type Store struct {
+	tickets *mongo.Collection
+	// Written is called after every write that left an outbox entry.
+	Written func()
+}
+
+// New returns a store over db.
+func New(db *mongo.Database) *Store {
+	return &Store{tickets: db.Collection("tickets"), Written: func() {}}
+}
+
+// Collections lists the collections whose outboxes the relay must drain.
+func (s *Store) Collections() []*mongo.Collection { return []*mongo.Collection{s.tickets} }
+
+// Init creates the indexes.
+func (s *Store) Init(ctx context.Context) error {
+	return mongox.EnsureIndexes(ctx, s.tickets,
+		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "order_time", Value: 1}, {Key: "_id", Value: 1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}})
+}
+
+type ticketDoc struct {
+	ID             string         `bson:"_id"`
+	Status         int            `bson:"status"`
+	PizzaName      string         `bson:"pizza_name"`
+	Size           int            `bson:"size"`
+	ToppingNames   []string       `bson:"topping_names"`
+	Fulfillment    int            `bson:"fulfillment"`
+	Note           string         `bson:"note,omitempty"`
+	CustomerName   string         `bson:"customer_name"`
+	OrderTime      time.Time      `bson:"order_time"`
+	CreateTime     time.Time      `bson:"create_time"`
+	UpdateTime     time.Time      `bson:"update_time"`
+	EstimatedReady time.Time      `bson:"estimated_ready_time"`
+	Reason         string         `bson:"reason,omitempty"`
+	Revision       int64          `bson:"revision"`
+	Outbox         []outbox.Entry `bson:"outbox"`
+	OutboxPending  bool           `bson:"outbox_pending"`
+}
+
+func toDoc(t kitchen.Ticket) ticketDoc {
+	names := t.ToppingNames
+	if names == nil {
+		names = []string{}
+	}
+	return ticketDoc{ID: t.ID, Status: int(t.Status), PizzaName: t.PizzaName, Size: t.Size, ToppingNames: names,
+		Fulfillment: t.Fulfillment, Note: t.Note, CustomerName: t.CustomerName, OrderTime: t.OrderTime,
+		CreateTime: t.CreateTime, UpdateTime: t.UpdateTime, EstimatedReady: t.EstimatedReadyTime, Reason: t.Reason,
+		Revision: t.Revision, Outbox: []outbox.Entry{}}
+}
+
+func (d ticketDoc) ticket() kitchen.Ticket {
+	return kitchen.Ticket{ID: d.ID, Status: kitchen.Status(d.Status), PizzaName: d.PizzaName, Size: d.Size,
+		ToppingNames: d.ToppingNames, Fulfillment: d.Fulfillment, Note: d.Note, CustomerName: d.CustomerName,
+		OrderTime: d.OrderTime.UTC(), CreateTime: d.CreateTime.UTC(), UpdateTime: d.UpdateTime.UTC(),
+		EstimatedReadyTime: d.EstimatedReady.UTC(), Reason: d.Reason, Revision: d.Revision}
+}
+
+var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
+
+// Insert stores a new ticket with its events. It reports false, with no
+// error, when the ticket already exists: the event that creates it was
+// delivered again, or the order was cancelled before it arrived.
+func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.Entry) (bool, error) {
+	d := toDoc(t)
+	if len(events) > 0 {
+		d.Outbox, d.OutboxPending = events, true
+	}
+	_, err := s.tickets.InsertOne(ctx, d)
+	if mongox.IsDuplicate(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("insert ticket %s: %w", t.ID, mongox.Translate(err, nil, nil))
+	}
+	if len(events) > 0 {
+		s.Written()
+	}
+	return true, nil
+}
+
+// Get reads one ticket.
+func (s *Store) Get(ctx context.Context, id string) (kitchen.Ticket, error) {
+	var d ticketDoc
+	err := s.tickets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&d)
+	if err != nil {
+		return kitchen.Ticket{}, fmt.Errorf("get ticket %s: %w", id, mongox.Translate(err, kitchen.ErrNotFound, nil))
+	}
+	return d.ticket(), nil
+}
+
+func statusFilter(statuses []kitchen.Status) bson.E {
+	in := bson.A{}
+	for _, st := range statuses {
+		in = append(in, int(st))
+	}
+	return bson.E{Key: "status", Value: bson.D{{Key: "$in", Value: in}}}
+}
+
+// List returns up to limit tickets of the given statuses in arrival order,
+// after the ticket with order time and id of after (nil for the start).
+func (s *Store) List(ctx context.Context, statuses []kitchen.Status, limit int, after *kitchen.Ticket) ([]kitchen.Ticket, error) {
+	filter := bson.D{statusFilter(statuses)}
+	if after != nil {
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "order_time", Value: bson.D{{Key: "$gt", Value: after.OrderTime}}}},
+			bson.D{{Key: "order_time", Value: after.OrderTime}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: after.ID}}}},
+		}})
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "order_time", Value: 1}, {Key: "_id", Value: 1}}).
+		SetLimit(int64(limit)).SetProjection(withoutOutbox)
+	cur, err := s.tickets.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, fmt.Errorf("list tickets: %w", mongox.Translate(err, nil, nil))
+	}
+	var docs []ticketDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("list tickets: %w", mongox.Translate(err, nil, nil))
+	}
+	out := make([]kitchen.Ticket, len(docs))
+	for i, d := range docs {
+		out[i] = d.ticket()
+	}
+	return out, nil
+}
+
+// CountOpen counts the queued and baking tickets, the queue a new ticket
+// joins.
+func (s *Store) CountOpen(ctx context.Context) (int, error) {
+	n, err := s.tickets.CountDocuments(ctx, bson.D{statusFilter([]kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})})
+	if err != nil {
+		return 0, fmt.Errorf("count open tickets: %w", mongox.Translate(err, nil, nil))
+	}
+	return int(n), nil
+}
+
+// ErrConflict: the ticket kept changing under an update.
+var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "the ticket changed concurrently; try again")
+
+// Update reads ticket id, lets apply change it, and writes it back with the
+// events apply returns, guarded by the revision it read; it retries when
+// the ticket changed in between. Nothing is written when apply reports no
+// change.
+func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticket) (bool, []outbox.Entry, error)) (kitchen.Ticket, bool, error) {
+	for range 10 {
+		t, err := s.Get(ctx, id)
+		if err != nil {
+			return kitchen.Ticket{}, false, err
+		}
+		rev := t.Revision
+		changed, events, err := apply(&t)
+		if err != nil || !changed {
+			return t, false, err
+		}
+		d := toDoc(t)
+		ok, err := outbox.Write(ctx, s.tickets, id, rev, bson.D{
+			{Key: "status", Value: d.Status}, {Key: "update_time", Value: d.UpdateTime},
+			{Key: "estimated_ready_time", Value: d.EstimatedReady}, {Key: "reason", Value: d.Reason},
+			{Key: outbox.FieldRevision, Value: d.Revision},
+		}, events...)
+		if err != nil {
+			return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, mongox.Translate(err, nil, nil))
+		}
+		if ok {
+			if len(events) > 0 {
+				s.Written()
+			}
+			return t, true, nil
+		}
+	}
+	return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, ErrConflict)
+}
