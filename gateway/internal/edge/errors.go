@@ -1,0 +1,150 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
+)
+
+// statusByReason is the one table of HTTP statuses that differ from
+// grpc-gateway's code mapping (runtime.HTTPStatusFromCode). It is keyed by the
+// reason of the google.rpc.ErrorInfo (domain grpcx.ErrorDomain) in the
+// error's details; errors without a listed reason keep the code's status.
+//
+// Add a reason here only when clients must tell it apart by status alone.
+var statusByReason = map[string]int{
+	// Same Idempotency-Key, different body (gRPC FAILED_PRECONDITION). The
+	// retry is not the request the key was first used for.
+	"IDEMPOTENCY_KEY_REUSED": http.StatusUnprocessableEntity,
+	// The transition is no longer possible because the resource moved on
+	// (gRPC FAILED_PRECONDITION): the request was fine, the state conflicts.
+	"ORDER_NOT_CANCELLABLE": http.StatusConflict, // the kitchen started baking
+	"INVALID_TRANSITION":    http.StatusConflict,
+}
+
+// Messages that replace upstream detail which is no business of a client.
+const (
+	msgInternal    = "internal error"
+	msgUnavailable = "service temporarily unavailable; try again shortly"
+	msgShutdown    = "gateway is shutting down; reconnect"
+)
+
+// serveError is the mux's error handler: every failed call answers a JSON
+// google.rpc.Status with the HTTP status of its code, or of its reason.
+func (h *Handler) serveError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if tooLarge(r, err) {
+		h.writeStatus(w, http.StatusRequestEntityTooLarge, h.tooLargeStatus())
+		return
+	}
+	httpStatus := 0
+	if hse, ok := errors.AsType[*runtime.HTTPStatusError](err); ok {
+		httpStatus, err = hse.HTTPStatus, hse.Err
+	}
+	st := h.public(ctx, status.Convert(err))
+	if httpStatus == 0 {
+		httpStatus = httpStatusOf(st)
+	}
+	h.writeStatus(w, httpStatus, st)
+}
+
+// streamError shapes the error line that ends a live stream after it has
+// started (grpc-gateway writes {"error": <Status>}).
+func (h *Handler) streamError(ctx context.Context, err error) *status.Status {
+	st := status.Convert(err)
+	if st.Code() == codes.Canceled && h.draining.Err() != nil {
+		return status.New(codes.Unavailable, msgShutdown)
+	}
+	return h.public(ctx, st)
+}
+
+// serveRoutingError answers requests that match no route (404), or match a
+// route under another method (405).
+func (h *Handler) serveRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	var st *status.Status
+	switch httpStatus {
+	case http.StatusNotFound:
+		st = status.Newf(codes.NotFound, "no such route: %s %s", r.Method, r.URL.Path)
+	case http.StatusMethodNotAllowed:
+		st = status.Newf(codes.Unimplemented, "method %s is not allowed on %s", r.Method, r.URL.Path)
+	case http.StatusBadRequest:
+		st = status.Newf(codes.InvalidArgument, "malformed request path %q", r.URL.Path)
+	default:
+		st = status.New(codes.Internal, msgInternal)
+	}
+	h.writeStatus(w, httpStatus, st)
+}
+
+// httpStatusOf maps a status to HTTP: grpc-gateway's table, overridden by
+// statusByReason.
+func httpStatusOf(st *status.Status) int {
+	if code, ok := statusByReason[reasonOf(st)]; ok {
+		return code
+	}
+	return runtime.HTTPStatusFromCode(st.Code())
+}
+
+// reasonOf returns the reason of the shop's ErrorInfo in st, or "".
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == grpcx.ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// public returns st as a client may see it. Server faults and unreachable
+// upstreams keep their code but lose their message (it may name hosts,
+// ports or internals); the original is logged here, once.
+func (h *Handler) public(ctx context.Context, st *status.Status) *status.Status {
+	var msg string
+	level := slog.LevelError
+	switch st.Code() {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		msg = msgInternal
+	case codes.Unavailable:
+		msg, level = msgUnavailable, slog.LevelWarn
+	default:
+		return st
+	}
+	method, _ := runtime.RPCMethod(ctx)
+	h.log.Log(ctx, level, "upstream call failed", "rpc", method, "code", st.Code().String(), "err", st.Message())
+	return status.New(st.Code(), msg)
+}
+
+// writeStatus writes st as the JSON body of an httpStatus response.
+func (h *Handler) writeStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
+	hdr := w.Header()
+	hdr.Del("Trailer")
+	hdr.Del("Transfer-Encoding")
+	hdr.Del("ETag")
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	switch httpStatus {
+	case http.StatusUnauthorized:
+		hdr.Set("WWW-Authenticate", `Bearer realm="pizzashop"`)
+	case http.StatusServiceUnavailable:
+		hdr.Set("Retry-After", "1")
+	}
+	buf, err := h.json.Marshal(st.Proto())
+	if err != nil {
+		h.log.Error("marshal error status", "err", err)
+		httpStatus = http.StatusInternalServerError
+		buf = []byte(`{"code":13,"message":"internal error","details":[]}`)
+	}
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(append(buf, '\n'))
+}
+
+func (h *Handler) tooLargeStatus() *status.Status {
+	return status.New(codes.InvalidArgument, fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
+}

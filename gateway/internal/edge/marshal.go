@@ -1,0 +1,75 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// jsonMarshaler is protojson with the shop's rules: responses are
+// lowerCamelCase and show every field (so "available": false is visible);
+// requests are strict, so a field the API does not have (a client-chosen
+// "price" or "customerId") is an error that names it, not silently dropped.
+type jsonMarshaler struct {
+	runtime.JSONPb
+}
+
+func newJSONMarshaler() *jsonMarshaler {
+	return &jsonMarshaler{runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}}
+}
+
+// StreamContentType marks live streams as newline-delimited JSON.
+func (*jsonMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+
+// NewDecoder reads exactly one JSON value and turns decoding failures into
+// messages a client can act on. The generated handlers wrap the returned
+// error as INVALID_ARGUMENT, which becomes HTTP 400.
+func (m *jsonMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	d := json.NewDecoder(r)
+	inner := runtime.DecoderWrapper{Decoder: d, UnmarshalOptions: m.UnmarshalOptions}
+	return runtime.DecoderFunc(func(v any) error {
+		if err := inner.Decode(v); err != nil {
+			return bodyError(err)
+		}
+		if _, err := d.Token(); !errors.Is(err, io.EOF) {
+			if err != nil {
+				return bodyError(err)
+			}
+			return errors.New("malformed JSON in request body: unexpected data after the JSON object")
+		}
+		return nil
+	})
+}
+
+// bodyError describes a request body decoding failure.
+func bodyError(err error) error {
+	var (
+		syntax   *json.SyntaxError
+		tooLarge *http.MaxBytesError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return err // an empty body; the handlers accept it
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("request body is larger than %d bytes: %w", tooLarge.Limit, err)
+	case errors.As(err, &syntax):
+		return fmt.Errorf("malformed JSON in request body at byte %d: %s", syntax.Offset, syntax.Error())
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("malformed JSON in request body: unexpected end of input")
+	}
+	// protojson: unknown fields, wrong types, bad enum names. Its messages
+	// start with "proto:" followed by a space or, at random, a no-break space
+	// (to stop callers matching them); neither helps a client.
+	msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
+	msg = strings.TrimPrefix(msg, "proto: ")
+	return fmt.Errorf("invalid request body: %s", msg)
+}

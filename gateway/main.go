@@ -1,0 +1,128 @@
+// Command gateway is the shop's REST edge: it serves the storefront API under
+// /v1 by forwarding to the menu, order, kitchen and delivery gRPC services,
+// plus the OpenAPI document, probes and metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/pizzashop/pizzashop/gateway/internal/edge"
+	"github.com/pizzashop/pizzashop/gateway/openapi"
+	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/config"
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/telemetry"
+)
+
+// Config is the gateway's configuration; the defaults fit `make run`.
+type Config struct {
+	HTTPAddr        string        `env:"HTTP_ADDR" default:"127.0.0.1:8080"`
+	MenuAddr        string        `env:"MENU_ADDR" default:"127.0.0.1:9091"`
+	OrderAddr       string        `env:"ORDER_ADDR" default:"127.0.0.1:9092"`
+	KitchenAddr     string        `env:"KITCHEN_ADDR" default:"127.0.0.1:9093"`
+	DeliveryAddr    string        `env:"DELIVERY_ADDR" default:"127.0.0.1:9094"`
+	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" default:"65536"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
+	ReadyTimeout    time.Duration `env:"READY_TIMEOUT" default:"2s"`
+}
+
+func main() { app.Main("gateway", run) }
+
+func run(ctx context.Context, log *slog.Logger) (err error) {
+	var cfg Config
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		return fmt.Errorf("config: MAX_BODY_BYTES=%d, want > 0", cfg.MaxBodyBytes)
+	}
+	log.Info("starting", "version", app.Version, "config", config.LogValue(&cfg))
+
+	tel, err := telemetry.Setup(ctx, "gateway", app.Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The signal context is done by now; flushing needs its own.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, tel.Shutdown(sctx))
+	}()
+
+	conns := make(map[string]*grpc.ClientConn, 4)
+	defer func() {
+		for name, c := range conns {
+			if cerr := c.Close(); cerr != nil {
+				log.Warn("close upstream connection", "upstream", name, "err", cerr)
+			}
+		}
+	}()
+	for name, addr := range map[string]string{
+		"menu": cfg.MenuAddr, "order": cfg.OrderAddr, "kitchen": cfg.KitchenAddr, "delivery": cfg.DeliveryAddr,
+	} {
+		c, err := grpcx.Dial(addr)
+		if err != nil {
+			return err
+		}
+		conns[name] = c
+	}
+
+	gw, err := edge.New(edge.Options{
+		Menu:         conns["menu"],
+		Order:        conns["order"],
+		Kitchen:      conns["kitchen"],
+		Delivery:     conns["delivery"],
+		Logger:       log,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		OpenAPI:      openapi.Spec,
+		Metrics:      tel.Metrics,
+		ReadyTimeout: cfg.ReadyTimeout,
+	})
+	if err != nil {
+		return err
+	}
+
+	lis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// No ReadTimeout or WriteTimeout: net/http applies them to the whole
+		// exchange, so either would cut live streams off.
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	log.Info("http server listening", "addr", lis.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout.String())
+	gw.BeginShutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("graceful shutdown timed out; closing remaining connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http serve: %w", err)
+	}
+	return nil
+}
