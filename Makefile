@@ -71,10 +71,10 @@ check-generate: generate ## Fail if the committed generated code is not what `ma
 
 .PHONY: tools
 tools: $(BUF) ## Build the pinned code generation tools
-	go -C tools build -o /dev/null tool
+	GOWORK=off go -C tools build -o /dev/null tool
 
 $(BUF): tools/buf/go.mod
-	go -C tools/buf build -o ../../$(BUF) github.com/bufbuild/buf/cmd/buf
+	GOWORK=off go -C tools/buf build -o ../../$(BUF) github.com/bufbuild/buf/cmd/buf
 
 .PHONY: clean
 clean: ## Remove build output (keeps ./data)

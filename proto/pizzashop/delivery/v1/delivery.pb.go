@@ -800,9 +800,13 @@ type WatchDeliveriesResponse struct {
 	// The whole delivery as it is now.
 	Delivery *Delivery `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
 	// True for the deliveries sent at the start of the stream, false for changes.
-	Snapshot      bool `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Snapshot bool `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// True on the one message, carrying no delivery, that follows the snapshot:
+	// the display now holds everything open and may drop what it had from
+	// before a reconnect. It is sent even when the snapshot is empty.
+	SnapshotComplete bool `protobuf:"varint,3,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WatchDeliveriesResponse) Reset() {
@@ -845,6 +849,13 @@ func (x *WatchDeliveriesResponse) GetDelivery() *Delivery {
 func (x *WatchDeliveriesResponse) GetSnapshot() bool {
 	if x != nil {
 		return x.Snapshot
+	}
+	return false
+}
+
+func (x *WatchDeliveriesResponse) GetSnapshotComplete() bool {
+	if x != nil {
+		return x.SnapshotComplete
 	}
 	return false
 }
@@ -901,10 +912,11 @@ const file_pizzashop_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x16PickupDeliveryResponse\x12;\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x1f.pizzashop.delivery.v1.DeliveryR\bdelivery\"[\n" +
 	"\x16WatchDeliveriesRequest\x12A\n" +
-	"\vfulfillment\x18\x01 \x01(\x0e2\x1f.pizzashop.order.v1.FulfillmentR\vfulfillment\"r\n" +
+	"\vfulfillment\x18\x01 \x01(\x0e2\x1f.pizzashop.order.v1.FulfillmentR\vfulfillment\"\x9f\x01\n" +
 	"\x17WatchDeliveriesResponse\x12;\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x1f.pizzashop.delivery.v1.DeliveryR\bdelivery\x12\x1a\n" +
-	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot*\xb2\x01\n" +
+	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12+\n" +
+	"\x11snapshot_complete\x18\x03 \x01(\bR\x10snapshotComplete*\xb2\x01\n" +
 	"\x0eDeliveryStatus\x12\x1f\n" +
 	"\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17DELIVERY_STATUS_WAITING\x10\x01\x12$\n" +

@@ -897,9 +897,13 @@ type WatchTicketsResponse struct {
 	// The whole ticket as it is now.
 	Ticket *Ticket `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
 	// True for the tickets sent at the start of the stream, false for changes.
-	Snapshot      bool `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Snapshot bool `protobuf:"varint,2,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// True on the one message, carrying no ticket, that follows the snapshot:
+	// the display now holds everything open and may drop what it had from
+	// before a reconnect. It is sent even when the snapshot is empty.
+	SnapshotComplete bool `protobuf:"varint,3,opt,name=snapshot_complete,json=snapshotComplete,proto3" json:"snapshot_complete,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WatchTicketsResponse) Reset() {
@@ -942,6 +946,13 @@ func (x *WatchTicketsResponse) GetTicket() *Ticket {
 func (x *WatchTicketsResponse) GetSnapshot() bool {
 	if x != nil {
 		return x.Snapshot
+	}
+	return false
+}
+
+func (x *WatchTicketsResponse) GetSnapshotComplete() bool {
+	if x != nil {
+		return x.SnapshotComplete
 	}
 	return false
 }
@@ -1001,10 +1012,11 @@ const file_pizzashop_kitchen_v1_kitchen_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"L\n" +
 	"\x14CancelTicketResponse\x124\n" +
 	"\x06ticket\x18\x01 \x01(\v2\x1c.pizzashop.kitchen.v1.TicketR\x06ticket\"\x15\n" +
-	"\x13WatchTicketsRequest\"h\n" +
+	"\x13WatchTicketsRequest\"\x95\x01\n" +
 	"\x14WatchTicketsResponse\x124\n" +
 	"\x06ticket\x18\x01 \x01(\v2\x1c.pizzashop.kitchen.v1.TicketR\x06ticket\x12\x1a\n" +
-	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot*\xb3\x01\n" +
+	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12+\n" +
+	"\x11snapshot_complete\x18\x03 \x01(\bR\x10snapshotComplete*\xb3\x01\n" +
 	"\fTicketStatus\x12\x1d\n" +
 	"\x19TICKET_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TICKET_STATUS_QUEUED\x10\x01\x12\x18\n" +

@@ -307,7 +307,7 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 				return err
 			}
 		}
-		return nil
+		return stream.Send(&kitchenv1.WatchTicketsResponse{SnapshotComplete: true})
 	}
 	// Subscribed first, so nothing falls between the snapshot and the changes.
 	if err := snapshot(); err != nil {
