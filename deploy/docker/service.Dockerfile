@@ -1,6 +1,7 @@
 # One image recipe for every Go binary of the workspace.
 #
-#   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=menu -t pizzashop/menu .
+#   docker build -f deploy/docker/service.Dockerfile --build-arg SERVICE=menu \
+#     --build-arg VERSION="$(git describe --tags --always --dirty)" -t pizzashop/menu .
 #
 # SERVICE is one of: menu | order | kitchen | delivery | gateway.
 # The build context is the repository root (go.work lives there); .dockerignore
@@ -25,10 +26,13 @@ ENV CGO_ENABLED=0 \
 # builds, so each dependency is downloaded and compiled once per builder and
 # only the packages the chosen binary imports are fetched (a workspace-wide
 # `go mod download` would pull the embedded-store dependencies of
-# cmd/pizzashop into every service image build).
+# cmd/pizzashop into every service image build). A module added to go.work
+# needs no change here.
 COPY . .
 
 ARG SERVICE
+# Stamped into pkg/app.Version like `make build` does (e.g. git describe).
+ARG VERSION=dev
 ARG TARGETOS
 ARG TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod \
@@ -40,13 +44,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       *) echo "build arg SERVICE must be one of menu|order|kitchen|delivery|gateway (got '${SERVICE:-}')" >&2; exit 1 ;; \
     esac; \
     GOOS="${TARGETOS:-linux}" GOARCH="${TARGETARCH:-amd64}" \
-      go build -trimpath -ldflags="-s -w" -o /out/app "$pkg"
+      go build -trimpath \
+        -ldflags="-s -w -X github.com/pizzashop/pizzashop/pkg/app.Version=${VERSION}" \
+        -o /out/app "$pkg"
 
 FROM gcr.io/distroless/static-debian12:nonroot
 ARG SERVICE
 LABEL org.opencontainers.image.title="pizzashop-${SERVICE}" \
-      org.opencontainers.image.description="Pizzashop ${SERVICE}" \
-      org.opencontainers.image.source="https://github.com/pizzashop/pizzashop"
+      org.opencontainers.image.description="Pizzashop ${SERVICE}"
 COPY --from=build /out/app /app
 USER nonroot:nonroot
 ENTRYPOINT ["/app"]

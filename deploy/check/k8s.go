@@ -1,0 +1,708 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/kustomize/api/krusty"
+	ktypes "sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+const kustomizationFile = "kustomization.yaml"
+
+// strictDecoder decodes any built-in Kubernetes kind and rejects unknown or
+// duplicate fields, wrong types and unregistered kinds.
+var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// k8sObject is one decoded document.
+type k8sObject struct {
+	obj  runtime.Object
+	meta metav1.Object
+	kind string
+	desc string // "apps/v1 Deployment menu"
+}
+
+// decodeK8sDocs splits a multi-document YAML stream and decodes every
+// non-empty document strictly. Errors name the document by its index.
+func decodeK8sDocs(data []byte) ([]k8sObject, []error) {
+	var objs []k8sObject
+	var errs []error
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for i := 1; ; i++ {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("document %d: %v", i, err))
+			break
+		}
+		var probe map[string]any
+		if err := yaml.Unmarshal(doc, &probe); err != nil {
+			errs = append(errs, fmt.Errorf("document %d: YAML: %v", i, err))
+			continue
+		}
+		if len(probe) == 0 { // only comments or "---"
+			i--
+			continue
+		}
+		obj, gvk, err := strictDecoder.Decode(doc, nil, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("document %d: %v", i, err))
+			continue
+		}
+		m, err := metaOf(obj)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("document %d: %v", i, err))
+			continue
+		}
+		if m.GetName() == "" {
+			errs = append(errs, fmt.Errorf("document %d (%s): metadata.name is required", i, gvk.Kind))
+		}
+		objs = append(objs, k8sObject{
+			obj:  obj,
+			meta: m,
+			kind: gvk.Kind,
+			desc: fmt.Sprintf("%s %s %s", gvk.GroupVersion().String(), gvk.Kind, m.GetName()),
+		})
+	}
+	return objs, errs
+}
+
+func metaOf(obj runtime.Object) (metav1.Object, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("%T has no object metadata", obj)
+	}
+	return m, nil
+}
+
+// checkK8sFile strictly decodes every document of one manifest file.
+func checkK8sFile(r *report, path string) []k8sObject {
+	start := len(r.problems)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		r.failf(path, "%v", err)
+		r.file(path, start, "")
+		return nil
+	}
+	objs, errs := decodeK8sDocs(data)
+	for _, err := range errs {
+		r.failf(path, "%v", err)
+	}
+	if len(objs) == 0 && len(errs) == 0 {
+		r.failf(path, "no Kubernetes object in file")
+	}
+	descs := make([]string, 0, len(objs))
+	for _, o := range objs {
+		descs = append(descs, o.kind+"/"+o.meta.GetName())
+	}
+	r.file(path, start, strings.Join(descs, ", "))
+	return objs
+}
+
+// checkK8sDir checks every *.yaml / *.yml in dir, the kustomization, and the
+// kustomize build output.
+func checkK8sDir(r *report, dir string) {
+	var files []string
+	for _, pat := range []string{"*.yaml", "*.yml"} {
+		m, _ := filepath.Glob(filepath.Join(dir, pat))
+		files = append(files, m...)
+	}
+	slices.Sort(files)
+	if len(files) == 0 {
+		start := len(r.problems)
+		r.failf(dir, "no manifests")
+		r.file(dir, start, "")
+		return
+	}
+	hasKustomization := false
+	for _, f := range files {
+		if filepath.Base(f) == kustomizationFile {
+			hasKustomization = true
+			continue
+		}
+		checkK8sFile(r, f)
+	}
+	kpath := filepath.Join(dir, kustomizationFile)
+	if !hasKustomization {
+		start := len(r.problems)
+		r.failf(kpath, "missing")
+		r.file(kpath, start, "")
+		return
+	}
+	if !checkKustomization(r, kpath, files) {
+		return
+	}
+	checkKustomizeBuild(r, dir)
+}
+
+// checkKustomization decodes kustomization.yaml strictly, checks that every
+// file it lists exists and that every manifest in the directory is listed.
+func checkKustomization(r *report, path string, dirFiles []string) bool {
+	start := len(r.problems)
+	dir := filepath.Dir(path)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		r.failf(path, "%v", err)
+		r.file(path, start, "")
+		return false
+	}
+	var k ktypes.Kustomization
+	if err := yaml.UnmarshalStrict(data, &k); err != nil {
+		r.failf(path, "%v", err)
+		r.file(path, start, "")
+		return false
+	}
+	if k.Kind != "" && k.Kind != ktypes.KustomizationKind {
+		r.failf(path, "kind must be %s, got %q", ktypes.KustomizationKind, k.Kind)
+	}
+	if k.APIVersion != "" && k.APIVersion != ktypes.KustomizationVersion {
+		r.failf(path, "apiVersion must be %s, got %q", ktypes.KustomizationVersion, k.APIVersion)
+	}
+	var listed []string
+	listed = append(listed, k.Resources...)
+	listed = append(listed, k.Components...)
+	for _, p := range k.Patches {
+		if p.Path != "" {
+			listed = append(listed, p.Path)
+		}
+	}
+	seen := map[string]bool{}
+	for _, res := range listed {
+		if strings.Contains(res, "://") || strings.HasPrefix(res, "github.com/") {
+			continue // remote base
+		}
+		p := filepath.Clean(filepath.Join(dir, res))
+		if seen[p] {
+			r.failf(path, "%q is listed twice", res)
+		}
+		seen[p] = true
+		if _, err := os.Stat(p); err != nil {
+			r.failf(path, "lists %q, which does not exist", res)
+		}
+	}
+	for _, f := range dirFiles {
+		if filepath.Base(f) == kustomizationFile {
+			continue
+		}
+		if !seen[filepath.Clean(f)] {
+			r.failf(path, "%s is not listed in resources (it would never be applied)", filepath.Base(f))
+		}
+	}
+	r.file(path, start, fmt.Sprintf("%d resources listed", len(k.Resources)))
+	return len(r.problems) == start
+}
+
+// checkKustomizeBuild renders the kustomization like `kubectl kustomize`,
+// decodes the result strictly and checks it against the runtime contract.
+func checkKustomizeBuild(r *report, dir string) {
+	label := filepath.Join(dir, kustomizationFile) + " [kustomize build]"
+	start := len(r.problems)
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	resMap, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		r.failf(label, "kustomize build: %v", err)
+		r.file(label, start, "")
+		return
+	}
+	out, err := resMap.AsYaml()
+	if err != nil {
+		r.failf(label, "kustomize build: %v", err)
+		r.file(label, start, "")
+		return
+	}
+	objs, errs := decodeK8sDocs(out)
+	for _, err := range errs {
+		r.failf(label, "rendered %v", err)
+	}
+	if len(errs) == 0 {
+		checkK8sObjects(r, label, objs)
+	} else {
+		r.failf(label, "contract checks skipped until every rendered document decodes")
+	}
+	r.file(label, start, fmt.Sprintf("%d objects rendered", len(objs)))
+}
+
+// cluster indexes the rendered objects.
+type cluster struct {
+	namespace    string
+	configMaps   map[string]*corev1.ConfigMap
+	secrets      map[string]*corev1.Secret
+	services     map[string]*corev1.Service
+	deployments  map[string]*appsv1.Deployment
+	statefulSets map[string]*appsv1.StatefulSet
+	pdbs         map[string]*policyv1.PodDisruptionBudget
+	namespaces   map[string]bool
+}
+
+const wantNamespace = "pizzashop"
+
+// fromRef stands for an env value that comes from a ConfigMap/Secret key or
+// the downward API: present, but not known here.
+const fromRef = "\x00ref"
+
+func checkK8sObjects(r *report, path string, objs []k8sObject) {
+	c := cluster{
+		configMaps:   map[string]*corev1.ConfigMap{},
+		secrets:      map[string]*corev1.Secret{},
+		services:     map[string]*corev1.Service{},
+		deployments:  map[string]*appsv1.Deployment{},
+		statefulSets: map[string]*appsv1.StatefulSet{},
+		pdbs:         map[string]*policyv1.PodDisruptionBudget{},
+		namespaces:   map[string]bool{},
+	}
+	for _, o := range objs {
+		switch v := o.obj.(type) {
+		case *corev1.Namespace:
+			c.namespaces[v.Name] = true
+			continue
+		case *corev1.ConfigMap:
+			c.configMaps[v.Name] = v
+		case *corev1.Secret:
+			c.secrets[v.Name] = v
+		case *corev1.Service:
+			c.services[v.Name] = v
+		case *appsv1.Deployment:
+			c.deployments[v.Name] = v
+		case *appsv1.StatefulSet:
+			c.statefulSets[v.Name] = v
+		case *policyv1.PodDisruptionBudget:
+			c.pdbs[v.Name] = v
+		}
+		if ns := o.meta.GetNamespace(); ns != wantNamespace {
+			r.failf(path, "%s is in namespace %q, want %q", o.desc, ns, wantNamespace)
+		}
+	}
+	if !c.namespaces[wantNamespace] {
+		r.failf(path, "no Namespace %q", wantNamespace)
+	}
+	if s, ok := c.secrets["pizzashop-auth"]; !ok {
+		r.failf(path, "no Secret pizzashop-auth")
+	} else if !secretHasKey(s, "AUTH_SECRET") {
+		r.failf(path, "Secret pizzashop-auth has no key AUTH_SECRET")
+	} else if n := secretLen(s, "AUTH_SECRET"); n < minAuthSecretLen {
+		r.failf(path, "Secret pizzashop-auth: AUTH_SECRET is %d bytes; the services refuse keys shorter than %d", n, minAuthSecretLen)
+	}
+
+	grpcPorts := map[string]uint32{}
+	for _, name := range grpcServices {
+		if svc, ok := c.services[name]; ok {
+			for _, p := range svc.Spec.Ports {
+				if p.Name == "grpc" {
+					grpcPorts[name] = uint32(p.Port)
+				}
+			}
+		}
+	}
+
+	for _, name := range goBinaries {
+		d, ok := c.deployments[name]
+		if !ok {
+			r.failf(path, "no Deployment %q", name)
+			continue
+		}
+		checkDeployment(r, path, &c, d, grpcPorts)
+	}
+	checkNATS(r, path, &c)
+
+	// Selectors: every workload selects its own pods; every PDB and Service
+	// selects some workload.
+	type podSet struct {
+		desc   string
+		labels labels.Set
+	}
+	var pods []podSet
+	for _, d := range c.deployments {
+		checkSelectorMatches(r, path, "Deployment "+d.Name, d.Spec.Selector, d.Spec.Template.Labels)
+		pods = append(pods, podSet{"Deployment " + d.Name, d.Spec.Template.Labels})
+	}
+	for _, s := range c.statefulSets {
+		checkSelectorMatches(r, path, "StatefulSet "+s.Name, s.Spec.Selector, s.Spec.Template.Labels)
+		pods = append(pods, podSet{"StatefulSet " + s.Name, s.Spec.Template.Labels})
+	}
+	for _, name := range sortedKeys(c.pdbs) {
+		sel, err := metav1.LabelSelectorAsSelector(c.pdbs[name].Spec.Selector)
+		matched := false
+		for _, p := range pods {
+			if err == nil && !sel.Empty() && sel.Matches(p.labels) {
+				matched = true
+			}
+		}
+		if !matched {
+			r.failf(path, "PodDisruptionBudget %s selects no workload", name)
+		}
+	}
+	for _, name := range sortedKeys(c.services) {
+		sel := labels.SelectorFromSet(c.services[name].Spec.Selector)
+		matched := false
+		for _, p := range pods {
+			if len(c.services[name].Spec.Selector) > 0 && sel.Matches(p.labels) {
+				matched = true
+			}
+		}
+		if !matched {
+			r.failf(path, "Service %s selects no workload", name)
+		}
+	}
+}
+
+func checkSelectorMatches(r *report, path, what string, sel *metav1.LabelSelector, podLabels map[string]string) {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil || s.Empty() {
+		r.failf(path, "%s: invalid or empty selector", what)
+		return
+	}
+	if !s.Matches(labels.Set(podLabels)) {
+		r.failf(path, "%s: selector %s does not match its pod template labels", what, s)
+	}
+}
+
+func secretHasKey(s *corev1.Secret, key string) bool {
+	if _, ok := s.StringData[key]; ok {
+		return true
+	}
+	_, ok := s.Data[key]
+	return ok
+}
+
+func secretLen(s *corev1.Secret, key string) int {
+	if v, ok := s.StringData[key]; ok {
+		return len(v)
+	}
+	return len(s.Data[key])
+}
+
+func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, grpcPorts map[string]uint32) {
+	name := d.Name
+	where := "Deployment " + name
+	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
+		r.failf(path, "%s: replicas must be at least 2", where)
+	}
+	pod := d.Spec.Template.Spec
+	if len(pod.Containers) == 0 {
+		r.failf(path, "%s: no container", where)
+		return
+	}
+	ctr := pod.Containers[0]
+	where = fmt.Sprintf("Deployment %s container %s", name, ctr.Name)
+
+	if !strings.Contains(ctr.Image, name) {
+		r.failf(path, "%s: image %q does not look like the %s image", where, ctr.Image, name)
+	}
+	if !strings.Contains(ctr.Image, "@") {
+		tag := ""
+		if i := strings.LastIndex(ctr.Image, ":"); i > strings.LastIndex(ctr.Image, "/") {
+			tag = ctr.Image[i+1:]
+		}
+		if tag == "" || tag == "latest" {
+			r.failf(path, "%s: image %q needs a pinned tag or digest", where, ctr.Image)
+		}
+	}
+
+	checkPodSecurity(r, path, where, pod, ctr)
+	checkResources(r, path, where, ctr.Resources)
+
+	env := resolveEnv(r, path, where, c, ctr)
+	checkEnvContract(r, path, where, name, env, func(host string) bool {
+		if strings.Contains(host, ".") {
+			return true // fully qualified: outside this kustomization (managed Mongo, collector)
+		}
+		_, ok := c.services[host]
+		return ok
+	})
+	checkAddrTargets(r, path, where, env, grpcPorts)
+
+	ports := map[string]int32{}
+	declared := map[int32]bool{}
+	for _, p := range ctr.Ports {
+		ports[p.Name] = p.ContainerPort
+		declared[p.ContainerPort] = true
+	}
+	resolvePort := func(p intOrName) int32 {
+		if p.name != "" {
+			return ports[p.name]
+		}
+		return p.num
+	}
+	listen := func(key string) int32 {
+		if v, ok := env[key]; ok {
+			if port, ok := portOf(v); ok {
+				return int32(port)
+			}
+		}
+		return 0
+	}
+
+	if name == "gateway" {
+		httpPort := listen("HTTP_ADDR")
+		if httpPort != 0 && !declared[httpPort] {
+			r.failf(path, "%s: HTTP_ADDR port %d is not a declared containerPort", where, httpPort)
+		}
+		for _, pc := range []struct {
+			kind  string
+			probe *corev1.Probe
+			want  string
+		}{{"readinessProbe", ctr.ReadinessProbe, "/readyz"}, {"livenessProbe", ctr.LivenessProbe, "/healthz"}} {
+			if pc.probe == nil || pc.probe.HTTPGet == nil {
+				r.failf(path, "%s: %s must be httpGet %s", where, pc.kind, pc.want)
+				continue
+			}
+			if pc.probe.HTTPGet.Path != pc.want {
+				r.failf(path, "%s: %s path is %q, want %q", where, pc.kind, pc.probe.HTTPGet.Path, pc.want)
+			}
+			if got := resolvePort(intOrNameOf(pc.probe.HTTPGet.Port.IntVal, pc.probe.HTTPGet.Port.StrVal)); got != httpPort {
+				r.failf(path, "%s: %s probes port %d, but the gateway listens on %d", where, pc.kind, got, httpPort)
+			}
+		}
+		checkServiceTargets(r, path, c, name, map[int32]string{httpPort: "HTTP_ADDR"}, ports)
+		return
+	}
+
+	grpcPort, metricsPort := listen("GRPC_ADDR"), listen("METRICS_ADDR")
+	for port, key := range map[int32]string{grpcPort: "GRPC_ADDR", metricsPort: "METRICS_ADDR"} {
+		if port != 0 && !declared[port] {
+			r.failf(path, "%s: %s port %d is not a declared containerPort", where, key, port)
+		}
+	}
+	for _, pc := range []struct {
+		kind  string
+		probe *corev1.Probe
+	}{{"readinessProbe", ctr.ReadinessProbe}, {"livenessProbe", ctr.LivenessProbe}} {
+		if pc.probe == nil || pc.probe.GRPC == nil {
+			r.failf(path, "%s: %s must be a gRPC probe (grpc.health.v1)", where, pc.kind)
+			continue
+		}
+		if pc.probe.GRPC.Port != grpcPort {
+			r.failf(path, "%s: %s probes gRPC port %d, but GRPC_ADDR is port %d", where, pc.kind, pc.probe.GRPC.Port, grpcPort)
+		}
+	}
+	checkServiceTargets(r, path, c, name, map[int32]string{grpcPort: "GRPC_ADDR"}, ports)
+}
+
+type intOrName struct {
+	num  int32
+	name string
+}
+
+func intOrNameOf(n int32, s string) intOrName { return intOrName{n, s} }
+
+// checkServiceTargets: the Service of a workload exists and forwards to each
+// listen port.
+func checkServiceTargets(r *report, path string, c *cluster, name string, want map[int32]string, ports map[string]int32) {
+	svc, ok := c.services[name]
+	if !ok {
+		r.failf(path, "no Service %q for Deployment %s", name, name)
+		return
+	}
+	for port, key := range want {
+		if port == 0 {
+			continue
+		}
+		found := false
+		for _, sp := range svc.Spec.Ports {
+			target := sp.TargetPort.IntVal
+			if sp.TargetPort.StrVal != "" {
+				target = ports[sp.TargetPort.StrVal]
+			} else if target == 0 {
+				target = sp.Port
+			}
+			if target == port {
+				found = true
+			}
+		}
+		if !found {
+			r.failf(path, "Service %s does not forward to the %s port %d", name, key, port)
+		}
+	}
+}
+
+func checkPodSecurity(r *report, path, where string, pod corev1.PodSpec, ctr corev1.Container) {
+	nonRoot := false
+	if pod.SecurityContext != nil && pod.SecurityContext.RunAsNonRoot != nil {
+		nonRoot = *pod.SecurityContext.RunAsNonRoot
+	}
+	sc := ctr.SecurityContext
+	if sc != nil && sc.RunAsNonRoot != nil {
+		nonRoot = *sc.RunAsNonRoot
+	}
+	if !nonRoot {
+		r.failf(path, "%s: runAsNonRoot must be true", where)
+	}
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		r.failf(path, "%s: readOnlyRootFilesystem must be true", where)
+	}
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		r.failf(path, "%s: allowPrivilegeEscalation must be false", where)
+	}
+}
+
+func checkResources(r *report, path, where string, res corev1.ResourceRequirements) {
+	for _, rn := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := res.Requests[rn]
+		lim, hasLim := res.Limits[rn]
+		if !hasReq {
+			r.failf(path, "%s: resources.requests.%s is not set", where, rn)
+		}
+		if !hasLim {
+			r.failf(path, "%s: resources.limits.%s is not set", where, rn)
+		}
+		if hasReq && hasLim && lessThan(lim, req) {
+			r.failf(path, "%s: limits.%s (%s) is below requests.%s (%s)", where, rn, lim.String(), rn, req.String())
+		}
+	}
+}
+
+func lessThan(a, b resource.Quantity) bool { return a.Cmp(b) < 0 }
+
+// resolveEnv computes a container's environment from envFrom and env,
+// reporting references to ConfigMaps, Secrets or keys that do not exist.
+func resolveEnv(r *report, path, where string, c *cluster, ctr corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, ef := range ctr.EnvFrom {
+		switch {
+		case ef.ConfigMapRef != nil:
+			cm, ok := c.configMaps[ef.ConfigMapRef.Name]
+			if !ok {
+				if ef.ConfigMapRef.Optional == nil || !*ef.ConfigMapRef.Optional {
+					r.failf(path, "%s: envFrom ConfigMap %q does not exist", where, ef.ConfigMapRef.Name)
+				}
+				continue
+			}
+			for k, v := range cm.Data {
+				env[ef.Prefix+k] = v
+			}
+		case ef.SecretRef != nil:
+			s, ok := c.secrets[ef.SecretRef.Name]
+			if !ok {
+				if ef.SecretRef.Optional == nil || !*ef.SecretRef.Optional {
+					r.failf(path, "%s: envFrom Secret %q does not exist", where, ef.SecretRef.Name)
+				}
+				continue
+			}
+			for k := range s.StringData {
+				env[ef.Prefix+k] = fromRef
+			}
+			for k := range s.Data {
+				env[ef.Prefix+k] = fromRef
+			}
+		}
+	}
+	for _, e := range ctr.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
+			continue
+		}
+		env[e.Name] = fromRef
+		switch {
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			ref := e.ValueFrom.ConfigMapKeyRef
+			cm, ok := c.configMaps[ref.Name]
+			if !ok {
+				r.failf(path, "%s: env %s: ConfigMap %q does not exist", where, e.Name, ref.Name)
+			} else if _, ok := cm.Data[ref.Key]; !ok {
+				r.failf(path, "%s: env %s: ConfigMap %q has no key %q", where, e.Name, ref.Name, ref.Key)
+			} else {
+				env[e.Name] = cm.Data[ref.Key]
+			}
+		case e.ValueFrom.SecretKeyRef != nil:
+			ref := e.ValueFrom.SecretKeyRef
+			s, ok := c.secrets[ref.Name]
+			if !ok {
+				r.failf(path, "%s: env %s: Secret %q does not exist", where, e.Name, ref.Name)
+			} else if !secretHasKey(s, ref.Key) {
+				r.failf(path, "%s: env %s: Secret %q has no key %q", where, e.Name, ref.Name, ref.Key)
+			}
+		}
+	}
+	return env
+}
+
+// checkNATS: the StatefulSet runs JetStream on a persistent volume and the
+// nats Service exposes the client port the services dial.
+func checkNATS(r *report, path string, c *cluster) {
+	ss, ok := c.statefulSets["nats"]
+	if !ok {
+		r.failf(path, "no StatefulSet \"nats\"")
+		return
+	}
+	if len(ss.Spec.Template.Spec.Containers) == 0 {
+		r.failf(path, "StatefulSet nats: no container")
+		return
+	}
+	ctr := ss.Spec.Template.Spec.Containers[0]
+	args := append(append([]string{}, ctr.Command...), ctr.Args...)
+	if !slices.Contains(args, "-js") && !slices.Contains(args, "--js") && !slices.Contains(args, "--jetstream") {
+		r.failf(path, "StatefulSet nats: JetStream is not enabled (-js)")
+	}
+	storeDir := flagValue(args, "-sd")
+	if storeDir == "" {
+		storeDir = flagValue(args, "--store_dir")
+	}
+	if storeDir == "" {
+		r.failf(path, "StatefulSet nats: no JetStream store dir (-sd)")
+	} else {
+		mounted := false
+		for _, vm := range ctr.VolumeMounts {
+			if vm.MountPath == storeDir {
+				for _, vct := range ss.Spec.VolumeClaimTemplates {
+					if vct.Name == vm.Name {
+						mounted = true
+					}
+				}
+			}
+		}
+		if !mounted {
+			r.failf(path, "StatefulSet nats: store dir %s is not on a volumeClaimTemplate", storeDir)
+		}
+	}
+	if _, ok := c.services[ss.Spec.ServiceName]; !ok {
+		r.failf(path, "StatefulSet nats: serviceName %q has no Service", ss.Spec.ServiceName)
+	}
+	checkPodSecurity(r, path, "StatefulSet nats container "+ctr.Name, ss.Spec.Template.Spec, ctr)
+	checkResources(r, path, "StatefulSet nats container "+ctr.Name, ctr.Resources)
+
+	cm, ok := c.configMaps["pizzashop-config"]
+	if !ok {
+		return
+	}
+	natsURL := cm.Data["NATS_URL"]
+	for _, hostPort := range strings.Split(strings.TrimPrefix(natsURL, "nats://"), ",") {
+		host, port, _ := strings.Cut(hostPort, ":")
+		svc, ok := c.services[host]
+		if !ok {
+			if !strings.Contains(host, ".") {
+				r.failf(path, "NATS_URL %q: no Service %q", natsURL, host)
+			}
+			continue
+		}
+		found := false
+		for _, sp := range svc.Spec.Ports {
+			if fmt.Sprint(sp.Port) == port {
+				found = true
+			}
+		}
+		if !found {
+			r.failf(path, "NATS_URL %q: Service %s has no port %s", natsURL, host, port)
+		}
+	}
+}

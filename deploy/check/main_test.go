@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const repoRoot = "../.."
+
+// run checks the repository at root and returns the report and its output.
+func run(t *testing.T, root string) (*report, string) {
+	t.Helper()
+	var out bytes.Buffer
+	r := newReport(&out, root)
+	checkAll(context.Background(), r, root)
+	return r, out.String()
+}
+
+func wantProblem(t *testing.T, r *report, out, substr string) {
+	t.Helper()
+	for _, p := range r.problems {
+		if strings.Contains(p, substr) {
+			return
+		}
+	}
+	t.Errorf("no problem mentions %q; problems:\n  %s\noutput:\n%s", substr, strings.Join(r.problems, "\n  "), out)
+}
+
+// The real deploy files pass.
+func TestRepositoryPasses(t *testing.T) {
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, out := run(t, root)
+	if len(r.problems) > 0 {
+		t.Fatalf("deploy files have problems:\n  %s\noutput:\n%s", strings.Join(r.problems, "\n  "), out)
+	}
+	for _, f := range []string{
+		"docker-compose.yml", "deploy/k8s/menu.yaml", "deploy/k8s/kustomization.yaml",
+		"deploy/docker/service.Dockerfile", ".dockerignore",
+	} {
+		if !strings.Contains(out, "ok    "+f) {
+			t.Errorf("output has no ok line for %s:\n%s", f, out)
+		}
+	}
+}
+
+// Broken compose snippets are rejected by the compose-go schema validation
+// and reported with a FAIL line.
+func TestBrokenComposeIsReported(t *testing.T) {
+	for _, tc := range []struct {
+		name, snippet, want string
+	}{
+		{"unknown key", `services:
+  menu:
+    image: example/menu:1
+    healthchek:
+      test: ["CMD", "true"]
+`, "healthchek"},
+		{"wrong type", `services:
+  menu:
+    image: example/menu:1
+    ports: "8080"
+`, "ports must be a array"},
+		{"undefined dependency", `services:
+  menu:
+    image: example/menu:1
+    depends_on: [mongo]
+`, "mongo"},
+		{"not YAML", "services:\n  menu: [\n", "compose load"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "docker-compose.yml")
+			if err := os.WriteFile(path, []byte(tc.snippet), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := loadCompose(context.Background(), path)
+			if err == nil {
+				t.Fatal("compose-go accepted a broken file")
+			}
+			t.Logf("compose-go: %v", err)
+
+			var out bytes.Buffer
+			r := newReport(&out, dir)
+			if checkCompose(context.Background(), r, path) != nil {
+				t.Fatal("checkCompose returned a project for a broken file")
+			}
+			wantProblem(t, r, out.String(), "compose load")
+			wantProblem(t, r, out.String(), tc.want)
+			if !strings.Contains(out.String(), "FAIL  docker-compose.yml") {
+				t.Errorf("no FAIL line for the compose file:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// A Kubernetes document with an unknown field fails strict decoding.
+func TestK8sUnknownFieldIsReported(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	doc := `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: fine
+data:
+  A: b
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: menu
+spec:
+  replicaz: 2
+  selector:
+    matchLabels: {app: menu}
+  template:
+    metadata:
+      labels: {app: menu}
+    spec:
+      containers:
+        - name: menu
+          image: example/menu:1
+---
+apiVersion: v1
+kind: Servise
+metadata:
+  name: typo-kind
+`
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r := newReport(&out, dir)
+	objs := checkK8sFile(r, path)
+	if len(objs) != 1 {
+		t.Errorf("want only the ConfigMap decoded, got %d objects", len(objs))
+	}
+	wantProblem(t, r, out.String(), `unknown field "spec.replicaz"`)
+	wantProblem(t, r, out.String(), `no kind "Servise" is registered`)
+	if !strings.Contains(out.String(), "FAIL  bad.yaml") {
+		t.Errorf("no FAIL line for the manifest:\n%s", out.String())
+	}
+}
+
+// Each mutation of the real files must be caught, proving every check bites.
+func TestMutationsAreReported(t *testing.T) {
+	src, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		file      string // relative to the repo root
+		old, new  string // old must occur in file; "" appends new / creates file
+		wantSubst string
+	}{
+		// compose
+		{"compose missing env", "docker-compose.yml",
+			"  AUTH_SECRET: ${AUTH_SECRET:-pizzashop-local-dev-secret-do-not-use-in-production}\n", "",
+			"AUTH_SECRET is required"},
+		{"compose wrong addr port", "docker-compose.yml",
+			"KITCHEN_ADDR: kitchen:9090", "KITCHEN_ADDR: kitchen:9091",
+			"kitchen listens for gRPC on port 9090"},
+		{"compose variable without default", "docker-compose.yml",
+			"LOG_LEVEL: ${LOG_LEVEL:-info}", "LOG_LEVEL: ${LOG_LEVEL}",
+			`"LOG_LEVEL" variable is not set`},
+		{"compose extra published port", "docker-compose.yml",
+			"      OTEL_SERVICE_NAME: menu\n", "      OTEL_SERVICE_NAME: menu\n    ports: [\"9090:9090\"]\n",
+			`service "menu" publishes container port 9090`},
+		{"compose not waiting for healthy infra", "docker-compose.yml",
+			"  nats:\n    condition: service_healthy\n", "  nats:\n    condition: service_started\n",
+			`must depend on "nats" with condition service_healthy`},
+		{"compose unknown service reference", "docker-compose.yml",
+			"NATS_URL: nats://nats:4222", "NATS_URL: nats://natz:4222",
+			`NATS_URL points at host "natz"`},
+		{"compose wrong database", "docker-compose.yml",
+			"MONGO_DATABASE: pizzashop_kitchen", "MONGO_DATABASE: pizzashop_menu",
+			`MONGO_DATABASE must be "pizzashop_kitchen"`},
+		{"compose schema error", "docker-compose.yml",
+			"    restart: unless-stopped\n    volumes:\n      - mongo-data", "    restart: unless-stopped\n    volumez:\n      - mongo-data",
+			"volumez"},
+		{"prometheus misses a service", "deploy/compose/prometheus.yml",
+			`"menu:9464"`, `"menu:9465"`,
+			"nothing scrapes menu:9464"},
+		{"otel undefined exporter", "deploy/compose/otel-collector.yaml",
+			"exporters: [otlp_grpc/jaeger]", "exporters: [otlp_grpc/jeager]",
+			`exporter "otlp_grpc/jeager", which is not defined`},
+		{"grafana unknown host", "deploy/compose/grafana/provisioning/datasources/datasources.yaml",
+			"http://jaeger:16686", "http://jaegr:16686",
+			`host "jaegr" is not a compose service`},
+		// kubernetes
+		{"k8s unknown field", "deploy/k8s/menu.yaml",
+			"  revisionHistoryLimit: 5\n", "  revisionHistoryLimt: 5\n",
+			`unknown field "spec.revisionHistoryLimt"`},
+		{"k8s manifest not in kustomization", "deploy/k8s/extra.yaml",
+			"", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: pizzashop\n",
+			"extra.yaml is not listed in resources"},
+		{"kustomization lists a missing file", "deploy/k8s/kustomization.yaml",
+			"  - gateway.yaml\n", "  - gateway.yaml\n  - missing.yaml\n",
+			`lists "missing.yaml", which does not exist`},
+		{"kustomization unknown field", "deploy/k8s/kustomization.yaml",
+			"\nnamespace: pizzashop\n", "\nnamespac: pizzashop\n",
+			`unknown field "namespac"`},
+		{"k8s probe on wrong port", "deploy/k8s/menu.yaml",
+			"          readinessProbe:\n            grpc:\n              port: 9090\n", "          readinessProbe:\n            grpc:\n              port: 9091\n",
+			"readinessProbe probes gRPC port 9091"},
+		{"k8s configmap misses a key", "deploy/k8s/configmap.yaml",
+			"  NATS_URL: nats://nats:4222\n", "",
+			"NATS_URL is required"},
+		{"k8s secret key renamed", "deploy/k8s/secret.yaml",
+			"  AUTH_SECRET: REPLACE-ME", "  AUTH_SECRE: REPLACE-ME",
+			`Secret "pizzashop-auth" has no key "AUTH_SECRET"`},
+		{"k8s secret too short", "deploy/k8s/secret.yaml",
+			"  AUTH_SECRET: REPLACE-ME-this-placeholder-is-not-a-secret", "  AUTH_SECRET: short",
+			"AUTH_SECRET is 5 bytes"},
+		{"compose secret too short", "docker-compose.yml",
+			"${AUTH_SECRET:-pizzashop-local-dev-secret-do-not-use-in-production}", "${AUTH_SECRET:-short}",
+			"AUTH_SECRET is 5 bytes"},
+		{"k8s gateway readiness path", "deploy/k8s/gateway.yaml",
+			"path: /readyz", "path: /ready",
+			`readinessProbe path is "/ready"`},
+		{"k8s writable root filesystem", "deploy/k8s/kitchen.yaml",
+			"readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false",
+			"Deployment kitchen container kitchen: readOnlyRootFilesystem must be true"},
+		{"k8s unpinned image", "deploy/k8s/kustomization.yaml",
+			"newName: registry.example.com/pizzashop/order\n    newTag: \"0.1.0\"", "newName: registry.example.com/pizzashop/order\n    newTag: latest",
+			"needs a pinned tag"},
+		{"k8s service selector typo", "deploy/k8s/delivery.yaml",
+			"  selector:\n    app.kubernetes.io/name: delivery\n", "  selector:\n    app.kubernetes.io/name: delivry\n",
+			"Service delivery selects no workload"},
+		{"k8s nats without volume", "deploy/k8s/nats.yaml",
+			"              mountPath: /data\n", "              mountPath: /var/data\n",
+			"store dir /data is not on a volumeClaimTemplate"},
+		// Dockerfile and build context
+		{"dockerfile healthcheck", "deploy/docker/service.Dockerfile",
+			"", "HEALTHCHECK CMD [\"/app\", \"-health\"]\n",
+			"HEALTHCHECK"},
+		{"dockerfile lint", "deploy/docker/service.Dockerfile",
+			"AS build", "as build",
+			"FromAsCasing"},
+		{"dockerfile root user", "deploy/docker/service.Dockerfile",
+			"USER nonroot:nonroot", "USER root",
+			"non-root USER"},
+		{"dockerfile unknown instruction", "deploy/docker/service.Dockerfile",
+			"ENTRYPOINT [", "ENTRYPIONT [",
+			"unknown instruction"},
+		{"dockerignore drops a module", ".dockerignore",
+			"", "pkg\n",
+			"excludes pkg/go.mod"},
+		{"dockerignore keeps .git", ".dockerignore",
+			"\n.git\n", "\n",
+			"should exclude .git"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			copyDeployTree(t, src, root)
+			path := filepath.Join(root, tc.file)
+			data, err := os.ReadFile(path)
+			switch {
+			case tc.old == "":
+				if err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				data = append(data, tc.new...)
+			case err != nil:
+				t.Fatal(err)
+			case !bytes.Contains(data, []byte(tc.old)):
+				t.Fatalf("%s does not contain %q: the mutation is stale", tc.file, tc.old)
+			default:
+				data = bytes.Replace(data, []byte(tc.old), []byte(tc.new), 1)
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, out := run(t, root)
+			wantProblem(t, r, out, tc.wantSubst)
+		})
+	}
+}
+
+// copyDeployTree copies the files the checker reads from src to dst.
+func copyDeployTree(t *testing.T, src, dst string) {
+	t.Helper()
+	for _, rel := range []string{"go.work", "go.work.sum", ".dockerignore", "docker-compose.yml", "deploy/compose", "deploy/k8s", "deploy/docker"} {
+		from := filepath.Join(src, rel)
+		info, err := os.Stat(from)
+		if os.IsNotExist(err) && rel == "go.work.sum" {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !info.IsDir() {
+			copyFile(t, from, filepath.Join(dst, rel))
+			continue
+		}
+		err = filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			r, _ := filepath.Rel(src, p)
+			copyFile(t, p, filepath.Join(dst, r))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
