@@ -9,9 +9,11 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Size is a pizza size. The shop sells exactly three.
@@ -153,6 +155,9 @@ func NewItem(kind Kind, prefix string, d Draft, now time.Time) (Item, error) {
 	var problems []error
 	if it.ID == "" {
 		it.ID = Slug(it.Name)
+		if it.ID == "" && it.Name != "" {
+			problems = append(problems, errs.Invalid(prefix+".id", "cannot be derived from name %q: give one of lower-case letters, digits and single dashes", it.Name))
+		}
 	}
 	problems = append(problems, checkName(prefix, it.Name))
 	if it.ID != "" && (len(it.ID) > MaxIDLen || !idPattern.MatchString(it.ID)) {
@@ -240,8 +245,9 @@ func (it Item) Apply(kind Kind, prefix string, p Patch, now time.Time) (Item, er
 func Slug(name string) string {
 	var b strings.Builder
 	dash := false
-	for _, r := range strings.ToLower(name) {
+	for _, r := range norm.NFD.String(strings.ToLower(name)) {
 		switch {
+		case unicode.Is(unicode.Mn, r): // an accent split off its letter
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
 			b.WriteRune(r)
 			dash = false

@@ -34,8 +34,12 @@ type Server struct {
 
 // NewServer returns a server over store.
 func NewServer(store *menudb.Store) *Server {
-	return &Server{store: store, now: time.Now}
+	return &Server{store: store, now: now}
 }
+
+// now is cut to the millisecond, the precision the store keeps, so that a
+// response and its event show the same update time as later reads.
+func now() time.Time { return time.Now().Truncate(time.Millisecond) }
 
 // GetMenu returns the whole menu.
 func (s *Server) GetMenu(ctx context.Context, _ *menuv1.GetMenuRequest) (*menuv1.GetMenuResponse, error) {

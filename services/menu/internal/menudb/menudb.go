@@ -6,10 +6,10 @@ package menudb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
@@ -76,20 +76,22 @@ func (s *Store) Init(ctx context.Context, now time.Time) error {
 			return err
 		}
 	}
-	n, err := s.pizzas.CountDocuments(ctx, bson.D{})
-	if err != nil {
-		return fmt.Errorf("count pizzas: %w", err)
-	}
-	if n > 0 {
-		return nil
-	}
 	pizzas, toppings := menu.Seed(now)
 	for k, items := range map[menu.Kind][]menu.Item{menu.KindPizza: pizzas, menu.KindTopping: toppings} {
+		// Each collection on its own: a replica stopped between the two
+		// inserts leaves the other one for the next start.
+		n, err := s.coll(k).CountDocuments(ctx, bson.D{})
+		if err != nil {
+			return fmt.Errorf("count %ss: %w", k, err)
+		}
+		if n > 0 {
+			continue
+		}
 		docs := make([]any, len(items))
 		for i, it := range items {
 			docs[i] = toDoc(it)
 		}
-		_, err := s.coll(k).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		_, err = s.coll(k).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		if err != nil && !mongox.IsDuplicate(err) {
 			return fmt.Errorf("seed %ss: %w", k, err)
 		}
@@ -146,8 +148,9 @@ func (s *Store) Create(ctx context.Context, k menu.Kind, it menu.Item, ev outbox
 	return nil
 }
 
-// ErrConflict is returned when an item kept changing under an update.
-var ErrConflict = errors.New("menu item changed concurrently; try again")
+// ErrConflict is returned when an item kept changing under an update. Its
+// kind makes it Aborted (retry), not an internal error.
+var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "menu item changed concurrently; try again")
 
 // Update reads item id, applies change to it and stores the result with the
 // event that event builds for it, in one document write. It retries when the
