@@ -8,9 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
 	"github.com/pizzashop/pizzashop/services/delivery/internal/deliveryapi"
+	"github.com/pizzashop/pizzashop/services/delivery/internal/deliverydb"
 )
 
 // Config is the delivery service's configuration.
@@ -30,9 +32,22 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Policy:   deliveryapi.Policy,
 		Streams:  []jetstream.StreamConfig{deliveryapi.Stream},
 		Setup: func(ctx context.Context, d *svc.Deps) error {
-			// Handover arrives with the delivery issue; until then the
-			// service answers Unimplemented behind its access policy.
-			deliveryv1.RegisterDeliveryServiceServer(d.GRPC, deliveryv1.UnimplementedDeliveryServiceServer{})
+			store := deliverydb.New(d.DB)
+			if err := store.Init(ctx); err != nil {
+				return err
+			}
+			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
+			store.Written = relay.Notify
+			d.Go("outbox relay", relay.Run)
+			srv := deliveryapi.NewServer(store, d.Bus.Conn, d.Log)
+			d.Go("ready orders consumer", func(ctx context.Context) error {
+				return d.Bus.Consume(ctx, deliveryapi.ReadyConsumer, srv.HandleReady)
+			})
+			// Live board streams never end on their own; end them when
+			// shutdown begins so the graceful stop does not wait out its
+			// grace period, and boards reconnect elsewhere.
+			context.AfterFunc(ctx, srv.EndWatches)
+			deliveryv1.RegisterDeliveryServiceServer(d.GRPC, srv)
 			return nil
 		},
 	})

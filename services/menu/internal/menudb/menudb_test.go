@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -496,21 +495,7 @@ func TestUpdateGivesUp(t *testing.T) {
 	}
 }
 
-// requireAtomicUpdates skips t on the embedded FerretDB. FerretDB 1.x runs
-// an update as a query and a separate write of the whole document, so two
-// writers of one document can both match the same revision and the last one
-// silently overwrites the other (FerretDB/FerretDB#3040): the optimistic
-// concurrency of Store.Update and of the outbox relay does not hold there.
-// The tests that skip fail on it; they pass against MongoDB (MONGO_URI).
-func requireAtomicUpdates(t *testing.T) {
-	t.Helper()
-	if os.Getenv("MONGO_URI") == "" {
-		t.Skip("the embedded FerretDB has no atomic conditional update (FerretDB/FerretDB#3040); set MONGO_URI to run this against MongoDB")
-	}
-}
-
 func TestUpdateConcurrent(t *testing.T) {
-	requireAtomicUpdates(t)
 	ctx := testContext(t)
 	s, db := newStore(t)
 	const n = 8

@@ -262,7 +262,6 @@ func TestRelayRunWakesOnWrite(t *testing.T) {
 }
 
 func TestRelayRacesUpdates(t *testing.T) {
-	requireAtomicUpdates(t)
 	ctx := testContext(t)
 	s, db := newStore(t)
 	bus, stream, start := newStream(t)

@@ -1,0 +1,277 @@
+// Package devstack runs the shop's infrastructure inside one process for
+// development and tests: an embedded NATS server with JetStream and an
+// embedded FerretDB (the MongoDB wire protocol over SQLite). `make run` and
+// every integration test use it, so nothing but Go is needed on the machine.
+//
+// FerretDB is heavy (~100 s cold build, ~40 MB): only the launcher and test
+// binaries import this package, never a service binary.
+//
+// FerretDB starts its spans on the global OpenTelemetry tracer provider and
+// its config has no option to pass another one. The default global provider
+// is a no-op, so keep this package out of processes that install a real one
+// (the launcher installs none), or accept FerretDB's spans in their traces.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configures Start.
+type Options struct {
+	// Dir holds all data: Dir/nats for JetStream, Dir/ferretdb for the
+	// SQLite files. Data in Dir survives Close and a new Start.
+	Dir string
+	// NATSAddr and MongoAddr are host:port listen addresses; port 0 picks a
+	// free port. Empty means 127.0.0.1:0.
+	NATSAddr  string
+	MongoAddr string
+	// Logger receives both servers' logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stack is a running NATS server and FerretDB.
+type Stack struct {
+	dir    string
+	nats   *server.Server
+	ferret *ferretDB
+
+	closeOnce sync.Once
+}
+
+// readyTimeout bounds how long Start waits for NATS to accept clients;
+// JetStream recovers its file store before that.
+const readyTimeout = 30 * time.Second
+
+// Start starts NATS with JetStream and FerretDB with data under opts.Dir. It
+// returns once both accept connections. Close stops them.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Dir == "" {
+		return nil, errors.New("devstack: Options.Dir is empty")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ns, err := startNATS(filepath.Join(dir, "nats"), or(opts.NATSAddr, "127.0.0.1:0"), log.With("component", "nats"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			stopNATS(ns)
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	fdb, err := startFerretDB(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), log.With("component", "ferretdb"))
+	if err != nil {
+		return nil, err
+	}
+	return &Stack{dir: dir, nats: ns, ferret: fdb}, nil
+}
+
+// NATSURL is the client URL of the NATS server, such as nats://127.0.0.1:4222.
+func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
+
+// MongoURI is the MongoDB connection string of FerretDB, such as
+// mongodb://127.0.0.1:27017/.
+func (s *Stack) MongoURI() string { return s.ferret.uri }
+
+// NATSDir and MongoDir are where the two servers keep their data.
+func (s *Stack) NATSDir() string  { return filepath.Join(s.dir, "nats") }
+func (s *Stack) MongoDir() string { return filepath.Join(s.dir, "ferretdb") }
+
+// Close stops FerretDB, then NATS, and waits until both have released their
+// files. FerretDB gives clients still connected up to 3 s to go away. Close
+// may be called more than once.
+func (s *Stack) Close() {
+	s.closeOnce.Do(func() {
+		s.ferret.stop()
+		stopNATS(s.nats)
+	})
+}
+
+// startNATS starts a JetStream server storing under dir. Every write is
+// synced to disk before it is acknowledged, so a crash of the process loses
+// no acknowledged message.
+func startNATS(dir, addr string, log *slog.Logger) (*server.Server, error) {
+	host, port, err := splitAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: nats address: %w", err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	} else if err := checkFree(addr); err != nil {
+		// NATS would only log this and never become ready.
+		return nil, fmt.Errorf("devstack: nats: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "pizzashop-dev",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		SyncAlways: true,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devstack: nats: %w", err)
+	}
+	ns.SetLoggerV2(natsLogger{log}, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(readyTimeout) {
+		stopNATS(ns)
+		return nil, fmt.Errorf("devstack: nats did not accept connections on %s within %s (port in use?)", addr, readyTimeout)
+	}
+	return ns, nil
+}
+
+func stopNATS(ns *server.Server) {
+	ns.Shutdown()
+	ns.WaitForShutdown()
+}
+
+type ferretDB struct {
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{}
+	proxy  *writeSerializer
+}
+
+// startFerretDB starts FerretDB with its SQLite handler keeping one file per
+// database under dir.
+func startFerretDB(dir, addr string, log *slog.Logger) (*ferretDB, error) {
+	if _, _, err := splitAddr(addr); err != nil {
+		return nil, fmt.Errorf("devstack: mongo address: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	sqliteURL := &url.URL{Scheme: "file", Path: dir + "/", OmitHost: true}
+	// FerretDB listens on a private port behind the write serializer, which
+	// takes the public address.
+	proxy, err := listenSerializer(addr)
+	if err != nil {
+		return nil, err
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL.String(),
+		Logger:    slog.New(quietResponses{log.Handler()}),
+	})
+	if err != nil {
+		proxy.close()
+		return nil, fmt.Errorf("devstack: ferretdb on %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fdb := &ferretDB{cancel: cancel, done: make(chan struct{}), proxy: proxy}
+	go func() {
+		defer close(fdb.done)
+		_ = f.Run(ctx) // always nil; it stops when ctx ends
+	}()
+	// The listener is open once New returns, so this does not block.
+	u, err := url.Parse(f.MongoDBURI())
+	if err != nil {
+		fdb.stop()
+		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
+	}
+	proxy.start(u.Host)
+	u.Host = proxy.addr()
+	fdb.uri = u.String()
+	return fdb, nil
+}
+
+func (f *ferretDB) stop() {
+	f.proxy.close()
+	f.cancel()
+	<-f.done
+}
+
+// quietResponses demotes to debug the warnings FerretDB logs for every error
+// it answers a client with: a duplicate key, or a command it does not have,
+// such as the endSessions every driver sends when it disconnects. They are
+// the client's business and each takes a dozen lines. Its other warnings,
+// about the store itself, stay warnings.
+type quietResponses struct{ slog.Handler }
+
+func (h quietResponses) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && (strings.HasPrefix(r.Message, "Response header:") || strings.HasPrefix(r.Message, "Response message:")) {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietResponses) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietResponses{h.Handler.WithAttrs(as)}
+}
+
+func (h quietResponses) WithGroup(name string) slog.Handler {
+	return quietResponses{h.Handler.WithGroup(name)}
+}
+
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, port, nil
+}
+
+// checkFree reports an error when nothing can listen on addr, typically
+// because another process already does.
+func checkFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// natsLogger sends the NATS server's log into slog. Fatalf logs at error
+// level instead of exiting: the server shuts itself down after it.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,157 @@
+package deliveryapi
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
+	"github.com/pizzashop/pizzashop/services/delivery/internal/delivery"
+	"github.com/pizzashop/pizzashop/services/delivery/internal/deliverydb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Tuning of WatchDeliveries.
+const (
+	// watchBuffer is how many changes may wait for a slow board before it
+	// is sent a fresh snapshot instead.
+	watchBuffer = 256
+	// snapshotPage is how many open deliveries one store read fetches.
+	snapshotPage = 200
+	// reconnectCheck is how often a stream checks whether the NATS
+	// connection was re-established, losing the changes published while
+	// it was down.
+	reconnectCheck = time.Second
+)
+
+// WatchDeliveries sends the open deliveries of the requested fulfillment,
+// then every change to a delivery of that fulfillment. A board that falls
+// behind, or whose changes were lost while NATS was away, gets a fresh
+// snapshot.
+func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream deliveryv1.DeliveryService_WatchDeliveriesServer) error {
+	only, err := fulfillmentFilter("fulfillment", req.GetFulfillment())
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	events := make(chan *deliveryv1.Delivery, watchBuffer)
+	overflow := make(chan struct{}, 1)
+	lost := func() {
+		select {
+		case overflow <- struct{}{}:
+		default:
+		}
+	}
+	sub, err := s.conn.Subscribe("delivery.*.*", func(m *nats.Msg) {
+		var ev deliveryv1.DeliveryStatusChanged
+		if proto.Unmarshal(m.Data, &ev) != nil || ev.GetDelivery().GetId() == "" {
+			return
+		}
+		if only != 0 && delivery.Fulfillment(ev.GetDelivery().GetFulfillment()) != only {
+			return
+		}
+		select {
+		case events <- ev.GetDelivery():
+		default:
+			lost()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe delivery events: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// Subscribed, and the server knows it, before the snapshot is read: a
+	// change stored after the read is published after this point, so
+	// nothing falls between the snapshot and the changes.
+	if err := s.conn.FlushWithContext(ctx); err != nil {
+		return status.Errorf(codes.Unavailable, "the event bus is unavailable, try again shortly: %v", err)
+	}
+	reconnects := s.conn.Stats().Reconnects
+
+	// seen is the revision the board has of each delivery; open, the
+	// deliveries it holds as open.
+	seen := map[string]int64{}
+	open := map[string]bool{}
+	send := func(d *deliveryv1.Delivery, snapshot bool) error {
+		seen[d.GetId()] = d.GetRevision()
+		if delivery.Status(d.GetStatus()).Open() {
+			open[d.GetId()] = true
+		} else {
+			delete(open, d.GetId())
+		}
+		return stream.Send(&deliveryv1.WatchDeliveriesResponse{Delivery: d, Snapshot: snapshot})
+	}
+	snapshot := func() error {
+		held := open
+		open = map[string]bool{}
+		f := deliverydb.Filter{Statuses: delivery.OpenStatuses, Fulfillment: only}
+		var after *delivery.Delivery
+		for {
+			page, err := s.store.List(ctx, f, snapshotPage, after)
+			if err != nil {
+				return err
+			}
+			for _, d := range page {
+				if err := send(toProto(d), true); err != nil {
+					return err
+				}
+			}
+			if len(page) < snapshotPage {
+				break
+			}
+			after = &page[len(page)-1]
+		}
+		// A delivery the board holds as open that closed while its change
+		// was lost: send how it ended.
+		for id := range held {
+			if open[id] {
+				continue
+			}
+			d, err := s.store.Get(ctx, id)
+			if errors.Is(err, delivery.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if d.Revision() > seen[id] {
+				if err := send(toProto(d), false); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := snapshot(); err != nil {
+		return err
+	}
+	tick := time.NewTicker(reconnectCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closing:
+			return status.Error(codes.Unavailable, "the delivery service is shutting down; reconnect")
+		case <-tick.C:
+			if n := s.conn.Stats().Reconnects; n != reconnects {
+				reconnects = n
+				lost()
+			}
+		case <-overflow:
+			if err := snapshot(); err != nil {
+				return err
+			}
+		case d := <-events:
+			if d.GetRevision() <= seen[d.GetId()] {
+				continue // already sent, or older than what was sent
+			}
+			if err := send(d, false); err != nil {
+				return err
+			}
+		}
+	}
+}
