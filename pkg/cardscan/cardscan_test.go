@@ -12,18 +12,18 @@ func TestContains(t *testing.T) {
 		in   string
 		want bool
 	}{
-		{"4111111111111111", true},                  // Visa test number, 16 digits
-		{"4111 1111 1111 1111", true},               // grouped by spaces
-		{"4111-1111-1111-1111", true},               // grouped by dashes
-		{"pay with 5555555555554444 please", true},  // inside text
-		{"378282246310005", true},                   // Amex, 15 digits
-		{"6011111111111117", true},                  // Discover
-		{"4222222222222", true},                     // 13 digits
-		{"4111111111111112", false},                 // fails Luhn
-		{"411111111111", false},                     // 12 digits
-		{"41111111111111111111", false},             // 20 digits
-		{"4111  1111 1111 1111", false},             // double space breaks the run
-		{"ring +1 555 123 4567", false},             // a phone number
+		{"4111111111111111", true},                 // Visa test number, 16 digits
+		{"4111 1111 1111 1111", true},              // grouped by spaces
+		{"4111-1111-1111-1111", true},              // grouped by dashes
+		{"pay with 5555555555554444 please", true}, // inside text
+		{"378282246310005", true},                  // Amex, 15 digits
+		{"6011111111111117", true},                 // Discover
+		{"4222222222222", true},                    // 13 digits
+		{"4111111111111112", false},                // fails Luhn
+		{"411111111111", false},                    // 12 digits
+		{"41111111111111111111", false},            // 20 digits
+		{"4111  1111 1111 1111", false},            // double space breaks the run
+		{"ring +1 555 123 4567", false},            // a phone number
 		{"", false},
 		{"no digits here", false},
 		{"flat 12, door code 4455", false},

@@ -32,6 +32,8 @@ type Server struct {
 	*grpc.Server
 	Health *health.Server
 	log    *slog.Logger
+	// stopping is closed when shutdown begins; it ends server streams.
+	stopping chan struct{}
 }
 
 // NewServer returns a server whose every call is traced, recovered from
@@ -39,7 +41,7 @@ type Server struct {
 // Register services on it, then call Run.
 func NewServer(log *slog.Logger, signer *auth.Signer, policy auth.Policy, opts ...grpc.ServerOption) *Server {
 	authUnary, authStream := auth.Interceptors(signer, policy)
-	s := &Server{log: log, Health: health.NewServer()}
+	s := &Server{log: log, Health: health.NewServer(), stopping: make(chan struct{})}
 	base := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
@@ -75,8 +77,33 @@ func (s *Server) streamErrors(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	return ToStatus(ss.Context(), s.log, info.FullMethod, h(srv, ss))
+	// Live streams never end on their own; end them when shutdown begins so
+	// that GracefulStop does not wait out its grace period on them. Clients
+	// get UNAVAILABLE and reconnect, to another replica or after the restart.
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = h(srv, &stream{ServerStream: ss, ctx: ctx})
+	select {
+	case <-s.stopping:
+		return status.Error(codes.Unavailable, "server shutting down; reconnect")
+	default:
+	}
+	return ToStatus(ss.Context(), s.log, info.FullMethod, err)
 }
+
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context { return s.ctx }
 
 // Run serves on addr until ctx is done, then reports NOT_SERVING, lets
 // in-flight calls finish for up to grace, and stops.
@@ -99,6 +126,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 	case <-ctx.Done():
 	}
 	s.Health.Shutdown()
+	close(s.stopping)
 	done := make(chan struct{})
 	go func() { s.GracefulStop(); close(done) }()
 	select {

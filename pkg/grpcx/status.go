@@ -55,7 +55,12 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		log.ErrorContext(ctx, "request failed", "method", method, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
-	msg := err.Error()
+	// A join of field problems speaks for itself; a single error speaks
+	// through its classified part, without the wrapping added on the way up.
+	msg := e.Error()
+	if _, joined := err.(interface{ Unwrap() []error }); joined {
+		msg = err.Error()
+	}
 	if e.Kind == errs.KindUnavailable {
 		// Driver and network details stay in the log.
 		log.WarnContext(ctx, "dependency unavailable", "method", method, "err", err)

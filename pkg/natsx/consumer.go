@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pizzashop/pizzashop/pkg/errs"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -108,7 +109,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 				attribute.String("messaging.consumer.group.name", cfg.Durable),
 				attribute.String("messaging.message.id", m.Headers().Get(jetstream.MsgIDHeader))))
 		defer span.End()
-		err := h(context.WithoutCancel(mctx), m)
+		err := b.handleTransient(ctx, mctx, cfg, m, h)
 		if err == nil {
 			_ = m.Ack()
 			return
@@ -146,6 +147,37 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		cc.Stop()
 	}
 	return nil
+}
+
+// handleTransient runs h, and while h fails because something it needs is
+// briefly down (errs.KindUnavailable, a deadline), keeps the message and
+// retries it in place with backoff. An outage of the store thus pauses the
+// consumer instead of spending the message's deliveries and dead-lettering
+// it; the consumer catches up when the store is back. It gives up only when
+// the consumer stops, returning the last error.
+func (b *Bus) handleTransient(ctx, mctx context.Context, cfg ConsumerConfig, m jetstream.Msg, h Handler) error {
+	wait := cfg.Backoff[0]
+	for warned := false; ; {
+		err := h(context.WithoutCancel(mctx), m)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if !warned {
+			b.log.WarnContext(mctx, "dependency unavailable; holding the message until it is back", "subject", m.Subject(), "consumer", cfg.Durable, "err", err)
+			warned = true
+		}
+		_ = m.InProgress()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func transient(err error) bool {
+	return errs.KindOf(err) == errs.KindUnavailable || errors.Is(err, context.DeadlineExceeded)
 }
 
 func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, m jetstream.Msg, md *jetstream.MsgMetadata, n int, cause error) error {

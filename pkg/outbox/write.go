@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -14,7 +15,7 @@ import (
 func Write(ctx context.Context, c *mongo.Collection, id any, rev int64, set bson.D, events ...Entry) (bool, error) {
 	update := bson.D{{Key: "$set", Value: set}}
 	if len(events) > 0 {
-		set = append(set, bson.E{Key: FieldPending, Value: true})
+		set = append(slices.Clip(set), bson.E{Key: FieldPending, Value: true})
 		update = bson.D{{Key: "$set", Value: set},
 			{Key: "$push", Value: bson.D{{Key: FieldEntries, Value: bson.D{{Key: "$each", Value: events}}}}}}
 	}

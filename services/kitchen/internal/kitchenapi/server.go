@@ -294,6 +294,10 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 		return fmt.Errorf("subscribe kitchen events: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// Make sure the server has the subscription before reading the snapshot.
+	if err := s.conn.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("subscribe kitchen events: %w", err)
+	}
 
 	seen := map[string]int64{}
 	snapshot := func() error {
