@@ -31,6 +31,14 @@ build: ## Build every binary into ./bin
 token: ## Print a credential: make token ROLE=admin SUB=maria (roles: customer kitchen courier admin)
 	@go run ./cmd/pizzashop token --role $(ROLE) --sub $(SUB)
 
+.PHONY: deadletters
+deadletters: ## List dead letters (replay with: bin/pizzashop deadletters replay SEQ... | --all)
+	@go run ./cmd/pizzashop deadletters list
+
+.PHONY: load
+load: ## Load the running shop: make load RATE=50 DURATION=30s (reports latency, order->display time, lost/duplicated)
+	go run ./cmd/loadgen -rate $(or $(RATE),50) -duration $(or $(DURATION),20s) -lifecycle
+
 .PHONY: test
 test: ## Run every module's tests against embedded NATS and FerretDB (or NATS_URL / MONGO_URI)
 	go test -count=1 -timeout 20m $(MODULES)

@@ -20,6 +20,7 @@ var Version = "dev"
 // process with status 1 if run fails. It never returns.
 func Main(service string, run func(ctx context.Context, log *slog.Logger) error) {
 	log := logging.New(os.Stdout, service, os.Getenv("LOG_LEVEL"))
+	slog.SetDefault(log) // for the few library paths that log without a logger passed in
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, log)
 	stop()

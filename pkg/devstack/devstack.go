@@ -3,8 +3,14 @@
 // embedded FerretDB (the MongoDB wire protocol over SQLite). `make run` and
 // every integration test use it, so nothing but Go is needed on the machine.
 //
-// FerretDB is heavy (~100 s cold build, ~40 MB): only the launcher and test
-// binaries import this package, never a service binary.
+// FerretDB is heavy (minutes to build cold, tens of MB): only the launcher
+// and test binaries import this package, never a service binary.
+//
+// What FerretDB v1.24 (SQLite) lacks, so the services design around it:
+// multi-document transactions, change streams and TTL indexes. It also
+// drops the connection (a recovered panic) when one createIndexes command
+// names two or more indexes that already exist, as on every restart; create
+// indexes one per command.
 //
 // FerretDB starts its spans on the global OpenTelemetry tracer provider and
 // its config has no option to pass another one. The default global provider
@@ -96,8 +102,10 @@ func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
 // mongodb://127.0.0.1:27017/.
 func (s *Stack) MongoURI() string { return s.ferret.uri }
 
-// NATSDir and MongoDir are where the two servers keep their data.
-func (s *Stack) NATSDir() string  { return filepath.Join(s.dir, "nats") }
+// NATSDir is where JetStream keeps its streams.
+func (s *Stack) NATSDir() string { return filepath.Join(s.dir, "nats") }
+
+// MongoDir is where FerretDB keeps one SQLite file per database.
 func (s *Stack) MongoDir() string { return filepath.Join(s.dir, "ferretdb") }
 
 // Close stops FerretDB, then NATS, and waits until both have released their

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
@@ -43,13 +44,23 @@ func Ping(c *mongo.Client) func(context.Context) error {
 }
 
 // EnsureIndexes creates the indexes of coll, retrying until the store
-// answers or ctx ends.
+// answers or ctx ends. Indexes are created one at a time: FerretDB 1.x drops
+// the connection on a createIndexes naming several indexes that exist
+// already, which is every restart.
 func EnsureIndexes(ctx context.Context, coll *mongo.Collection, models ...mongo.IndexModel) error {
 	wait := 200 * time.Millisecond
-	for {
-		_, err := coll.Indexes().CreateMany(ctx, models)
+	for attempt := 1; ; attempt++ {
+		var err error
+		for _, m := range models {
+			if _, err = coll.Indexes().CreateOne(ctx, m); err != nil {
+				break
+			}
+		}
 		if err == nil {
 			return nil
+		}
+		if attempt == 5 {
+			slog.Warn("still creating indexes; is the store up?", "collection", coll.Name(), "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,523 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+)
+
+// shopConfig is what `pizzashop run` needs, from flags, PIZZASHOP_*
+// variables and the variables passed on to the services.
+type shopConfig struct {
+	stackFlags
+	bin          string
+	httpAddr     string
+	basePort     int
+	readyTimeout time.Duration
+	stopTimeout  time.Duration
+
+	// From the environment and passed on to every process. With both URLs
+	// set no embedded server starts.
+	mongoURI   string
+	natsURL    string
+	authSecret string
+	logLevel   string
+}
+
+// The services in start order, each with N: gRPC on base+N, metrics on
+// base+100+N. The gateway starts last and serves its metrics on its HTTP
+// address.
+var serviceNames = []string{"menu", "order", "kitchen", "delivery"}
+
+const (
+	gatewayName = "gateway"
+	nameWidth   = len("delivery")
+)
+
+func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
+	fs := newFlagSet("run", "pizzashop [run] [flags]", stderr)
+	var c shopConfig
+	c.register(fs)
+	fs.StringVar(&c.bin, "bin", "", "directory holding the menu, order, kitchen, delivery and gateway binaries (default: the directory of this binary)")
+	fs.StringVar(&c.httpAddr, "http", envOr("PIZZASHOP_HTTP_ADDR", "127.0.0.1:8080"), "listen address of the REST gateway (env PIZZASHOP_HTTP_ADDR)")
+	base, err := strconv.Atoi(envOr("PIZZASHOP_BASE_PORT", "9090"))
+	if err != nil {
+		return c, usageErrorf("PIZZASHOP_BASE_PORT=%q is not a port number", os.Getenv("PIZZASHOP_BASE_PORT"))
+	}
+	fs.IntVar(&c.basePort, "base-port", base, "gRPC of service N (menu 1, order 2, kitchen 3, delivery 4) on base+N, its metrics on base+100+N (env PIZZASHOP_BASE_PORT)")
+	fs.DurationVar(&c.readyTimeout, "ready-timeout", 90*time.Second, "how long to wait for the gateway's /readyz")
+	fs.DurationVar(&c.stopTimeout, "stop-timeout", 15*time.Second, "how long each process may take to stop before it is killed")
+	if err := parseFlags(fs, args); err != nil {
+		return c, err
+	}
+	if maxBase := 65535 - 100 - len(serviceNames); c.basePort < 1 || c.basePort > maxBase {
+		return c, usageErrorf("--base-port %d: want 1 to %d", c.basePort, maxBase)
+	}
+	if c.bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return c, fmt.Errorf("find own binary: %w (use --bin)", err)
+		}
+		if real, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = real
+		}
+		c.bin = filepath.Dir(exe)
+	}
+	c.mongoURI = os.Getenv("MONGO_URI")
+	c.natsURL = os.Getenv("NATS_URL")
+	c.authSecret = os.Getenv("AUTH_SECRET")
+	c.logLevel = envOr("LOG_LEVEL", "info")
+	return c, nil
+}
+
+// embedded reports whether the launcher starts its own NATS and FerretDB.
+func (c shopConfig) embedded() bool { return c.mongoURI == "" || c.natsURL == "" }
+
+func (c shopConfig) grpcAddr(n int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.basePort+n))
+}
+
+func (c shopConfig) metricsAddr(n int) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.basePort+100+n))
+}
+
+// peerAddrs are the gRPC addresses every process is given, named as the
+// services read them.
+func (c shopConfig) peerAddrs() map[string]string {
+	m := map[string]string{}
+	for i, name := range serviceNames {
+		m[strings.ToUpper(name)+"_ADDR"] = c.grpcAddr(i + 1)
+	}
+	return m
+}
+
+// listenAddrs names every address the shop will listen on, to find the
+// ones taken before anything starts.
+func (c shopConfig) listenAddrs() [][2]string {
+	var addrs [][2]string
+	if c.embedded() {
+		addrs = append(addrs, [2]string{c.natsAddr, "NATS"}, [2]string{c.mongoAddr, "FerretDB"})
+	}
+	for i, name := range serviceNames {
+		addrs = append(addrs, [2]string{c.grpcAddr(i + 1), name + " gRPC"}, [2]string{c.metricsAddr(i + 1), name + " metrics"})
+	}
+	return append(addrs, [2]string{c.httpAddr, "gateway HTTP"})
+}
+
+// managedEnv are the variables the launcher sets for its children; the
+// parent's values of them are not passed through.
+var managedEnv = []string{
+	"GRPC_ADDR", "METRICS_ADDR", "HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR", "DELIVERY_ADDR",
+	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL",
+}
+
+// childEnv is the launcher's own environment without managedEnv, plus set.
+// Everything else (PATH, OTEL_*, ...) passes through.
+func childEnv(parent []string, set map[string]string) []string {
+	env := make([]string, 0, len(parent)+len(set))
+	for _, kv := range parent {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(managedEnv, k) {
+			env = append(env, kv)
+		}
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if set[k] != "" { // empty means unset: the service uses its default
+			env = append(env, k+"="+set[k])
+		}
+	}
+	return env
+}
+
+// launcher supervises the embedded stack and the service processes.
+type launcher struct {
+	cfg    shopConfig
+	term   *syncWriter
+	logDir string
+
+	stack    *devstack.Stack
+	stackLog *logSink
+	children []*child
+	exits    chan *child // every child, once, when it exits
+
+	natsURL, mongoURI string
+}
+
+// runShop is `pizzashop run`: it returns nil after a clean stop on a
+// signal, and an error when something failed to start or died.
+func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	begin := time.Now()
+	cfg, err := parseShopConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	if err := checkBinaries(cfg.bin); err != nil {
+		return err
+	}
+	if err := checkFree(cfg.listenAddrs()); err != nil {
+		return err
+	}
+	l := &launcher{
+		cfg:    cfg,
+		term:   &syncWriter{w: stdout},
+		logDir: filepath.Join(cfg.data, "logs"),
+		exits:  make(chan *child, len(serviceNames)+1),
+	}
+	err = l.supervise(ctx, begin)
+	l.shutdown()
+	if err != nil {
+		return err
+	}
+	l.term.Println("stopped")
+	return nil
+}
+
+// supervise starts everything, waits until the gateway is ready, and then
+// until a signal (nil) or a process dying (an error).
+func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
+	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
+		return err
+	}
+	var stackTook time.Duration
+	l.natsURL, l.mongoURI = l.cfg.natsURL, l.cfg.mongoURI
+	if l.cfg.embedded() {
+		sink, err := newLogSink(l.logDir, "devstack", nameWidth, l.term)
+		if err != nil {
+			return err
+		}
+		l.stackLog = sink
+		st, took, err := startStack(ctx, l.cfg.stackFlags, sink)
+		if err != nil {
+			return err
+		}
+		l.stack, stackTook = st, took
+		l.natsURL = cmp.Or(l.cfg.natsURL, st.NATSURL())
+		l.mongoURI = cmp.Or(l.cfg.mongoURI, st.MongoURI())
+	}
+
+	common := map[string]string{
+		"MONGO_URI":   l.mongoURI,
+		"NATS_URL":    l.natsURL,
+		"AUTH_SECRET": l.cfg.authSecret,
+		"LOG_LEVEL":   l.cfg.logLevel,
+	}
+	for k, v := range l.cfg.peerAddrs() {
+		// Every process learns where every service is; each reads the ones
+		// it calls (order: MENU_ADDR and KITCHEN_ADDR; the gateway: all).
+		common[k] = v
+	}
+	for i, name := range serviceNames {
+		env := map[string]string{"GRPC_ADDR": l.cfg.grpcAddr(i + 1), "METRICS_ADDR": l.cfg.metricsAddr(i + 1)}
+		if err := l.start(name, common, env); err != nil {
+			return err
+		}
+	}
+	env := map[string]string{"HTTP_ADDR": l.cfg.httpAddr}
+	if err := l.start(gatewayName, common, env); err != nil {
+		return err
+	}
+
+	if err := l.waitReady(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
+	l.banner(time.Since(begin), stackTook)
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case c := <-l.exits:
+		return l.died(ctx, c)
+	}
+}
+
+func (l *launcher) start(name string, common, own map[string]string) error {
+	sink, err := newLogSink(l.logDir, name, nameWidth, l.term)
+	if err != nil {
+		return err
+	}
+	set := maps.Clone(common)
+	maps.Copy(set, own)
+	c, err := startChild(name, filepath.Join(l.cfg.bin, name), childEnv(os.Environ(), set), sink)
+	if err != nil {
+		sink.Close()
+		return err
+	}
+	l.children = append(l.children, c)
+	go func() {
+		<-c.done
+		l.exits <- c
+	}()
+	return nil
+}
+
+// died reports a process that exited on its own. A Ctrl-C in the terminal
+// reaches the children too, and one may exit before the launcher sees its
+// own signal: that is a normal stop, not a death.
+func (l *launcher) died(ctx context.Context, c *child) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(500 * time.Millisecond):
+	}
+	c.reported = true
+	l.term.Printf("\n%s %s unexpectedly. Last lines of %s:\n", c.name, c.describeExit(), c.log.path)
+	for _, line := range c.log.Tail() {
+		l.term.Println("  " + line)
+	}
+	l.term.Println("\nStopping everything.")
+	return fmt.Errorf("%s %s", c.name, c.describeExit())
+}
+
+// waitReady polls the gateway's /readyz until it answers 200. It returns nil
+// early when ctx ends (a Ctrl-C while starting).
+func (l *launcher) waitReady(ctx context.Context) error {
+	url := "http://" + dialAddr(l.cfg.httpAddr) + "/readyz"
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.NewTimer(l.cfg.readyTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	const noteEvery = 15 * time.Second
+	note := time.Now().Add(noteEvery)
+	var last string
+	for {
+		var ok bool
+		if ok, last = probe(ctx, client, url); ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-l.exits:
+			return l.died(ctx, c)
+		case <-deadline.C:
+			return fmt.Errorf("the gateway was not ready after %s: %s answered %s; the logs are in %s", l.cfg.readyTimeout, url, last, l.logDir)
+		case <-tick.C:
+		}
+		if time.Now().After(note) {
+			l.term.Printf("still waiting for %s (%s)\n", url, last)
+			note = time.Now().Add(noteEvery)
+		}
+	}
+}
+
+// probe reports whether GET url answers 200, and otherwise what it answered.
+func probe(ctx context.Context, client *http.Client, url string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return false, "connection refused"
+		}
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode == http.StatusOK {
+		return true, ""
+	}
+	desc := resp.Status + " " + strings.Join(strings.Fields(string(body)), " ")
+	if len(desc) > 160 {
+		desc = desc[:160] + "..."
+	}
+	return false, desc
+}
+
+// shutdown stops the gateway first so no new request comes in, then order
+// (it calls menu and kitchen), then the other services, then the embedded
+// servers. A second Ctrl-C kills whatever is still running.
+func (l *launcher) shutdown() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	force := make(chan struct{})
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-sigs:
+			l.term.Println("second signal: killing what is left")
+			close(force)
+		case <-stopped:
+		}
+	}()
+
+	running := 0
+	for _, c := range l.children {
+		if !c.exited() {
+			running++
+		}
+	}
+	if running > 0 {
+		l.term.Printf("stopping %d processes (Ctrl-C again to kill them)\n", running)
+	}
+	tiers := [][]string{{gatewayName}, {"order"}, {"menu", "kitchen", "delivery"}}
+	for _, tier := range tiers {
+		var wg sync.WaitGroup
+		for _, c := range l.children {
+			if slices.Contains(tier, c.name) {
+				wg.Go(func() { l.stopChild(c, force) })
+			}
+		}
+		wg.Wait()
+	}
+	for _, c := range l.children {
+		c.log.Close()
+	}
+	if l.stack != nil {
+		l.stack.Close()
+	}
+	if l.stackLog != nil {
+		l.stackLog.Close()
+	}
+}
+
+func (l *launcher) stopChild(c *child, force <-chan struct{}) {
+	if c.stop(l.cfg.stopTimeout, force) {
+		select {
+		case <-force:
+			l.term.Printf("%s killed\n", c.name)
+		default:
+			l.term.Printf("%s did not stop within %s and was killed; see %s\n", c.name, l.cfg.stopTimeout, c.log.path)
+		}
+		return
+	}
+	if !c.reported && !c.stoppedCleanly() {
+		c.reported = true
+		l.term.Printf("%s %s while stopping. Last lines of %s:\n", c.name, c.describeExit(), c.log.path)
+		for _, line := range c.log.Tail() {
+			l.term.Println("  " + line)
+		}
+	}
+}
+
+// banner tells the developer where everything is and how to call it.
+func (l *launcher) banner(took, stackTook time.Duration) {
+	web := "http://" + dialAddr(l.cfg.httpAddr)
+	self := selfCommand()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nPizzashop is ready in %s", took.Round(10*time.Millisecond))
+	if l.stack != nil {
+		fmt.Fprintf(&b, " (NATS and FerretDB started in %s)", stackTook.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, ".\n\n")
+	fmt.Fprintf(&b, "  Gateway         %s/\n", web)
+	fmt.Fprintf(&b, "  Menu            %s/v1/menu\n", web)
+	fmt.Fprintf(&b, "  OpenAPI         %s/openapi.json\n", web)
+	fmt.Fprintf(&b, "  Health          %s/healthz  %s/readyz\n\n", web, web)
+	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", nameWidth, gatewayName, l.cfg.httpAddr, web)
+	for i, name := range serviceNames {
+		fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", nameWidth, name, l.cfg.grpcAddr(i+1), l.cfg.metricsAddr(i+1))
+	}
+	if l.stack != nil && l.cfg.natsURL == "" {
+		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", nameWidth, "nats", l.natsURL, l.stack.NATSDir())
+	} else {
+		fmt.Fprintf(&b, "  %-*s  %s (from NATS_URL)\n", nameWidth, "nats", redactURL(l.natsURL))
+	}
+	if l.stack != nil && l.cfg.mongoURI == "" {
+		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", nameWidth, "mongodb", l.mongoURI, l.stack.MongoDir())
+	} else {
+		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", nameWidth, "mongodb", redactURL(l.mongoURI))
+	}
+	fmt.Fprintf(&b, "  %-*s  %s (warnings and errors also show here)\n\n", nameWidth, "logs", filepath.Join(l.logDir, "<name>.log"))
+	secret := "the development secret"
+	if l.cfg.authSecret != "" {
+		secret = "AUTH_SECRET"
+	}
+	fmt.Fprintf(&b, "Credentials (signed with %s, valid 24h, --ttl to change):\n", secret)
+	for _, r := range [][2]string{{"customer", "alice"}, {"kitchen", "kim"}, {"courier", "cody"}, {"admin", "ada"}} {
+		fmt.Fprintf(&b, "  %-8s  %s token --role %s --sub %s\n", r[0], self, r[0], r[1])
+	}
+	fmt.Fprintf(&b, "\n  curl -H \"Authorization: Bearer $(%s token --role customer --sub alice)\" %s/v1/orders\n\n", self, web)
+	fmt.Fprintf(&b, "Press Ctrl-C to stop.\n")
+	l.term.Printf("%s", b.String())
+}
+
+// checkBinaries makes sure every process can be started before any is.
+func checkBinaries(dir string) error {
+	var missing []string
+	for _, name := range append(slices.Clone(serviceNames), gatewayName) {
+		if !executable(filepath.Join(dir, name)) {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s in %s: build the services next to pizzashop (make run does), or point --bin at them", strings.Join(missing, ", "), dir)
+	}
+	return nil
+}
+
+// checkFree fails when any of addrs is taken, naming all that are: most
+// often another pizzashop is still running.
+func checkFree(addrs [][2]string) error {
+	var busy []string
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a[0])
+		if err != nil {
+			busy = append(busy, fmt.Sprintf("%s (%s)", a[0], a[1]))
+			continue
+		}
+		ln.Close()
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("cannot listen on %s: is another pizzashop running? Stop it, or move ports with --base-port, --http, --nats-addr and --mongo-addr", strings.Join(busy, ", "))
+	}
+	return nil
+}
+
+// dialAddr turns a listen address into one to connect to.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// selfCommand is how the developer invokes this binary from the current
+// directory, such as bin/pizzashop.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "pizzashop"
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return exe
+	}
+	rel, err := filepath.Rel(wd, exe)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return exe
+	}
+	if !strings.ContainsRune(rel, filepath.Separator) {
+		rel = "." + string(filepath.Separator) + rel
+	}
+	return rel
+}

@@ -1,0 +1,126 @@
+// Command pizzashop runs the whole shop on one machine for development: an
+// embedded NATS JetStream and FerretDB under ./data, every service as its own
+// process next to this binary, and the REST gateway. It also prints
+// credentials for trying the API.
+//
+//	pizzashop [run] [flags]     the whole shop, until Ctrl-C (make run)
+//	pizzashop token --role R --sub S [--name N] [--ttl 24h]
+//	pizzashop devstack [flags]  only NATS and FerretDB, until Ctrl-C
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+const usage = `pizzashop runs the Pizzashop on this machine for development.
+
+Usage:
+  pizzashop [run] [flags]      start NATS, FerretDB, every service and the gateway
+  pizzashop token --role ROLE --sub ID [--name NAME] [--ttl 24h]
+                               print a credential to send as "Authorization: Bearer <token>"
+  pizzashop devstack [flags]   start only NATS and FerretDB
+  pizzashop deadletters list   list the messages consumers gave up on (NATS_URL or --nats)
+  pizzashop deadletters replay SEQ... | --all
+                               publish them again on their original subjects
+  pizzashop help               show this text
+
+Run "pizzashop <command> -h" for the flags of a command.
+`
+
+// run dispatches to the subcommand named by args[0]; flags alone mean run.
+// Output goes to stdout and stderr so tests can capture it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd, rest := "run", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return runShop(ctx, rest, stdout, stderr)
+	case "token":
+		return runToken(rest, stdout, stderr)
+	case "devstack":
+		return runDevstack(ctx, rest, stdout, stderr)
+	case "deadletters":
+		return runDeadLetters(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageErrorf("unknown command %q", cmd)
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error {
+	return usageError{fmt.Sprintf(format, a...)}
+}
+
+// exitCode reports err once, on stderr, and picks the exit status.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		if ue.msg != "" { // empty when the flag package already said it
+			fmt.Fprintf(stderr, "pizzashop: %s\nRun \"pizzashop help\" for usage.\n", ue.msg)
+		}
+		return 2
+	default:
+		fmt.Fprintf(stderr, "pizzashop: %v\n", err)
+		return 1
+	}
+}
+
+// newFlagSet returns a flag set whose -h prints synopsis and the flags.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and refuses positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{} // the flag package has printed the problem and usage
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// envOr returns the environment variable key, or def when it is unset or
+// empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

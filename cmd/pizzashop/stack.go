@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/logging"
+)
+
+// Default listen addresses of the embedded servers: the usual NATS and
+// MongoDB ports, so tools like `nats` and `mongosh` work without flags.
+const (
+	defaultNATSAddr  = "127.0.0.1:4222"
+	defaultMongoAddr = "127.0.0.1:27017"
+	defaultData      = "./data"
+)
+
+// stackFlags are the flags shared by run and devstack.
+type stackFlags struct {
+	data      string
+	natsAddr  string
+	mongoAddr string
+}
+
+func (f *stackFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.data, "data", envOr("PIZZASHOP_DATA", defaultData), "data directory: NATS, FerretDB and logs (env PIZZASHOP_DATA)")
+	fs.StringVar(&f.natsAddr, "nats-addr", envOr("PIZZASHOP_NATS_ADDR", defaultNATSAddr), "listen address of the embedded NATS (env PIZZASHOP_NATS_ADDR)")
+	fs.StringVar(&f.mongoAddr, "mongo-addr", envOr("PIZZASHOP_MONGO_ADDR", defaultMongoAddr), "listen address of the embedded FerretDB (env PIZZASHOP_MONGO_ADDR)")
+}
+
+// startStack starts the embedded NATS and FerretDB under f.data, their logs
+// going to the "devstack" sink.
+func startStack(ctx context.Context, f stackFlags, sink *logSink) (*devstack.Stack, time.Duration, error) {
+	begin := time.Now()
+	st, err := devstack.Start(ctx, devstack.Options{
+		Dir:       f.data,
+		NATSAddr:  f.natsAddr,
+		MongoAddr: f.mongoAddr,
+		Logger:    logging.New(sink, "devstack", os.Getenv("LOG_LEVEL")),
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return st, time.Since(begin), nil
+}
+
+// runDevstack serves only NATS and FerretDB, for running services by hand
+// or from an IDE.
+func runDevstack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("devstack", "pizzashop devstack [--data DIR] [--nats-addr ADDR] [--mongo-addr ADDR]", stderr)
+	var f stackFlags
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logDir := filepath.Join(f.data, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	term := &syncWriter{w: stdout}
+	sink, err := newLogSink(logDir, "devstack", len("devstack"), term)
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	st, took, err := startStack(ctx, f, sink)
+	if err != nil {
+		return err
+	}
+	term.Printf("NATS and FerretDB are up in %s.\n\n", took.Round(time.Millisecond))
+	term.Printf("  NATS_URL=%s    data %s\n", st.NATSURL(), filepath.Join(f.data, "nats"))
+	term.Printf("  MONGO_URI=%s    data %s\n", st.MongoURI(), filepath.Join(f.data, "ferretdb"))
+	term.Printf("  logs %s\n\n", sink.path)
+	term.Printf("Export both variables to run a service against them. Press Ctrl-C to stop.\n")
+	<-ctx.Done()
+	st.Close()
+	term.Println("stopped")
+	return nil
+}
+
+// redactURL hides a password in a connection string before it is printed.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
