@@ -295,7 +295,7 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// Make sure the server has the subscription before reading the snapshot.
-	if err := s.conn.FlushWithContext(ctx); err != nil {
+	if err := s.conn.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("subscribe kitchen events: %w", err)
 	}
 
