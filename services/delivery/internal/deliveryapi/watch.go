@@ -66,7 +66,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 	// Subscribed, and the server knows it, before the snapshot is read: a
 	// change stored after the read is published after this point, so
 	// nothing falls between the snapshot and the changes.
-	if err := s.conn.FlushWithContext(ctx); err != nil {
+	if err := s.conn.FlushTimeout(5 * time.Second); err != nil {
 		return status.Errorf(codes.Unavailable, "the event bus is unavailable, try again shortly: %v", err)
 	}
 	reconnects := s.conn.Stats().Reconnects
@@ -123,7 +123,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 				}
 			}
 		}
-		return nil
+		return stream.Send(&deliveryv1.WatchDeliveriesResponse{SnapshotComplete: true})
 	}
 	if err := snapshot(); err != nil {
 		return err

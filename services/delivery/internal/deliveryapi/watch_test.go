@@ -58,6 +58,14 @@ func (w *watch) next(t *testing.T) *deliveryv1.WatchDeliveriesResponse {
 	return nil
 }
 
+// complete reads the message that ends the snapshot.
+func (w *watch) complete(t *testing.T) {
+	t.Helper()
+	if m := w.next(t); !m.GetSnapshotComplete() || m.GetDelivery() != nil {
+		t.Fatalf("after the snapshot got %v, want the snapshot_complete marker with no delivery", m)
+	}
+}
+
 // says describes a message as id, status, revision and whether it is part
 // of the snapshot.
 func says(m *deliveryv1.WatchDeliveriesResponse) string {
@@ -99,6 +107,7 @@ func TestWatchDeliveries(t *testing.T) {
 	}, got); diff != "" {
 		t.Errorf("board snapshot (-want +got):\n%s", diff)
 	}
+	board.complete(t)
 	got = nil
 	for range 3 {
 		got = append(got, says(all.next(t)))
@@ -110,6 +119,7 @@ func TestWatchDeliveries(t *testing.T) {
 	}, got); diff != "" {
 		t.Errorf("unfiltered snapshot (-want +got):\n%s", diff)
 	}
+	all.complete(t)
 
 	// A pickup at the counter is no business of the delivery board; the
 	// dispatch after it is.
