@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,26 +32,56 @@ type Relay struct {
 	interval time.Duration
 	batch    int32
 
+	// written holds the documents writers named since the last pass: the
+	// fast path, which reads them by _id instead of scanning.
+	mu      sync.Mutex
+	written []docRef
+	scan    bool
+
 	published atomic.Int64
+}
+
+type docRef struct {
+	c  *mongo.Collection
+	id any
 }
 
 // Option configures a Relay.
 type Option func(*Relay)
 
-// WithInterval sets how often the relay polls when not notified.
+// WithInterval sets how often the relay scans its collections for
+// entries nobody told it about: those of a process that crashed after its
+// write, or of another replica. Scans are costly on the embedded store.
 func WithInterval(d time.Duration) Option { return func(r *Relay) { r.interval = d } }
 
 // NewRelay returns a relay for the outboxes of colls.
 func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts ...Option) *Relay {
-	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: time.Second, batch: 100}
+	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: 10 * time.Second, batch: 100}
 	for _, o := range opts {
 		o(r)
 	}
 	return r
 }
 
-// Notify asks the relay to look for pending entries now. It never blocks.
+// Written tells the relay that document id of c has new entries. It never
+// blocks; the relay publishes them at once.
+func (r *Relay) Written(c *mongo.Collection, id any) {
+	r.mu.Lock()
+	r.written = append(r.written, docRef{c, id})
+	r.mu.Unlock()
+	r.poke()
+}
+
+// Notify asks the relay to scan every collection for pending entries now.
+// It never blocks.
 func (r *Relay) Notify() {
+	r.mu.Lock()
+	r.scan = true
+	r.mu.Unlock()
+	r.poke()
+}
+
+func (r *Relay) poke() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -64,33 +95,92 @@ func (r *Relay) Published() int64 { return r.published.Load() }
 // attempt so that changes stored by the final requests go out before a
 // redeploy. Failures are logged and retried with backoff.
 func (r *Relay) Run(ctx context.Context) error {
-	backoff := r.interval
-	t := time.NewTimer(0)
-	defer t.Stop()
+	r.Notify() // a first scan picks up what an earlier run left behind
+	backoff := 100 * time.Millisecond
+	scan := time.NewTicker(r.interval)
+	defer scan.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			if _, err := r.Flush(fctx); err != nil {
+			r.mu.Lock()
+			r.scan = true
+			r.mu.Unlock()
+			if _, err := r.pass(fctx); err != nil {
 				r.log.Warn("outbox relay: final flush incomplete; the next start sends the rest", "err", err)
 			}
 			return nil
 		case <-r.wake:
-		case <-t.C:
+		case <-retry.C:
+		case <-scan.C:
+			r.mu.Lock()
+			r.scan = true
+			r.mu.Unlock()
 		}
-		_, err := r.Flush(ctx)
+		_, err := r.pass(ctx)
 		switch {
 		case err == nil:
-			backoff = r.interval
+			backoff = 100 * time.Millisecond
 		case ctx.Err() != nil:
 			return nil
 		default:
 			r.log.Warn("outbox relay: will retry", "err", err, "in", backoff)
+			retry.Reset(backoff)
 			backoff = min(2*backoff, 30*time.Second)
 		}
-		t.Reset(backoff)
 	}
+}
+
+// pass publishes what writers named since the last pass and, when a scan
+// is due, everything pending. On failure the work is kept for the retry.
+func (r *Relay) pass(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	refs, scan := r.written, r.scan
+	r.written, r.scan = nil, false
+	r.mu.Unlock()
+	n := 0
+	for i, ref := range refs {
+		k, err := r.flushID(ctx, ref)
+		n += k
+		if err != nil {
+			r.mu.Lock()
+			r.written = append(refs[i:], r.written...)
+			r.scan = r.scan || scan
+			r.mu.Unlock()
+			return n, err
+		}
+	}
+	if !scan {
+		return n, nil
+	}
+	k, err := r.Flush(ctx)
+	if err != nil {
+		r.mu.Lock()
+		r.scan = true
+		r.mu.Unlock()
+	}
+	return n + k, err
+}
+
+// flushID publishes the pending entries of one document, read by _id.
+func (r *Relay) flushID(ctx context.Context, ref docRef) (int, error) {
+	var d pendingDoc
+	err := ref.c.FindOne(ctx, bson.D{{Key: "_id", Value: ref.id}},
+		options.FindOne().SetProjection(bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox: read %v in %s: %w", ref.id, ref.c.Name(), err)
+	}
+	if len(d.Outbox) == 0 {
+		return 0, nil // an earlier pass or another relay sent them
+	}
+	return r.flushDoc(ctx, ref.c, d)
 }
 
 type pendingDoc struct {

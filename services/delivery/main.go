@@ -37,7 +37,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return err
 			}
 			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-			store.Written = relay.Notify
+			store.Written = relay.Written
 			d.Go("outbox relay", relay.Run)
 			srv := deliveryapi.NewServer(store, d.Bus.Conn, d.Log)
 			d.Go("ready orders consumer", func(ctx context.Context) error {

@@ -40,7 +40,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return err
 			}
 			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-			store.Written = relay.Notify
+			store.Written = relay.Written
 			d.Go("outbox relay", relay.Run)
 			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens})
 			d.Go("placed orders consumer", func(ctx context.Context) error {

@@ -39,7 +39,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return err
 			}
 			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-			store.Written = relay.Notify
+			store.Written = relay.Written
 			d.Go("outbox relay", relay.Run)
 			menuv1.RegisterMenuServiceServer(d.GRPC, menuapi.NewServer(store))
 			return nil

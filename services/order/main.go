@@ -67,7 +67,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				d.Log.Warn("OUTBOX_RELAY_DISABLED is set: order events stay in the outbox until a relay runs")
 			} else {
 				relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-				store.Written = relay.Notify
+				store.Written = relay.Written
 				d.Go("outbox relay", relay.Run)
 			}
 			d.Go("idempotency key purge", func(ctx context.Context) error {

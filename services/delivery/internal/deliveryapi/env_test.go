@@ -68,7 +68,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("Stream: %v", err)
 	}
 	relay := outbox.NewRelay(bus, logging.Discard(), store.Collections())
-	store.Written = relay.Notify
+	store.Written = relay.Written
 	wg.Go(func() { _ = relay.Run(ctx) })
 
 	signer, err := auth.NewSigner(secret)

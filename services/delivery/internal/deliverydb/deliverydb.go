@@ -21,13 +21,14 @@ import (
 // Store reads and writes deliveries.
 type Store struct {
 	deliveries *mongo.Collection
-	// Written is called after every write that left an outbox entry.
-	Written func()
+	// Written is called after every write that left outbox entries, with
+	// the collection and _id of the document, to wake the relay.
+	Written func(c *mongo.Collection, id any)
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{deliveries: db.Collection("deliveries"), Written: func() {}}
+	return &Store{deliveries: db.Collection("deliveries"), Written: func(*mongo.Collection, any) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -137,7 +138,7 @@ func (s *Store) Insert(ctx context.Context, d delivery.Delivery, events ...outbo
 		return false, fmt.Errorf("insert delivery %s: %w", d.ID(), mongox.Translate(err, nil, nil))
 	}
 	if len(events) > 0 {
-		s.Written()
+		s.Written(s.deliveries, d.ID())
 	}
 	return true, nil
 }
@@ -242,7 +243,7 @@ func (s *Store) Update(ctx context.Context, id string, apply func(*delivery.Deli
 		}
 		if ok {
 			if len(events) > 0 {
-				s.Written()
+				s.Written(s.deliveries, id)
 			}
 			return d, true, nil
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,35 @@ type Server struct {
 	log   *slog.Logger
 	opts  Options
 	now   func() time.Time
+
+	// queue caches the length of the kitchen queue for estimates: counting
+	// open tickets scans the collection on the embedded store, too slow to
+	// do for every order.
+	queue struct {
+		sync.Mutex
+		n  int
+		at time.Time
+	}
+}
+
+// queueTTL is how long a counted queue length is trusted; inserts by this
+// process are added to it meanwhile.
+const queueTTL = 2 * time.Second
+
+// queueAhead returns how many tickets are ahead of a new one, counting it.
+func (s *Server) queueAhead(ctx context.Context) (int, error) {
+	s.queue.Lock()
+	defer s.queue.Unlock()
+	if now := s.now(); now.Sub(s.queue.at) > queueTTL {
+		n, err := s.store.CountOpen(ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.queue.n, s.queue.at = n, now
+	}
+	ahead := s.queue.n
+	s.queue.n++
+	return ahead, nil
 }
 
 // NewServer returns the kitchen server. conn feeds the display streams.
@@ -89,7 +119,7 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	if _, err := s.store.Get(ctx, o.GetId()); err == nil {
 		return nil // already have it
 	}
-	ahead, err := s.store.CountOpen(ctx)
+	ahead, err := s.queueAhead(ctx)
 	if err != nil {
 		return err
 	}

@@ -20,13 +20,14 @@ import (
 // Store reads and writes tickets.
 type Store struct {
 	tickets *mongo.Collection
-	// Written is called after every write that left an outbox entry.
-	Written func()
+	// Written is called after every write that left outbox entries, with
+	// the collection and _id of the document, to wake the relay.
+	Written func(c *mongo.Collection, id any)
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{tickets: db.Collection("tickets"), Written: func() {}}
+	return &Store{tickets: db.Collection("tickets"), Written: func(*mongo.Collection, any) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -94,7 +95,7 @@ func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.E
 		return false, fmt.Errorf("insert ticket %s: %w", t.ID, mongox.Translate(err, nil, nil))
 	}
 	if len(events) > 0 {
-		s.Written()
+		s.Written(s.tickets, t.ID)
 	}
 	return true, nil
 }
@@ -183,7 +184,7 @@ func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticke
 		}
 		if ok {
 			if len(events) > 0 {
-				s.Written()
+				s.Written(s.tickets, id)
 			}
 			return t, true, nil
 		}

@@ -23,14 +23,14 @@ type Store struct {
 	pizzas   *mongo.Collection
 	toppings *mongo.Collection
 	currency string
-	// Written is called after every write that left an outbox entry, to
-	// wake the relay.
-	Written func()
+	// Written is called after every write that left outbox entries, with
+	// the collection and _id of the document, to wake the relay.
+	Written func(c *mongo.Collection, id any)
 }
 
 // New returns a store over db. currency is the ISO code of every price.
 func New(db *mongo.Database, currency string) *Store {
-	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Written: func() {}}
+	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Written: func(*mongo.Collection, any) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -144,7 +144,7 @@ func (s *Store) Create(ctx context.Context, k menu.Kind, it menu.Item, ev outbox
 	if _, err := s.coll(k).InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("create %s %q: %w", k, it.ID, mongox.Translate(err, nil, menu.ErrExists))
 	}
-	s.Written()
+	s.Written(s.coll(k), it.ID)
 	return nil
 }
 
@@ -187,7 +187,7 @@ func (s *Store) Update(ctx context.Context, k menu.Kind, id string,
 			return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, mongox.Translate(err, nil, nil))
 		}
 		if res.MatchedCount == 1 {
-			s.Written()
+			s.Written(s.coll(k), id)
 			return it, nil
 		}
 	}

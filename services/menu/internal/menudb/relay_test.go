@@ -220,7 +220,7 @@ func TestRelayRunWakesOnWrite(t *testing.T) {
 	bus, stream, start := newStream(t)
 	// Polling once an hour: only Notify can make the publish prompt.
 	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections(), outbox.WithInterval(time.Hour))
-	s.Written = relay.Notify
+	s.Written = relay.Written
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -266,7 +266,7 @@ func TestRelayRacesUpdates(t *testing.T) {
 	s, db := newStore(t)
 	bus, stream, start := newStream(t)
 	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections(), outbox.WithInterval(time.Millisecond))
-	s.Written = relay.Notify
+	s.Written = relay.Written
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = relay.Run(runCtx) })

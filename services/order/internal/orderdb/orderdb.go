@@ -26,14 +26,15 @@ type Store struct {
 	orders    *mongo.Collection
 	customers *mongo.Collection
 	keys      *mongo.Collection
-	// Written is called after every write that left an outbox entry.
-	Written func()
+	// Written is called after every write that left outbox entries, with
+	// the collection and _id of the document, to wake the relay.
+	Written func(c *mongo.Collection, id any)
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
 	return &Store{orders: db.Collection("orders"), customers: db.Collection("customers"),
-		keys: db.Collection("idempotency_keys"), Written: func() {}}
+		keys: db.Collection("idempotency_keys"), Written: func(*mongo.Collection, any) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -175,7 +176,7 @@ func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) err
 	if _, err := s.orders.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrKeyTaken))
 	}
-	s.Written()
+	s.Written(s.orders, o.ID)
 	return nil
 }
 
@@ -301,7 +302,7 @@ func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) 
 		}
 		if res.MatchedCount == 1 {
 			if len(events) > 0 {
-				s.Written()
+				s.Written(s.orders, id)
 			}
 			return o, true, nil
 		}
