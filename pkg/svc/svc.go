@@ -32,6 +32,7 @@ type Common struct {
 	MongoDatabase   string        `env:"MONGO_DATABASE"`
 	MongoMaxPool    uint64        `env:"MONGO_MAX_POOL" default:"16"`
 	NATSURL         string        `env:"NATS_URL" default:"nats://127.0.0.1:4222"`
+	StreamReplicas  int           `env:"NATS_STREAM_REPLICAS" default:"1"`
 	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
 	HealthInterval  time.Duration `env:"HEALTH_INTERVAL" default:"2s"`
@@ -145,6 +146,7 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 	}
 	defer bus.Close()
 	for _, st := range s.Streams {
+		st.Replicas = max(1, c.StreamReplicas)
 		if err := bus.EnsureStream(ctx, st); err != nil {
 			return err
 		}
