@@ -1,7 +1,8 @@
 // Package edge is the REST edge of the shop: grpc-gateway routes for every
 // service, JSON google.rpc.Status errors, request body limits, menu caching,
-// health and readiness probes, the OpenAPI document, metrics, tracing and an
-// access log, all behind one http.Handler.
+// health and readiness probes, the OpenAPI document, metrics, the web pages
+// (kitchen display, delivery board), tracing and an access log, all behind
+// one http.Handler.
 package edge
 
 import (
@@ -12,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	webfiles "github.com/pizzashop/pizzashop/gateway/web"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
@@ -154,9 +158,15 @@ func New(o Options) (*Handler, error) {
 		serve http.HandlerFunc
 	}
 	pages := []page{
-		{"/", serveIndex},
 		{"/healthz", serveHealthz},
 		{"/readyz", h.ready.serveHTTP},
+	}
+	web, err := webRoutes(webfiles.Files)
+	if err != nil {
+		return nil, err
+	}
+	for _, route := range slices.Sorted(maps.Keys(web)) {
+		pages = append(pages, page{route, web[route]})
 	}
 	if len(o.OpenAPI) > 0 {
 		pages = append(pages, page{"/openapi.json", serveOpenAPI(o.OpenAPI)})

@@ -1,34 +1,88 @@
 package edge
 
-import "net/http"
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
 
-// index is the gateway's home page: where to start. The kitchen display and
-// the delivery board will be linked from here once they exist.
-const index = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Pizzashop</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem; line-height: 1.5; }
-code { background: #f3f3f3; padding: 0 .25rem; }
-</style>
-</head>
-<body>
-<h1>Pizzashop</h1>
-<p>The REST API of the shop. Send <code>Authorization: Bearer &lt;token&gt;</code> on calls that need a credential.</p>
-<ul>
-<li><a href="/v1/menu">/v1/menu</a>: the menu (no credential needed)</li>
-<li><a href="/openapi.json">/openapi.json</a>: the OpenAPI document of every route</li>
-<li><a href="/healthz">/healthz</a> and <a href="/readyz">/readyz</a>: liveness and readiness</li>
-<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
-</ul>
-</body>
-</html>
-`
+// The web pages (the home page, the kitchen display, the delivery board) are
+// static files embedded in the binary (package gateway/web). They are public:
+// they hold no data and get everything they show from the authenticated API.
+// A page foo.html is served at /foo (index.html at /), every other file at
+// /web/<name>.
 
-func serveIndex(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write([]byte(index))
+// contentSecurityPolicy allows the pages nothing but the gateway itself: no
+// inline or third-party script or style, no plugins, no framing, no form
+// posts (the pages send their requests with fetch), no <base> rewrites. A
+// flaw that let API data into the page as markup still could not run script.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// webTypes are the content types of the files the pages may use. A file of
+// another kind in the web directory fails New, rather than being served with
+// a guessed type.
+var webTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".svg":  "image/svg+xml",
+}
+
+// webRoutes returns a GET handler for every page and asset in files, by path.
+func webRoutes(files fs.FS) (map[string]http.HandlerFunc, error) {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		return nil, fmt.Errorf("edge: web files: %w", err)
+	}
+	routes := make(map[string]http.HandlerFunc, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			continue
+		}
+		ext := path.Ext(name)
+		ctype, ok := webTypes[ext]
+		if !ok {
+			return nil, fmt.Errorf("edge: web file %s: no content type for %q", name, ext)
+		}
+		body, err := fs.ReadFile(files, name)
+		if err != nil {
+			return nil, fmt.Errorf("edge: web file %s: %w", name, err)
+		}
+		route := "/web/" + name
+		if ext == ".html" {
+			route = "/" + strings.TrimSuffix(name, ext)
+			if route == "/index" {
+				route = "/"
+			}
+		}
+		routes[route] = serveStatic(name, ctype, body)
+	}
+	return routes, nil
+}
+
+// serveStatic serves one embedded file. Cache-Control: no-cache with an ETag
+// of the content lets a tablet keep the files and revalidate them with a 304
+// on every load, so a redeploy reaches it at the next reload.
+func serveStatic(name, ctype string, body []byte) http.HandlerFunc {
+	sum := sha256.Sum256(body)
+	etag := `"web-` + hex.EncodeToString(sum[:8]) + `"`
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", ctype)
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", etag)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
+	}
 }
