@@ -34,7 +34,7 @@ var kindNames = [...]string{"internal", "invalid", "not_found", "already_exists"
 	"too_many_requests", "idempotency_mismatch"}
 
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
+	if k >= 0 && int(k) < len(kindNames) {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("kind(%d)", int(k))

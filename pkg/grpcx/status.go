@@ -51,15 +51,21 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
 	e, ok := errors.AsType[*errs.Error](err)
-	if !ok || e.Kind == errs.KindInternal {
+	if !ok || e.Kind == errs.KindInternal || codeOf[e.Kind] == codes.OK { // a kind without a code would become success
 		log.ErrorContext(ctx, "request failed", "method", method, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
 	// A join of field problems speaks for itself; a single error speaks
 	// through its classified part, without the wrapping added on the way up.
 	msg := e.Error()
-	if _, joined := err.(interface{ Unwrap() []error }); joined {
-		msg = err.Error()
+	for x := err; x != nil; x = errors.Unwrap(x) {
+		if _, joined := x.(interface{ Unwrap() []error }); joined {
+			msg = x.Error()
+			break
+		}
+		if _, classified := x.(*errs.Error); classified {
+			break
+		}
 	}
 	if e.Kind == errs.KindUnavailable {
 		// Driver and network details stay in the log.

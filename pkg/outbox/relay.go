@@ -126,7 +126,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		case err == nil:
 			backoff = 100 * time.Millisecond
 		case ctx.Err() != nil:
-			return nil
+			continue // shutdown cut the pass short: the final attempt above runs next
 		default:
 			r.log.Warn("outbox relay: will retry", "err", err, "in", backoff)
 			retry.Reset(backoff)

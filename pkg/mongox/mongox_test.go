@@ -1,0 +1,183 @@
+package mongox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+var (
+	errNotFound = errs.New(errs.KindNotFound, "PIZZA_NOT_FOUND", "no such pizza")
+	errExists   = errs.New(errs.KindAlreadyExists, "PIZZA_EXISTS", "a pizza with this name exists")
+)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// driverErrors produces real driver errors from FerretDB.
+type driverErrors struct {
+	noDocuments  error
+	duplicate    error
+	duplicateID  error
+	disconnected error
+	timeout      error
+}
+
+func produce(t *testing.T) driverErrors {
+	t.Helper()
+	ctx := testContext(t)
+	_, db := devstack.MongoDatabase(t)
+	pizzas := db.Collection("pizzas")
+	unique := mongo.IndexModel{Keys: bson.D{{Key: "name", Value: 1}}, Options: options.Index().SetUnique(true)}
+	bySize := mongo.IndexModel{Keys: bson.D{{Key: "size", Value: 1}, {Key: "name", Value: 1}}}
+	// Declaring indexes that exist, as every restart does, is fine.
+	for i := range 3 {
+		if err := mongox.EnsureIndexes(ctx, pizzas, unique, bySize); err != nil {
+			t.Fatalf("EnsureIndexes #%d: %v", i+1, err)
+		}
+	}
+	if _, err := pizzas.InsertOne(ctx, bson.D{{Key: "_id", Value: "p1"}, {Key: "name", Value: "Margherita"}}); err != nil {
+		t.Fatalf("InsertOne: %v", err)
+	}
+	var d driverErrors
+	d.noDocuments = pizzas.FindOne(ctx, bson.D{{Key: "_id", Value: "nope"}}).Err()
+	_, d.duplicate = pizzas.InsertOne(ctx, bson.D{{Key: "_id", Value: "p2"}, {Key: "name", Value: "Margherita"}})
+	_, d.duplicateID = pizzas.InsertOne(ctx, bson.D{{Key: "_id", Value: "p1"}, {Key: "name", Value: "Marinara"}})
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	d.timeout = pizzas.FindOne(expired, bson.D{}).Err()
+
+	c, err := mongox.Connect(devstack.Mongo(t), 2)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if err := c.Disconnect(ctx); err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+	d.disconnected = c.Database(db.Name()).Collection("pizzas").FindOne(ctx, bson.D{}).Err()
+
+	for name, err := range map[string]error{"no documents": d.noDocuments, "duplicate": d.duplicate,
+		"duplicate id": d.duplicateID, "timeout": d.timeout, "disconnected": d.disconnected} {
+		if err == nil {
+			t.Fatalf("the store gave no error for the %s case", name)
+		}
+	}
+	return d
+}
+
+func TestTranslate(t *testing.T) {
+	d := produce(t)
+	other := fmt.Errorf("decode pizza: %w", io.ErrUnexpectedEOF)
+	tests := []struct {
+		name      string
+		err       error
+		notFound  error
+		exists    error
+		want      error            // errors.Is(got, want)
+		is        func(error) bool // instead of want, for driver errors that are not comparable
+		wantKind  errs.Kind
+		keepCause bool // the driver error stays in the chain
+	}{
+		{name: "nil", err: nil, notFound: errNotFound, exists: errExists, want: nil},
+		{name: "no documents", err: d.noDocuments, notFound: errNotFound, exists: errExists, want: errNotFound, wantKind: errs.KindNotFound},
+		{name: "no documents, wrapped", err: fmt.Errorf("get: %w", d.noDocuments), notFound: errNotFound, want: errNotFound, wantKind: errs.KindNotFound},
+		{name: "no documents left alone", err: d.noDocuments, want: mongo.ErrNoDocuments, wantKind: errs.KindInternal, keepCause: true},
+		{name: "duplicate on a unique index", err: d.duplicate, notFound: errNotFound, exists: errExists, want: errExists, wantKind: errs.KindAlreadyExists},
+		{name: "duplicate _id", err: d.duplicateID, exists: errExists, want: errExists, wantKind: errs.KindAlreadyExists},
+		{name: "duplicate left alone", err: d.duplicate, notFound: errNotFound, is: mongo.IsDuplicateKeyError, wantKind: errs.KindInternal},
+		{name: "client disconnected", err: d.disconnected, notFound: errNotFound, exists: errExists, want: mongox.ErrUnavailable, wantKind: errs.KindUnavailable, keepCause: true},
+		{name: "timeout", err: d.timeout, notFound: errNotFound, exists: errExists, want: mongox.ErrUnavailable, wantKind: errs.KindUnavailable, keepCause: true},
+		{name: "other", err: other, notFound: errNotFound, exists: errExists, want: io.ErrUnexpectedEOF, wantKind: errs.KindInternal, keepCause: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := mongox.Translate(tt.err, tt.notFound, tt.exists)
+			switch {
+			case tt.err == nil:
+				if got != nil {
+					t.Errorf("Translate(nil) = %v, want nil", got)
+				}
+				return
+			case tt.is != nil && !tt.is(got):
+				t.Errorf("Translate(%v) = %v, want the driver error back", tt.err, got)
+			case tt.is == nil && !errors.Is(got, tt.want):
+				t.Errorf("Translate(%v) = %v, want it to match %v", tt.err, got, tt.want)
+			}
+			if k := errs.KindOf(got); k != tt.wantKind {
+				t.Errorf("KindOf(Translate(%v)) = %v, want %v", tt.err, k, tt.wantKind)
+			}
+			if tt.keepCause && !errors.Is(got, tt.err) {
+				t.Errorf("Translate(%v) = %v, lost the driver error", tt.err, got)
+			}
+		})
+	}
+}
+
+func TestIsDuplicate(t *testing.T) {
+	d := produce(t)
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"unique index", d.duplicate, true},
+		{"_id", d.duplicateID, true},
+		{"wrapped", fmt.Errorf("insert: %w", d.duplicate), true},
+		{"no documents", d.noDocuments, false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		if got := mongox.IsDuplicate(tt.err); got != tt.want {
+			t.Errorf("IsDuplicate(%s) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestPing(t *testing.T) {
+	ctx := testContext(t)
+	c, err := mongox.Connect(devstack.Mongo(t), 2)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if err := mongox.Ping(c)(ctx); err != nil {
+		t.Errorf("Ping() = %v, want nil", err)
+	}
+	if err := c.Disconnect(ctx); err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+	if err := mongox.Ping(c)(ctx); err == nil {
+		t.Error("Ping() on a disconnected client = nil, want an error")
+	}
+}
+
+func TestConnectBadURI(t *testing.T) {
+	if _, err := mongox.Connect("not-a-mongo-uri", 2); err == nil {
+		t.Error("Connect(bad URI) = nil error, want an error")
+	}
+}
+
+func TestEnsureIndexesGivesUp(t *testing.T) {
+	_, db := devstack.MongoDatabase(t)
+	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
+	defer cancel()
+	// Two indexes of one name over different keys: refused every time.
+	err := mongox.EnsureIndexes(ctx, db.Collection("x"),
+		mongo.IndexModel{Keys: bson.D{{Key: "a", Value: 1}}, Options: options.Index().SetName("same")},
+		mongo.IndexModel{Keys: bson.D{{Key: "b", Value: 1}}, Options: options.Index().SetName("same")})
+	if err == nil {
+		t.Error("EnsureIndexes(conflicting indexes) = nil, want an error once the context ends")
+	}
+}
