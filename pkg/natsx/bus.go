@@ -79,10 +79,20 @@ func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = 10 * time.Minute
 	}
-	return retry(ctx, b.log, "create stream "+cfg.Name, func(ctx context.Context) error {
+	var refused error
+	err := retry(ctx, b.log, "create stream "+cfg.Name, func(ctx context.Context) error {
 		_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok {
+			// The server answered and said no: retrying will not help.
+			refused = fmt.Errorf("create stream %s: %w", cfg.Name, apiErr)
+			return nil
+		}
 		return err
 	})
+	if refused != nil {
+		return refused
+	}
+	return err
 }
 
 // Ping reports whether the connection is up and JetStream answers.

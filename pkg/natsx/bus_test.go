@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/logging"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -184,14 +185,34 @@ func TestEnsureStream(t *testing.T) {
 	}
 }
 
-func TestEnsureStreamGivesUpWithContext(t *testing.T) {
+func TestEnsureStreamRefused(t *testing.T) {
 	bus, _ := newBus(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// The server refuses this one every time: its subjects overlap TEST's.
+	// That is an answer, not an outage, so there is nothing to wait for.
+	start := time.Now()
 	err := bus.EnsureStream(ctx, jetstream.StreamConfig{Name: "OVERLAP", Subjects: []string{"test.x"}})
+	if _, ok := errors.AsType[*jetstream.APIError](err); !ok || !strings.Contains(err.Error(), "OVERLAP") {
+		t.Errorf("EnsureStream(refused config) = %v, want the server's API error naming the stream", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("EnsureStream(refused config) took %s, want an immediate answer", waited)
+	}
+}
+
+func TestEnsureStreamGivesUpWithContext(t *testing.T) {
+	// No server at all: EnsureStream keeps trying until its context ends.
+	bus, err := natsx.Connect("nats://127.0.0.1:1", "test", logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = bus.EnsureStream(ctx, jetstream.StreamConfig{Name: "NOSERVER", Subjects: []string{"noserver.>"}})
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("EnsureStream(refused config) with an ending context = %v, want an error wrapping DeadlineExceeded", err)
+		t.Errorf("EnsureStream(no server) with an ending context = %v, want an error wrapping DeadlineExceeded", err)
 	}
 }
 

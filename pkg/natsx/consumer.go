@@ -123,7 +123,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		}
 		var p permanent
 		if errors.As(err, &p) || n >= cfg.MaxDeliver {
-			if derr := b.deadLetter(mctx, cfg, m, md, n, err); derr != nil {
+			if derr := b.deadLetter(context.WithoutCancel(mctx), cfg, m, md, n, err); derr != nil {
 				b.log.ErrorContext(mctx, "dead-letter failed; will retry", "subject", m.Subject(), "err", derr)
 				_ = m.NakWithDelay(cfg.Backoff[len(cfg.Backoff)-1])
 				return
