@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -101,7 +102,15 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		return err
 	}
 	tracer := otel.Tracer(tracerName)
+	// No-op instruments come back with any error, so they are safe to use.
+	handled, _ := otel.Meter(tracerName).Float64Histogram("pizzashop.events.handle.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to handle one event, by consumer and outcome (ack, retry, dead_letter)"))
+	outcome := func(ctx context.Context, start time.Time, result string) {
+		handled.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
+			attribute.String("consumer", cfg.Durable), attribute.String("outcome", result)))
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
 		mctx, span := tracer.Start(mctx, "process "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.system", "nats"),
@@ -112,6 +121,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		err := b.handleTransient(ctx, mctx, cfg, m, h)
 		if err == nil {
 			_ = m.Ack()
+			outcome(mctx, start, "ack")
 			return
 		}
 		span.RecordError(err)
@@ -130,11 +140,13 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			}
 			b.log.WarnContext(mctx, "message dead-lettered", "subject", m.Subject(), "consumer", cfg.Durable, "deliveries", n, "err", err)
 			_ = m.Term()
+			outcome(mctx, start, "dead_letter")
 			return
 		}
 		delay := cfg.Backoff[min(n-1, len(cfg.Backoff)-1)]
 		b.log.WarnContext(mctx, "message failed; will redeliver", "subject", m.Subject(), "consumer", cfg.Durable, "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
+		outcome(mctx, start, "retry")
 	})
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", cfg.Durable, err)

@@ -13,6 +13,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -39,6 +41,7 @@ type Relay struct {
 	scan    bool
 
 	published atomic.Int64
+	lag       metric.Float64Histogram
 }
 
 type docRef struct {
@@ -60,6 +63,9 @@ func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts .
 	for _, o := range opts {
 		o(r)
 	}
+	// A no-op histogram is returned alongside any error, so it is safe to use.
+	r.lag, _ = otel.Meter("github.com/pizzashop/pizzashop/pkg/outbox").Float64Histogram("pizzashop.outbox.lag",
+		metric.WithUnit("s"), metric.WithDescription("Time from a change being stored to its event being acknowledged by JetStream"))
 	return r
 }
 
@@ -246,6 +252,7 @@ func (r *Relay) flushDoc(ctx context.Context, c *mongo.Collection, d pendingDoc)
 			sent[e.ID] = true
 			n++
 			r.published.Add(1)
+			r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", c.Name())))
 		}
 		res, err := c.UpdateOne(ctx,
 			bson.D{{Key: "_id", Value: d.ID}, {Key: FieldRevision, Value: d.Revision}},
