@@ -178,7 +178,12 @@ func startFerretDB(dir, addr string, log *slog.Logger) (*ferretDB, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	sqliteURL := &url.URL{Scheme: "file", Path: dir + "/", OmitHost: true}
+	// WAL with synchronous=NORMAL: a commit is safe from a crash of any
+	// process (the launcher's kill -9 included) without an fsync each; only a
+	// power loss can take the last commits. That is the dev stack's trade:
+	// every write of the shop goes through one writer, and an fsync per
+	// write caps the whole shop at a few hundred writes a second.
+	sqliteURL := &url.URL{Scheme: "file", Path: dir + "/", OmitHost: true, RawQuery: "_pragma=synchronous(NORMAL)"}
 	// FerretDB listens on a private port behind the write serializer, which
 	// takes the public address.
 	proxy, err := listenSerializer(addr)

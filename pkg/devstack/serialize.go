@@ -1,12 +1,18 @@
 package devstack
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // FerretDB 1.x carries out an update as a read followed by a separate write
@@ -15,15 +21,26 @@ import (
 // per document, and the services rely on it: every change is written "where
 // revision = R". writeSerializer restores that guarantee for the dev stack by
 // sitting in front of FerretDB on the wire and letting only one write command
-// run at a time, from its request until its reply. Reads pass freely.
+// per collection run at a time, from its request until its reply. Writes to
+// different collections, and all reads, pass freely: FerretDB keeps each
+// database in a SQLite file of its own, so services do not queue behind
+// each other.
 type writeSerializer struct {
 	ln       net.Listener
 	upstream string
-	mu       sync.Mutex // held by the one write command in flight
-	wg       sync.WaitGroup
-	closing  chan struct{}
-	connsMu  sync.Mutex
-	conns    map[net.Conn]struct{}
+	// all is held for reading by every collection write and for writing by
+	// the commands that touch a whole database.
+	all  sync.RWMutex
+	nsMu sync.Mutex
+	ns   map[string]*sync.Mutex
+	// reader reads documents straight from FerretDB for guard checks.
+	reader *mongo.Client
+	// guarded counts the writes whose guard the serializer checked itself.
+	guarded atomic.Int64
+	wg      sync.WaitGroup
+	closing chan struct{}
+	connsMu sync.Mutex
+	conns   map[net.Conn]struct{}
 }
 
 // writeCommands are the commands that change documents or collections.
@@ -46,11 +63,12 @@ func listenSerializer(listenAddr string) (*writeSerializer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devstack: mongo proxy on %s: %w", listenAddr, err)
 	}
-	return &writeSerializer{ln: ln, closing: make(chan struct{}), conns: map[net.Conn]struct{}{}}, nil
+	return &writeSerializer{ln: ln, closing: make(chan struct{}), conns: map[net.Conn]struct{}{}, ns: map[string]*sync.Mutex{}}, nil
 }
 
 func (s *writeSerializer) start(upstream string) {
 	s.upstream = upstream
+	s.reader = connectReader(upstream)
 	s.wg.Go(s.accept)
 }
 
@@ -94,14 +112,17 @@ func (s *writeSerializer) serve(client net.Conn) {
 		if err != nil {
 			return
 		}
-		write := isWrite(req)
+		cmd, coll, db, write := s.lock(req)
+		forward, answer := req, []byte(nil)
 		if write {
-			s.mu.Lock()
+			forward, answer = s.guard(req, cmd, coll, db)
 		}
-		err = s.roundTrip(server, client, req)
-		if write {
-			s.mu.Unlock()
+		if answer != nil {
+			_, err = client.Write(answer)
+		} else {
+			err = s.roundTrip(server, client, forward)
 		}
+		s.unlock(cmd, coll, db, write)
 		if err != nil {
 			return
 		}
@@ -131,6 +152,11 @@ func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte) error {
 
 func (s *writeSerializer) close() {
 	close(s.closing)
+	if s.reader != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.reader.Disconnect(ctx)
+	}
 	_ = s.ln.Close()
 	s.connsMu.Lock()
 	for c := range s.conns {
@@ -166,18 +192,65 @@ func flags(msg []byte) uint32 {
 	return binary.LittleEndian.Uint32(msg[16:20])
 }
 
-// isWrite reads the command name, the first key of the body section of an
-// OP_MSG: header (16) + flags (4) + section kind 0 (1) + document length (4)
-// + element type (1) + the name as a C string.
-func isWrite(msg []byte) bool {
-	if opCode(msg) != opMsg || len(msg) < 27 || msg[20] != 0 {
-		return false
+// lock takes the locks a write needs; write reports whether it is one.
+func (s *writeSerializer) lock(msg []byte) (cmd, coll, db string, write bool) {
+	cmd, coll, db, ok := command(msg)
+	switch {
+	case !ok || !writeCommands[cmd]:
+		return cmd, coll, db, false
+	case databaseCommands[cmd] || coll == "":
+		s.all.Lock()
+		return cmd, coll, db, true
 	}
-	name := msg[26:]
-	for i, b := range name {
-		if b == 0 {
-			return writeCommands[string(name[:i])]
-		}
+	s.all.RLock()
+	s.collLock(db, coll).Lock()
+	return cmd, coll, db, true
+}
+
+func (s *writeSerializer) unlock(cmd, coll, db string, write bool) {
+	switch {
+	case !write:
+	case databaseCommands[cmd] || coll == "":
+		s.all.Unlock()
+	default:
+		s.collLock(db, coll).Unlock()
+		s.all.RUnlock()
 	}
-	return false
+}
+
+func (s *writeSerializer) collLock(db, coll string) *sync.Mutex {
+	s.nsMu.Lock()
+	defer s.nsMu.Unlock()
+	m := s.ns[db+"."+coll]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.ns[db+"."+coll] = m
+	}
+	return m
+}
+
+// databaseCommands change more than one collection.
+var databaseCommands = map[string]bool{"dropDatabase": true, "renameCollection": true}
+
+// command reads an OP_MSG's command name, the collection it names (the
+// command's value) and its $db, from the body section: header (16), flags
+// (4), section kind 0 (1), then the BSON document.
+func command(msg []byte) (cmd, coll, db string, ok bool) {
+	if opCode(msg) != opMsg || len(msg) < 26 || msg[20] != 0 {
+		return "", "", "", false
+	}
+	doc := bsoncore.Document(msg[21:])
+	if _, _, ok := bsoncore.ReadLength(doc); !ok {
+		return "", "", "", false
+	}
+	elems, err := doc.Elements()
+	if err != nil || len(elems) == 0 {
+		return "", "", "", false
+	}
+	cmd = elems[0].Key()
+	coll, _ = elems[0].Value().StringValueOK()
+	if v, err := doc.LookupErr("$db"); err == nil {
+		db, _ = v.StringValueOK()
+	}
+	return cmd, coll, db, true
 }

@@ -1,0 +1,281 @@
+package devstack
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// FerretDB's SQLite backend finds a document by its key only when a filter
+// is exactly {_id: X}; any other filter reads the whole collection. Every
+// change in the shop is a guarded write, {_id: X, revision: R}, so without
+// help each write would scan its collection and slow down as data grows.
+//
+// The serializer already holds the collection's write lock while a write
+// runs, so nothing can change the document in between: it checks the guard's
+// plain equalities itself against the document read by _id (fast), then
+// forwards the write with the filter cut down to {_id: X}, or answers "0
+// matched" when the guard fails, exactly as MongoDB would. Anything it does
+// not understand goes through untouched: correct, only slower.
+
+const checksumPresent = 1 << 0
+
+// section is one OP_MSG section: kind 0 is the body, kind 1 a sequence of
+// documents under an identifier (how drivers send "updates" and "deletes").
+type section struct {
+	kind byte
+	body bsoncore.Document
+	id   string
+	docs []bsoncore.Document
+}
+
+type opMessage struct {
+	header   []byte // 16 bytes
+	flags    uint32
+	sections []section
+}
+
+func parseOpMsg(msg []byte) (opMessage, bool) {
+	if opCode(msg) != opMsg || len(msg) < 21 {
+		return opMessage{}, false
+	}
+	m := opMessage{header: msg[:16], flags: binary.LittleEndian.Uint32(msg[16:20])}
+	if m.flags&checksumPresent != 0 {
+		return opMessage{}, false
+	}
+	rest := msg[20:]
+	for len(rest) > 0 {
+		kind := rest[0]
+		rest = rest[1:]
+		switch kind {
+		case 0:
+			doc, r, ok := bsoncore.ReadDocument(rest)
+			if !ok {
+				return opMessage{}, false
+			}
+			m.sections = append(m.sections, section{kind: 0, body: doc})
+			rest = r
+		case 1:
+			if len(rest) < 4 {
+				return opMessage{}, false
+			}
+			size := int(binary.LittleEndian.Uint32(rest))
+			if size < 5 || size > len(rest) {
+				return opMessage{}, false
+			}
+			seq := rest[4:size]
+			rest = rest[size:]
+			i := 0
+			for i < len(seq) && seq[i] != 0 {
+				i++
+			}
+			if i == len(seq) {
+				return opMessage{}, false
+			}
+			s := section{kind: 1, id: string(seq[:i])}
+			seq = seq[i+1:]
+			for len(seq) > 0 {
+				doc, r, ok := bsoncore.ReadDocument(seq)
+				if !ok {
+					return opMessage{}, false
+				}
+				s.docs = append(s.docs, doc)
+				seq = r
+			}
+			m.sections = append(m.sections, s)
+		default:
+			return opMessage{}, false
+		}
+	}
+	return m, true
+}
+
+func (m opMessage) encode() []byte {
+	out := append([]byte{}, m.header...)
+	out = binary.LittleEndian.AppendUint32(out, m.flags)
+	for _, s := range m.sections {
+		out = append(out, s.kind)
+		if s.kind == 0 {
+			out = append(out, s.body...)
+			continue
+		}
+		size := 4 + len(s.id) + 1
+		for _, d := range s.docs {
+			size += len(d)
+		}
+		out = binary.LittleEndian.AppendUint32(out, uint32(size))
+		out = append(out, s.id...)
+		out = append(out, 0)
+		for _, d := range s.docs {
+			out = append(out, d...)
+		}
+	}
+	binary.LittleEndian.PutUint32(out[:4], uint32(len(out)))
+	return out
+}
+
+// reply builds the OP_MSG answer to request with body doc.
+func reply(request []byte, doc bsoncore.Document) []byte {
+	out := make([]byte, 16, 16+5+len(doc))
+	binary.LittleEndian.PutUint32(out[8:12], binary.LittleEndian.Uint32(request[4:8])) // responseTo
+	binary.LittleEndian.PutUint32(out[12:16], opMsg)
+	out = binary.LittleEndian.AppendUint32(out, 0)
+	out = append(out, 0)
+	out = append(out, doc...)
+	binary.LittleEndian.PutUint32(out[:4], uint32(len(out)))
+	return out
+}
+
+// guard applies a single-statement update or delete's guard as described
+// above. It returns the request to forward, or the reply to send instead.
+func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answer []byte) {
+	listKey := map[string]string{"update": "updates", "delete": "deletes"}[cmd]
+	if listKey == "" || s.reader == nil {
+		return req, nil
+	}
+	m, ok := parseOpMsg(req)
+	if !ok {
+		return req, nil
+	}
+	stmt, put, ok := statement(&m, listKey)
+	if !ok {
+		return req, nil
+	}
+	if v, err := stmt.LookupErr("upsert"); err == nil && v.Boolean() {
+		return req, nil
+	}
+	q, ok := stmt.Lookup("q").DocumentOK()
+	if !ok {
+		return req, nil
+	}
+	id, conds, ok := plainGuard(q)
+	if !ok {
+		return req, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := s.reader.Database(db).Collection(coll).FindOne(ctx, bson.D{{Key: "_id", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}}}).Raw()
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		s.guarded.Add(1)
+		return nil, reply(req, noMatch(cmd))
+	case err != nil:
+		return req, nil
+	}
+	doc := bsoncore.Document(raw)
+	for _, c := range conds {
+		v, err := doc.LookupErr(c.Key())
+		if err != nil || !v.Equal(c.Value()) {
+			s.guarded.Add(1)
+			return nil, reply(req, noMatch(cmd))
+		}
+	}
+	s.guarded.Add(1)
+	// The guard holds: the write may go by _id alone.
+	onlyID := bsoncore.BuildDocument(nil, bsoncore.AppendValueElement(nil, "_id", id))
+	var elems [][]byte
+	stmtElems, _ := stmt.Elements()
+	for _, e := range stmtElems {
+		if e.Key() == "q" {
+			elems = append(elems, bsoncore.AppendDocumentElement(nil, "q", onlyID))
+			continue
+		}
+		elems = append(elems, e)
+	}
+	put(bsoncore.BuildDocument(nil, elems...))
+	return m.encode(), nil
+}
+
+// statement finds the one statement of a write, in a document sequence or
+// in the body, and returns a function that replaces it.
+func statement(m *opMessage, listKey string) (bsoncore.Document, func(bsoncore.Document), bool) {
+	for i := range m.sections {
+		sec := &m.sections[i]
+		if sec.kind == 1 && sec.id == listKey {
+			if len(sec.docs) != 1 {
+				return nil, nil, false
+			}
+			return sec.docs[0], func(d bsoncore.Document) { sec.docs[0] = d }, true
+		}
+	}
+	for i := range m.sections {
+		sec := &m.sections[i]
+		if sec.kind != 0 {
+			continue
+		}
+		arr, ok := sec.body.Lookup(listKey).ArrayOK()
+		if !ok {
+			return nil, nil, false
+		}
+		vals, err := arr.Values()
+		if err != nil || len(vals) != 1 {
+			return nil, nil, false
+		}
+		d, ok := vals[0].DocumentOK()
+		if !ok {
+			return nil, nil, false
+		}
+		return d, func(stmt bsoncore.Document) {
+			var elems [][]byte
+			bodyElems, _ := sec.body.Elements()
+			for _, e := range bodyElems {
+				if e.Key() == listKey {
+					a := bsoncore.NewArrayBuilder().AppendDocument(stmt).Build()
+					elems = append(elems, bsoncore.AppendArrayElement(nil, listKey, a))
+					continue
+				}
+				elems = append(elems, e)
+			}
+			sec.body = bsoncore.BuildDocument(nil, elems...)
+		}, true
+	}
+	return nil, nil, false
+}
+
+// plainGuard splits a filter {_id: X, k: v, ...} whose other values are all
+// plain (no documents, arrays or operators) into the id and the equalities.
+func plainGuard(q bsoncore.Document) (bsoncore.Value, []bsoncore.Element, bool) {
+	elems, err := q.Elements()
+	if err != nil || len(elems) < 2 {
+		return bsoncore.Value{}, nil, false
+	}
+	var id bsoncore.Value
+	var conds []bsoncore.Element
+	for _, e := range elems {
+		v := e.Value()
+		if v.Type == bsoncore.TypeEmbeddedDocument || v.Type == bsoncore.TypeArray || v.Type == bsoncore.TypeRegex {
+			return bsoncore.Value{}, nil, false
+		}
+		if e.Key() == "_id" {
+			id = v
+			continue
+		}
+		if len(e.Key()) > 0 && e.Key()[0] == '$' {
+			return bsoncore.Value{}, nil, false
+		}
+		conds = append(conds, e)
+	}
+	return id, conds, id.Type != 0 && len(conds) > 0
+}
+
+func noMatch(cmd string) bsoncore.Document {
+	b := bsoncore.NewDocumentBuilder().AppendInt32("n", 0)
+	if cmd == "update" {
+		b = b.AppendInt32("nModified", 0)
+	}
+	return b.AppendDouble("ok", 1).Build()
+}
+
+func connectReader(upstream string) *mongo.Client {
+	c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + upstream + "/").SetMaxPoolSize(8))
+	if err != nil {
+		return nil
+	}
+	return c
+}
