@@ -99,18 +99,22 @@ func (r *Relay) Published() int64 { return r.published.Load() }
 
 // Run publishes pending entries until ctx ends, then makes one last short
 // attempt so that changes stored by the final requests go out before a
-// redeploy. Failures are logged and retried with backoff.
+// redeploy. Failures are logged and retried with backoff. The documents
+// writers name are published at once; scans for anything else run beside
+// them, so a slow scan of a large collection never holds up the fast path.
 func (r *Relay) Run(ctx context.Context) error {
+	scans := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.scanLoop(ctx, scans) })
 	r.Notify() // a first scan picks up what an earlier run left behind
 	backoff := 100 * time.Millisecond
-	scan := time.NewTicker(r.interval)
-	defer scan.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			wg.Wait()
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
 			r.mu.Lock()
@@ -122,17 +126,22 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case <-r.wake:
 		case <-retry.C:
-		case <-scan.C:
-			r.mu.Lock()
-			r.scan = true
-			r.mu.Unlock()
 		}
+		r.mu.Lock()
+		if r.scan {
+			r.scan = false
+			select {
+			case scans <- struct{}{}:
+			default: // one is queued already
+			}
+		}
+		r.mu.Unlock()
 		_, err := r.pass(ctx)
 		switch {
 		case err == nil:
 			backoff = 100 * time.Millisecond
 		case ctx.Err() != nil:
-			continue // shutdown cut the pass short: the final attempt above runs next
+			// Shutting down: the final pass above has the last word.
 		default:
 			r.log.Warn("outbox relay: will retry", "err", err, "in", backoff)
 			retry.Reset(backoff)
@@ -141,8 +150,39 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
+// scanLoop scans every collection when asked and every interval.
+func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	const firstBackoff = 100 * time.Millisecond
+	backoff := firstBackoff
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-asked:
+		case <-t.C:
+		}
+		for {
+			_, err := r.Flush(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			r.log.Warn("outbox relay: scan failed; will retry", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+		backoff = firstBackoff
+	}
+}
+
 // pass publishes what writers named since the last pass and, when a scan
-// is due, everything pending. On failure the work is kept for the retry.
+// is due (only at shutdown, from Run), everything pending. On failure the
+// work is kept for the retry.
 func (r *Relay) pass(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	refs, scan := r.written, r.scan
