@@ -52,7 +52,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 8, "concurrent order placers")
 	flag.IntVar(&o.customers, "customers", 20, "distinct customers")
 	flag.IntVar(&o.maxOrders, "max-orders", 100000, "stop after this many orders")
-	flag.DurationVar(&o.drain, "drain", 30*time.Second, "how long to wait for every accepted order to reach the display")
+	flag.DurationVar(&o.drain, "drain", 30*time.Second, "give up waiting for accepted orders to reach the display after this long without progress")
 	flag.BoolVar(&o.lifecycle, "lifecycle", false, "also act as kitchen staff: start and ready every ticket as it arrives")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	flag.Parse()
@@ -371,9 +371,11 @@ func run(ctx context.Context, o options) (Report, error) {
 	placing := time.Since(start)
 
 	// Wait until every accepted order is on the display (and ready, with
-	// -lifecycle), or the drain time runs out.
-	drainEnd := time.Now().Add(o.drain)
-	for time.Now().Before(drainEnd) && ctx.Err() == nil {
+	// -lifecycle). A backlog still draining is late, not lost: the wait goes
+	// on while orders keep arriving, and ends after -drain with no progress
+	// (or ten minutes in all).
+	lastMissing, lastProgress, hardStop := -1, time.Now(), time.Now().Add(10*time.Minute)
+	for ctx.Err() == nil && time.Since(lastProgress) < o.drain && time.Now().Before(hardStop) {
 		mu.Lock()
 		missing := 0
 		for id := range sentAt {
@@ -386,6 +388,9 @@ func run(ctx context.Context, o options) (Report, error) {
 		mu.Unlock()
 		if missing == 0 {
 			break
+		}
+		if missing != lastMissing {
+			lastMissing, lastProgress = missing, time.Now()
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
