@@ -94,7 +94,8 @@ func (r *Relay) poke() {
 	}
 }
 
-// Published is how many entries this relay has published.
+// Published is how many entries this relay has published that JetStream
+// did not already have.
 func (r *Relay) Published() int64 { return r.published.Load() }
 
 // Run publishes pending entries until ctx ends, then makes one last short
@@ -286,10 +287,14 @@ func (r *Relay) flushDoc(ctx context.Context, c *mongo.Collection, d pendingDoc)
 				continue
 			}
 			pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
-			if _, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data); err != nil {
+			dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+			if err != nil {
 				return n, fmt.Errorf("outbox: publish %s: %w", e.ID, err)
 			}
 			sent[e.ID] = true
+			if dup {
+				continue // a scan and the fast path, or two replicas, sent it twice
+			}
 			n++
 			r.published.Add(1)
 			r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", c.Name())))
