@@ -9,7 +9,9 @@ import (
 
 var t0 = time.Date(2026, 11, 23, 18, 0, 0, 0, time.UTC)
 
-func queued() Ticket { return New(Ticket{ID: "t1", PizzaName: "Margherita"}, t0, t0.Add(8*time.Minute)) }
+func queued() Ticket {
+	return New(Ticket{ID: "t1", PizzaName: "Margherita"}, t0, t0.Add(8*time.Minute))
+}
 
 func TestEstimate(t *testing.T) {
 	bake := 8 * time.Minute

@@ -199,4 +199,3 @@ func toPatch(k menu.Kind, mask *fieldmaskpb.FieldMask, name, desc string, prices
 	}
 	return p, nil
 }
-

@@ -172,21 +172,15 @@ func (s *Store) Update(ctx context.Context, k menu.Kind, id string,
 			return menu.Item{}, err
 		}
 		d := toDoc(it)
-		res, err := s.coll(k).UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: old.Revision}},
-			bson.D{
-				{Key: "$set", Value: bson.D{
-					{Key: "name", Value: d.Name}, {Key: "description", Value: d.Description},
-					{Key: "prices", Value: d.Prices}, {Key: "available", Value: d.Available},
-					{Key: "update_time", Value: d.UpdateTime}, {Key: outbox.FieldRevision, Value: d.Revision},
-					{Key: outbox.FieldPending, Value: true},
-				}},
-				{Key: "$push", Value: bson.D{{Key: outbox.FieldEntries, Value: ev}}},
-			})
+		ok, err := outbox.Write(ctx, s.coll(k), id, old.Revision, bson.D{
+			{Key: "name", Value: d.Name}, {Key: "description", Value: d.Description},
+			{Key: "prices", Value: d.Prices}, {Key: "available", Value: d.Available},
+			{Key: "update_time", Value: d.UpdateTime}, {Key: outbox.FieldRevision, Value: d.Revision},
+		}, ev)
 		if err != nil {
 			return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, mongox.Translate(err, nil, nil))
 		}
-		if res.MatchedCount == 1 {
+		if ok {
 			s.Written(s.coll(k), id)
 			return it, nil
 		}

@@ -290,17 +290,11 @@ func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) 
 			{Key: "update_time", Value: d.UpdateTime}, {Key: "estimated_ready_time", Value: d.EstimatedReady},
 			{Key: "rejection_reason", Value: d.Rejection}, {Key: outbox.FieldRevision, Value: d.Revision},
 		}
-		update := bson.D{{Key: "$set", Value: set}}
-		if len(events) > 0 {
-			set = append(set, bson.E{Key: outbox.FieldPending, Value: true})
-			update = bson.D{{Key: "$set", Value: set}, {Key: "$push", Value: bson.D{{Key: outbox.FieldEntries,
-				Value: bson.D{{Key: "$each", Value: events}}}}}}
-		}
-		res, err := s.orders.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: rev}}, update)
+		ok, err := outbox.Write(ctx, s.orders, id, rev, set, events...)
 		if err != nil {
 			return nil, false, fmt.Errorf("update order %s: %w", id, mongox.Translate(err, nil, nil))
 		}
-		if res.MatchedCount == 1 {
+		if ok {
 			if len(events) > 0 {
 				s.Written(s.orders, id)
 			}
