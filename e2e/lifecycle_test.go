@@ -184,13 +184,29 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("kitchen.queued traceparent = %q, want trace %s", tp, traceID)
 	}
 
+	// The kitchen's READY call starts a second chain: through the order
+	// service to the delivery board, all in the trace of that call.
+	readyTrace := "0af7651916cd43dd8448eb211c80319c"
 	for _, o := range []*orderv1.Order{del, pick} {
 		id := o.GetId()
 		post(t, s, "/v1/kitchen/tickets/"+id+":start", kitchen, http.StatusOK)
 		expect(t, display, 10*time.Second, "ticket "+id+" baking", ticketIs(id, "TICKET_STATUS_BAKING"))
-		post(t, s, "/v1/kitchen/tickets/"+id+":ready", kitchen, http.StatusOK)
+		code, raw, _ := s.Do(http.MethodPost, "/v1/kitchen/tickets/"+id+":ready", kitchen, map[string]any{},
+			"traceparent", "00-"+readyTrace+"-b7ad6b7169203331-01")
+		if code != http.StatusOK {
+			t.Fatalf("POST :ready = %d %s, want 200", code, raw)
+		}
 		expect(t, display, 10*time.Second, "ticket "+id+" ready", ticketIs(id, "TICKET_STATUS_READY"))
 		expect(t, board, 10*time.Second, "delivery "+id+" waiting", deliveryIs(id, "DELIVERY_STATUS_WAITING"))
+	}
+	for _, c := range []struct{ stream, subject string }{
+		{"KITCHEN", "kitchen.ready." + del.GetId()},
+		{"ORDER", "order.ready." + del.GetId()},
+		{"DELIVERY", "delivery.waiting." + del.GetId()},
+	} {
+		if tp := lastOn(t, s, c.stream, c.subject).Header.Get("traceparent"); !strings.Contains(tp, readyTrace) {
+			t.Errorf("%s traceparent = %q, want the READY call's trace %s", c.subject, tp, readyTrace)
+		}
 	}
 
 	post(t, s, "/v1/delivery/deliveries/"+del.GetId()+":pickup", courier, http.StatusConflict) // a delivery is not picked up
