@@ -499,3 +499,36 @@ func TestPoisonMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestReject has the kitchen refuse an order: the customer sees REJECTED
+// with the kitchen's reason, and the order can no longer be cancelled.
+func TestReject(t *testing.T) {
+	s := stack.Start(t)
+	kitchen := s.Token("kitchen", "kim")
+	customer := s.Token("customer", uniq("sad"))
+	o := place(t, s, customer, pickupBody("quattro-formaggi", "SIZE_LARGE"))
+	waitTicket(t, s, o.GetId(), kitchenv1.TicketStatus_TICKET_STATUS_QUEUED, 10*time.Second)
+
+	code, raw, _ := s.Do(http.MethodPost, "/v1/kitchen/tickets/"+o.GetId()+":reject", kitchen, map[string]any{"reason": ""})
+	if code != http.StatusBadRequest || !strings.Contains(string(raw), "reason") {
+		t.Errorf("reject without a reason = %d %s, want 400 naming the reason", code, raw)
+	}
+	code, raw, _ = s.Do(http.MethodPost, "/v1/kitchen/tickets/"+o.GetId()+":reject", customer, map[string]any{"reason": "no"})
+	if code != http.StatusForbidden {
+		t.Errorf("reject with a customer credential = %d %s, want 403", code, raw)
+	}
+	code, raw, _ = s.Do(http.MethodPost, "/v1/kitchen/tickets/"+o.GetId()+":reject", kitchen, map[string]any{"reason": "out of gorgonzola"})
+	if code != http.StatusOK {
+		t.Fatalf("reject = %d %s, want 200", code, raw)
+	}
+	got := waitStatus(t, s, customer, o.GetId(), orderv1.OrderStatus_ORDER_STATUS_REJECTED, 10*time.Second)
+	if got.GetRejectionReason() != "out of gorgonzola" {
+		t.Errorf("rejected order's reason = %q, want %q", got.GetRejectionReason(), "out of gorgonzola")
+	}
+	if h := history(got); strings.Join(h, ",") != "PLACED,ACCEPTED,REJECTED" {
+		t.Errorf("history = %v, want PLACED,ACCEPTED,REJECTED", h)
+	}
+	if code, raw, _ := s.Do(http.MethodPost, "/v1/orders/"+o.GetId()+":cancel", customer, map[string]any{}); code != http.StatusConflict {
+		t.Errorf("cancel a rejected order = %d %s, want 409", code, raw)
+	}
+}
