@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/services/delivery/internal/delivery"
@@ -200,53 +199,40 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, after *delivery.D
 }
 
 // ErrConflict: the delivery kept changing under an update.
-var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "the delivery changed concurrently; try again")
-
-// maxAttempts bounds the reads and writes of one Update. Every failed
-// attempt means another write won, and a delivery makes at most three moves.
-const maxAttempts = 10
+var ErrConflict = outbox.ErrConflict
 
 // Update reads delivery id, lets apply change it, and writes it back with
-// the events apply returns, guarded by the revision it read; when the
-// delivery changed in between it reads it again and retries, so apply may
-// run more than once and must depend only on the delivery it is given.
-// Nothing is written when apply reports no change or an error.
+// the events apply returns, guarded by the revision it read (see
+// outbox.Update): apply may run more than once and must depend only on the
+// delivery it is given.
 func (s *Store) Update(ctx context.Context, id string, apply func(*delivery.Delivery) (bool, []outbox.Entry, error)) (delivery.Delivery, bool, error) {
-	for range maxAttempts {
+	read := func(ctx context.Context) (delivery.Delivery, int64, error) {
 		d, err := s.Get(ctx, id)
-		if err != nil {
-			return delivery.Delivery{}, false, err
-		}
-		rev := d.Revision()
-		changed, events, err := apply(&d)
-		if err != nil || !changed {
-			return d, false, err
-		}
-		doc := toDoc(d)
-		set := bson.D{
-			{Key: "status", Value: doc.Status}, {Key: "update_time", Value: doc.UpdateTime},
-			{Key: outbox.FieldRevision, Value: doc.Revision},
-		}
-		// Moves only ever set these, never clear them.
-		if doc.DispatchTime != nil {
-			set = append(set, bson.E{Key: "dispatch_time", Value: *doc.DispatchTime})
-		}
-		if doc.CompleteTime != nil {
-			set = append(set, bson.E{Key: "complete_time", Value: *doc.CompleteTime})
-		}
-		if doc.CourierID != "" {
-			set = append(set, bson.E{Key: "courier_id", Value: doc.CourierID})
-		}
-		ok, err := outbox.Write(ctx, s.deliveries, id, rev, set, events...)
-		if err != nil {
-			return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, mongox.Translate(err, nil, nil))
-		}
-		if ok {
-			if len(events) > 0 {
-				s.Written(s.deliveries, id)
-			}
-			return d, true, nil
-		}
+		return d, d.Revision(), err
 	}
-	return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, ErrConflict)
+	d, changed, err := outbox.Update(ctx, s.deliveries, id, read, apply, deliveryFields, s.Written)
+	if err != nil {
+		return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, err)
+	}
+	return d, changed, nil
+}
+
+// deliveryFields are what a move changes. Moves only ever set the times and
+// the courier, never clear them.
+func deliveryFields(d delivery.Delivery) bson.D {
+	doc := toDoc(d)
+	set := bson.D{
+		{Key: "status", Value: doc.Status}, {Key: "update_time", Value: doc.UpdateTime},
+		{Key: outbox.FieldRevision, Value: doc.Revision},
+	}
+	if doc.DispatchTime != nil {
+		set = append(set, bson.E{Key: "dispatch_time", Value: *doc.DispatchTime})
+	}
+	if doc.CompleteTime != nil {
+		set = append(set, bson.E{Key: "complete_time", Value: *doc.CompleteTime})
+	}
+	if doc.CourierID != "" {
+		set = append(set, bson.E{Key: "courier_id", Value: doc.CourierID})
+	}
+	return set
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
@@ -156,38 +155,28 @@ func (s *Store) CountOpen(ctx context.Context) (int, error) {
 }
 
 // ErrConflict: the ticket kept changing under an update.
-var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "the ticket changed concurrently; try again")
+var ErrConflict = outbox.ErrConflict
 
 // Update reads ticket id, lets apply change it, and writes it back with the
-// events apply returns, guarded by the revision it read; it retries when
-// the ticket changed in between. Nothing is written when apply reports no
-// change.
+// events apply returns, guarded by the revision it read (see outbox.Update).
 func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticket) (bool, []outbox.Entry, error)) (kitchen.Ticket, bool, error) {
-	for range 10 {
+	read := func(ctx context.Context) (kitchen.Ticket, int64, error) {
 		t, err := s.Get(ctx, id)
-		if err != nil {
-			return kitchen.Ticket{}, false, err
-		}
-		rev := t.Revision
-		changed, events, err := apply(&t)
-		if err != nil || !changed {
-			return t, false, err
-		}
-		d := toDoc(t)
-		ok, err := outbox.Write(ctx, s.tickets, id, rev, bson.D{
-			{Key: "status", Value: d.Status}, {Key: "update_time", Value: d.UpdateTime},
-			{Key: "estimated_ready_time", Value: d.EstimatedReady}, {Key: "reason", Value: d.Reason},
-			{Key: outbox.FieldRevision, Value: d.Revision},
-		}, events...)
-		if err != nil {
-			return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, mongox.Translate(err, nil, nil))
-		}
-		if ok {
-			if len(events) > 0 {
-				s.Written(s.tickets, id)
-			}
-			return t, true, nil
-		}
+		return t, t.Revision, err
 	}
-	return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, ErrConflict)
+	t, changed, err := outbox.Update(ctx, s.tickets, id, read, apply, ticketFields, s.Written)
+	if err != nil {
+		return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, err)
+	}
+	return t, changed, nil
+}
+
+// ticketFields are what a move changes.
+func ticketFields(t kitchen.Ticket) bson.D {
+	d := toDoc(t)
+	return bson.D{
+		{Key: "status", Value: d.Status}, {Key: "update_time", Value: d.UpdateTime},
+		{Key: "estimated_ready_time", Value: d.EstimatedReady}, {Key: "reason", Value: d.Reason},
+		{Key: outbox.FieldRevision, Value: d.Revision},
+	}
 }

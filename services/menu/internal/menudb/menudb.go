@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
@@ -150,40 +149,43 @@ func (s *Store) Create(ctx context.Context, k menu.Kind, it menu.Item, ev outbox
 
 // ErrConflict is returned when an item kept changing under an update. Its
 // kind makes it Aborted (retry), not an internal error.
-var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "menu item changed concurrently; try again")
+var ErrConflict = outbox.ErrConflict
 
 // Update reads item id, applies change to it and stores the result with the
-// event that event builds for it, in one document write. It retries when the
-// item changed between the read and the write.
+// event that event builds for it, in one document write guarded by the
+// item's revision (see outbox.Update).
 func (s *Store) Update(ctx context.Context, k menu.Kind, id string,
 	change func(menu.Item) (menu.Item, error), event func(menu.Item) (outbox.Entry, error),
 ) (menu.Item, error) {
-	for range 5 {
-		old, err := s.Get(ctx, k, id)
-		if err != nil {
-			return menu.Item{}, err
-		}
-		it, err := change(old)
-		if err != nil {
-			return menu.Item{}, err
-		}
-		ev, err := event(it)
-		if err != nil {
-			return menu.Item{}, err
-		}
-		d := toDoc(it)
-		ok, err := outbox.Write(ctx, s.coll(k), id, old.Revision, bson.D{
-			{Key: "name", Value: d.Name}, {Key: "description", Value: d.Description},
-			{Key: "prices", Value: d.Prices}, {Key: "available", Value: d.Available},
-			{Key: "update_time", Value: d.UpdateTime}, {Key: outbox.FieldRevision, Value: d.Revision},
-		}, ev)
-		if err != nil {
-			return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, mongox.Translate(err, nil, nil))
-		}
-		if ok {
-			s.Written(s.coll(k), id)
-			return it, nil
-		}
+	read := func(ctx context.Context) (menu.Item, int64, error) {
+		it, err := s.Get(ctx, k, id)
+		return it, it.Revision, err
 	}
-	return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, ErrConflict)
+	apply := func(it *menu.Item) (bool, []outbox.Entry, error) {
+		changed, err := change(*it)
+		if err != nil {
+			return false, nil, err
+		}
+		ev, err := event(changed)
+		if err != nil {
+			return false, nil, err
+		}
+		*it = changed
+		return true, []outbox.Entry{ev}, nil
+	}
+	it, _, err := outbox.Update(ctx, s.coll(k), id, read, apply, itemFields, s.Written)
+	if err != nil {
+		return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, err)
+	}
+	return it, nil
+}
+
+// itemFields are what an update of an item changes.
+func itemFields(it menu.Item) bson.D {
+	d := toDoc(it)
+	return bson.D{
+		{Key: "name", Value: d.Name}, {Key: "description", Value: d.Description},
+		{Key: "prices", Value: d.Prices}, {Key: "available", Value: d.Available},
+		{Key: "update_time", Value: d.UpdateTime}, {Key: outbox.FieldRevision, Value: d.Revision},
+	}
 }

@@ -267,39 +267,33 @@ func (s *Store) List(ctx context.Context, customerID string, limit int, after *C
 }
 
 // ErrConflict: the order kept changing under an update.
-var ErrConflict = errs.New(errs.KindConflict, "CONCURRENT_UPDATE", "the order changed concurrently; try again")
+var ErrConflict = outbox.ErrConflict
 
 // Update reads order id, lets apply change it, and writes it back with the
-// events apply returns, in one write guarded by the revision it read. It
-// retries when the order changed in between. When apply reports no change,
-// nothing is written.
+// events apply returns, in one write guarded by the revision it read (see
+// outbox.Update). When apply reports no change, nothing is written.
 func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) (changed bool, events []outbox.Entry, err error)) (*order.Order, bool, error) {
-	for range 10 {
+	read := func(ctx context.Context) (*order.Order, int64, error) {
 		o, err := s.Get(ctx, id)
 		if err != nil {
-			return nil, false, err
+			return nil, 0, err
 		}
-		rev := o.Revision
-		changed, events, err := apply(o)
-		if err != nil || !changed {
-			return o, false, err
-		}
-		d := toDoc(o)
-		set := bson.D{
-			{Key: "status", Value: d.Status}, {Key: "history", Value: d.History},
-			{Key: "update_time", Value: d.UpdateTime}, {Key: "estimated_ready_time", Value: d.EstimatedReady},
-			{Key: "rejection_reason", Value: d.Rejection}, {Key: outbox.FieldRevision, Value: d.Revision},
-		}
-		ok, err := outbox.Write(ctx, s.orders, id, rev, set, events...)
-		if err != nil {
-			return nil, false, fmt.Errorf("update order %s: %w", id, mongox.Translate(err, nil, nil))
-		}
-		if ok {
-			if len(events) > 0 {
-				s.Written(s.orders, id)
-			}
-			return o, true, nil
-		}
+		return o, o.Revision, nil
 	}
-	return nil, false, fmt.Errorf("update order %s: %w", id, ErrConflict)
+	o, changed, err := outbox.Update(ctx, s.orders, id, read,
+		func(o **order.Order) (bool, []outbox.Entry, error) { return apply(*o) }, orderFields, s.Written)
+	if err != nil {
+		return nil, false, fmt.Errorf("update order %s: %w", id, err)
+	}
+	return o, changed, nil
+}
+
+// orderFields are what a lifecycle step changes.
+func orderFields(o *order.Order) bson.D {
+	d := toDoc(o)
+	return bson.D{
+		{Key: "status", Value: d.Status}, {Key: "history", Value: d.History},
+		{Key: "update_time", Value: d.UpdateTime}, {Key: "estimated_ready_time", Value: d.EstimatedReady},
+		{Key: "rejection_reason", Value: d.Rejection}, {Key: outbox.FieldRevision, Value: d.Revision},
+	}
 }
