@@ -19,6 +19,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/telemetry"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -97,6 +98,14 @@ type worker struct {
 // accepted by the last calls is still handed on.
 func (d *Deps) Go(name string, run func(ctx context.Context) error) {
 	d.workers = append(d.workers, worker{name, run})
+}
+
+// Relay starts the outbox relay of colls as a worker and returns the
+// function a store calls after each write that left events.
+func (d *Deps) Relay(colls []*mongo.Collection) func(*mongo.Collection, any) {
+	r := outbox.NewRelay(d.Bus, d.Log, colls)
+	d.Go("outbox relay", r.Run)
+	return r.Written
 }
 
 // Run runs s until ctx ends.

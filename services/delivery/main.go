@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
-	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
 	"github.com/pizzashop/pizzashop/services/delivery/internal/deliveryapi"
@@ -36,9 +35,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx); err != nil {
 				return err
 			}
-			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-			store.Written = relay.Written
-			d.Go("outbox relay", relay.Run)
+			store.Written = d.Relay(store.Collections())
 			srv := deliveryapi.NewServer(store, d.Bus.Conn, d.Log)
 			d.Go("ready orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, deliveryapi.ReadyConsumer, srv.HandleReady)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
-	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchenapi"
@@ -39,9 +38,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx); err != nil {
 				return err
 			}
-			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-			store.Written = relay.Written
-			d.Go("outbox relay", relay.Run)
+			store.Written = d.Relay(store.Collections())
 			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens})
 			d.Go("placed orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)

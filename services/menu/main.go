@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
-	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menuapi"
@@ -38,9 +37,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx, time.Now()); err != nil {
 				return err
 			}
-			relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-			store.Written = relay.Written
-			d.Go("outbox relay", relay.Run)
+			store.Written = d.Relay(store.Collections())
 			menuv1.RegisterMenuServiceServer(d.GRPC, menuapi.NewServer(store))
 			return nil
 		},

@@ -12,7 +12,6 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
-	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
@@ -66,9 +65,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if cfg.RelayDisabled {
 				d.Log.Warn("OUTBOX_RELAY_DISABLED is set: order events stay in the outbox until a relay runs")
 			} else {
-				relay := outbox.NewRelay(d.Bus, d.Log, store.Collections())
-				store.Written = relay.Written
-				d.Go("outbox relay", relay.Run)
+				store.Written = d.Relay(store.Collections())
 			}
 			d.Go("idempotency key purge", func(ctx context.Context) error {
 				t := time.NewTicker(10 * time.Minute)
