@@ -1,0 +1,253 @@
+package orderdb_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	"github.com/pizzashop/pizzashop/services/order/internal/order"
+	"github.com/pizzashop/pizzashop/services/order/internal/orderdb"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+var t0 = time.Date(2026, 11, 23, 18, 0, 0, 0, time.UTC)
+
+func newStore(t *testing.T) *orderdb.Store {
+	t.Helper()
+	_, db := devstack.MongoDatabase(t)
+	s := orderdb.New(db)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Init(ctx); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return s
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func newOrder(t *testing.T, id, customer, key string, at time.Time) *order.Order {
+	t.Helper()
+	o, err := order.New(id, order.Customer{ID: customer}, order.Request{
+		Item:        order.Item{PizzaID: "margherita", Size: 1},
+		Fulfillment: order.FulfillmentPickup,
+		Payment:     order.PaymentCash,
+	}, order.Price{Total: 900, Currency: "USD"}, key, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestReserveKey(t *testing.T) {
+	s, c := newStore(t), ctx(t)
+	ttl := 24 * time.Hour
+
+	if prior, err := s.ReserveKey(c, "ann", "k1", "hash-a", t0, ttl); prior != nil || err != nil {
+		t.Fatalf("first ReserveKey = %+v, %v; want nil, nil", prior, err)
+	}
+	prior, err := s.ReserveKey(c, "ann", "k1", "hash-b", t0.Add(time.Minute), ttl)
+	if err != nil || prior == nil || prior.Hash != "hash-a" || prior.Done {
+		t.Fatalf("second ReserveKey = %+v, %v; want the first request's key, in flight", prior, err)
+	}
+	// Keys are per customer.
+	if prior, err := s.ReserveKey(c, "bob", "k1", "hash-b", t0, ttl); prior != nil || err != nil {
+		t.Errorf("another customer's ReserveKey of the same key = %+v, %v; want a key of their own", prior, err)
+	}
+
+	if err := s.CompleteKey(c, "ann", "k1", "order-1"); err != nil {
+		t.Fatal(err)
+	}
+	prior, err = s.ReserveKey(c, "ann", "k1", "hash-a", t0.Add(23*time.Hour), ttl)
+	if err != nil || prior == nil || !prior.Done || prior.OrderID != "order-1" {
+		t.Errorf("ReserveKey within the TTL after completion = %+v, %v; want done with order-1", prior, err)
+	}
+	// A completed key is never released by a failing retry.
+	if err := s.ReleaseKey(c, "ann", "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if prior, _ := s.ReserveKey(c, "ann", "k1", "hash-a", t0.Add(time.Hour), ttl); prior == nil || !prior.Done {
+		t.Errorf("completed key after ReleaseKey = %+v, want it kept", prior)
+	}
+	// After the TTL the key is free again.
+	if prior, err := s.ReserveKey(c, "ann", "k1", "hash-c", t0.Add(ttl+time.Second), ttl); prior != nil || err != nil {
+		t.Errorf("ReserveKey after the TTL = %+v, %v; want a fresh claim", prior, err)
+	}
+}
+
+func TestReleaseAndPurgeKeys(t *testing.T) {
+	s, c := newStore(t), ctx(t)
+	ttl := 24 * time.Hour
+	if _, err := s.ReserveKey(c, "ann", "failed", "h", t0, ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseKey(c, "ann", "failed"); err != nil {
+		t.Fatal(err)
+	}
+	if prior, err := s.ReserveKey(c, "ann", "failed", "other", t0, ttl); prior != nil || err != nil {
+		t.Errorf("ReserveKey after a release = %+v, %v; want a fresh claim", prior, err)
+	}
+
+	for i, at := range []time.Time{t0.Add(-48 * time.Hour), t0.Add(-25 * time.Hour), t0.Add(-time.Hour)} {
+		if _, err := s.ReserveKey(c, "bob", fmt.Sprint("k", i), "h", at, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PurgeKeys(c, t0)
+	if err != nil || n != 2 {
+		t.Errorf("PurgeKeys = %d, %v; want the 2 keys older than 24h", n, err)
+	}
+	if prior, _ := s.ReserveKey(c, "bob", "k2", "h2", t0, ttl); prior == nil {
+		t.Error("the key reserved an hour ago was purged, want it kept for 24h")
+	}
+}
+
+func TestInsertGetAndKeys(t *testing.T) {
+	s, c := newStore(t), ctx(t)
+	var written []any
+	s.Written = func(_ *mongo.Collection, id any) { written = append(written, id) }
+	o := newOrder(t, "o1", "ann", "key-1", t0)
+	ev := outbox.Entry{ID: "e1", Subject: "order.placed.o1", CreateTime: t0}
+	if err := s.Insert(c, o, ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 1 || written[0] != "o1" {
+		t.Errorf("Written calls = %v, want [o1]", written)
+	}
+	got, err := s.Get(c, "o1")
+	if err != nil || got.Status != order.StatusPlaced || got.Customer.ID != "ann" || got.Price.Total != 900 {
+		t.Fatalf("Get(o1) = %+v, %v", got, err)
+	}
+	if _, err := s.Get(c, "missing"); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("Get(missing) = %v, want ErrNotFound", err)
+	}
+	// A second order with the same customer and key is refused by the store.
+	if err := s.Insert(c, newOrder(t, "o2", "ann", "key-1", t0), ev); !errors.Is(err, orderdb.ErrKeyTaken) {
+		t.Errorf("Insert with a taken key = %v, want ErrKeyTaken", err)
+	}
+	if byKey, err := s.FindByKey(c, "ann", "key-1"); err != nil || byKey.ID != "o1" {
+		t.Errorf("FindByKey = %v, %v; want o1", byKey, err)
+	}
+	// Orders without a key never collide.
+	for _, id := range []string{"n1", "n2"} {
+		if err := s.Insert(c, newOrder(t, id, "ann", "", t0), outbox.Entry{ID: "e-" + id}); err != nil {
+			t.Errorf("Insert(%s) without a key = %v", id, err)
+		}
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	s, c := newStore(t), ctx(t)
+	if err := s.Insert(c, newOrder(t, "o1", "ann", "", t0), outbox.Entry{ID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	advance := func(to order.Status) func(*order.Order) (bool, []outbox.Entry, error) {
+		return func(o *order.Order) (bool, []outbox.Entry, error) {
+			if !o.Advance(to, t0.Add(time.Minute), "") {
+				return false, nil, nil
+			}
+			return true, []outbox.Entry{{ID: "ev-" + to.String()}}, nil
+		}
+	}
+	o, changed, err := s.Update(c, "o1", advance(order.StatusAccepted))
+	if err != nil || !changed || o.Status != order.StatusAccepted || o.Revision != 2 {
+		t.Fatalf("Update to ACCEPTED = %v %v %v", o, changed, err)
+	}
+	// The same step again, and a step back, change nothing.
+	for _, to := range []order.Status{order.StatusAccepted, order.StatusPlaced} {
+		o, changed, err := s.Update(c, "o1", advance(to))
+		if err != nil || changed || o.Revision != 2 {
+			t.Errorf("Update to %s again = revision %d changed %v err %v; want no change", to, o.Revision, changed, err)
+		}
+	}
+	if _, _, err := s.Update(c, "missing", advance(order.StatusAccepted)); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("Update(missing) = %v, want ErrNotFound", err)
+	}
+	got, _ := s.Get(c, "o1")
+	if len(got.History) != 2 || got.History[1].Status != order.StatusAccepted {
+		t.Errorf("history = %+v, want PLACED then ACCEPTED", got.History)
+	}
+}
+
+func TestList(t *testing.T) {
+	s, c := newStore(t), ctx(t)
+	// 7 orders of ann a minute apart, two of them at the same instant, and
+	// one of bob.
+	for i := range 7 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if i == 6 {
+			at = t0.Add(5 * time.Minute)
+		}
+		id := fmt.Sprintf("a%d", i)
+		if err := s.Insert(c, newOrder(t, id, "ann", "", at), outbox.Entry{ID: "e" + id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Newest first; at the same instant, the greater id first.
+	want := []string{"a6", "a5", "a4", "a3", "a2", "a1", "a0"}
+	if err := s.Insert(c, newOrder(t, "b0", "bob", "", t0), outbox.Entry{ID: "eb0"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var after *orderdb.Cursor
+	for page := 0; ; page++ {
+		orders, next, err := s.List(c, "ann", 3, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range orders {
+			got = append(got, o.ID)
+		}
+		if next == nil {
+			break
+		}
+		// The cursor survives its trip through a page token.
+		if after, err = orderdb.DecodeCursor(next.Encode()); err != nil {
+			t.Fatal(err)
+		}
+		if page > 5 {
+			t.Fatal("List never ends")
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ann's orders in pages of 3 = %v, want %v", got, want)
+	}
+	all, _, err := s.List(c, "", 100, nil)
+	if err != nil || len(all) != 8 {
+		t.Errorf("List of everyone = %d orders, %v; want 8", len(all), err)
+	}
+	for _, tok := range []string{"!!", "bm90LWEtY3Vyc29y"} {
+		if _, err := orderdb.DecodeCursor(tok); !errors.Is(err, orderdb.ErrBadPageToken) {
+			t.Errorf("DecodeCursor(%q) = %v, want ErrBadPageToken", tok, err)
+		}
+	}
+}
+
+func TestCustomers(t *testing.T) {
+	s, c := newStore(t), ctx(t)
+	p, err := order.NewProfile("c1", "Ann", "ann@example.com", "+1 555 0100", nil, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateCustomer(c, p); err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := order.NewProfile("c2", "Other Ann", "ANN@example.com", "+1 555 0101", nil, t0)
+	if err := s.CreateCustomer(c, p2); !errors.Is(err, order.ErrEmailTaken) {
+		t.Errorf("CreateCustomer with a taken email = %v, want ErrEmailTaken", err)
+	}
+	if got, err := s.GetCustomer(c, "c1"); err != nil || got.Email != "ann@example.com" {
+		t.Errorf("GetCustomer = %+v, %v", got, err)
+	}
+	if _, err := s.GetCustomer(c, "nobody"); !errors.Is(err, order.ErrCustomerNotFound) {
+		t.Errorf("GetCustomer(nobody) = %v, want ErrCustomerNotFound", err)
+	}
+}
