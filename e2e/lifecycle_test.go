@@ -532,3 +532,31 @@ func TestReject(t *testing.T) {
 		t.Errorf("cancel a rejected order = %d %s, want 409", code, raw)
 	}
 }
+
+// TestKeepAlive shortens STREAM_KEEPALIVE and checks that every live
+// stream, left idle, sends keep-alive lines: empty results a display
+// ignores but counts as proof the connection still works.
+func TestKeepAlive(t *testing.T) {
+	s := stack.Start(t,
+		stack.WithEnv("kitchen", "STREAM_KEEPALIVE=300ms"),
+		stack.WithEnv("delivery", "STREAM_KEEPALIVE=300ms"),
+		stack.WithEnv("order", "STREAM_KEEPALIVE=300ms"))
+	customer := s.Token("customer", uniq("idle"))
+	o := place(t, s, customer, pickupBody("margherita", "SIZE_SMALL"))
+	waitStatus(t, s, customer, o.GetId(), orderv1.OrderStatus_ORDER_STATUS_ACCEPTED, 10*time.Second)
+
+	empty := func(l watchLine) bool {
+		r := l.Result
+		return l.Error == nil && r.Ticket == nil && r.Delivery == nil && r.Order == nil && !r.Snapshot && !r.SnapshotComplete
+	}
+	for _, c := range []struct{ path, token string }{
+		{"/v1/kitchen/tickets:watch", s.Token("kitchen", "kim")},
+		{"/v1/delivery/deliveries:watch", s.Token("courier", "cody")},
+		{"/v1/orders/" + o.GetId() + ":watch", customer},
+	} {
+		lines := watch(t, s, c.path, c.token)
+		for i := range 2 {
+			expect(t, lines, 5*time.Second, fmt.Sprintf("keep-alive %d on %s", i+1, c.path), empty)
+		}
+	}
+}

@@ -9,6 +9,9 @@
 
 // Reconnect delays after a stream ends or fails: 1s, 2s, then 5s for good.
 const BACKOFF_MS = [1000, 2000, 5000];
+// How long a stream may stay silent before it counts as dead: three
+// keep-alive periods.
+const SILENCE_MS = 45000;
 
 // gRPC codes that mean the token is no good for this page.
 const UNAUTHENTICATED = 16;
@@ -127,10 +130,20 @@ export function watch(path, token, { onOpen, onResult, onBatch, onState, onUnaut
     onOpen();
     const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
+    // The server sends a keep-alive line after 15s of silence; a longer
+    // silence means the connection died quietly (a tablet's wifi), so drop
+    // it and reconnect.
+    let silence = null;
+    const listen = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => ctrl.abort(), SILENCE_MS);
+    };
+    listen();
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) return;
+        listen();
         buf += value;
         let nl;
         while ((nl = buf.indexOf('\n')) >= 0) {
@@ -147,6 +160,7 @@ export function watch(path, token, { onOpen, onResult, onBatch, onState, onUnaut
         onBatch();
       }
     } finally {
+      clearTimeout(silence);
       onBatch(); // show what arrived before a failure
       ctrl.abort(); // and let go of the connection
     }

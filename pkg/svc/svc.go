@@ -37,6 +37,7 @@ type Common struct {
 	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
 	HealthInterval  time.Duration `env:"HEALTH_INTERVAL" default:"2s"`
+	StreamKeepAlive time.Duration `env:"STREAM_KEEPALIVE" default:"15s"`
 }
 
 // Defaults are a service's own values for the Common fields that differ

@@ -37,6 +37,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			}
 			store.Written = d.Relay(store.Collections())
 			srv := deliveryapi.NewServer(store, d.Bus.Conn, d.Log)
+			srv.KeepAlive = cfg.StreamKeepAlive
 			d.Go("ready orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, deliveryapi.ReadyConsumer, srv.HandleReady)
 			})

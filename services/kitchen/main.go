@@ -39,7 +39,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return err
 			}
 			store.Written = d.Relay(store.Collections())
-			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens})
+			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
 			d.Go("placed orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
 			})

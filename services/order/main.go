@@ -85,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			})
 			srv := orderapi.NewServer(store, menuv1.NewMenuServiceClient(menuConn), kitchenv1.NewKitchenServiceClient(kitchenConn),
 				d.Signer, orderapi.NATSWatcher{Conn: d.Bus.Conn}, d.Log,
-				orderapi.Options{KeyTTL: cfg.KeyTTL, TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout})
+				orderapi.Options{KeyTTL: cfg.KeyTTL, TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout, KeepAlive: cfg.StreamKeepAlive})
 			d.Go("kitchen events consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, orderapi.KitchenConsumer, srv.HandleKitchen)
 			})

@@ -795,6 +795,9 @@ func (x *WatchDeliveriesRequest) GetFulfillment() v1.Fulfillment {
 }
 
 // WatchDeliveriesResponse is one delivery after a change.
+// A message with no delivery and no flags set is a keep-alive, sent after
+// STREAM_KEEPALIVE (15s) of silence: a client that hears nothing for much
+// longer should reconnect.
 type WatchDeliveriesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The whole delivery as it is now.

@@ -892,6 +892,9 @@ func (*WatchTicketsRequest) Descriptor() ([]byte, []int) {
 }
 
 // WatchTicketsResponse is one ticket after a change.
+// A message with no ticket and no flags set is a keep-alive, sent after
+// STREAM_KEEPALIVE (15s) of silence: a client that hears nothing for much
+// longer should reconnect.
 type WatchTicketsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The whole ticket as it is now.

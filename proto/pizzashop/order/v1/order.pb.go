@@ -1012,6 +1012,9 @@ func (x *WatchOrderRequest) GetId() string {
 }
 
 // WatchOrderResponse is the order after a change.
+// A message with no order is a keep-alive, sent after
+// STREAM_KEEPALIVE (15s) of silence: a client that hears nothing for much
+// longer should reconnect.
 type WatchOrderResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The whole order as it is now.

@@ -30,7 +30,10 @@ type Server struct {
 
 	// closing ends the live streams, which would otherwise hold a graceful
 	// stop for its whole grace period.
-	closing   chan struct{}
+	closing chan struct{}
+	// KeepAlive is the longest silence on the board stream
+	// (grpcx.DefaultKeepAlive when zero).
+	KeepAlive time.Duration
 	closeOnce sync.Once
 }
 

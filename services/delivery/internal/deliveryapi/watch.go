@@ -3,6 +3,7 @@ package deliveryapi
 import (
 	"errors"
 	"fmt"
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -130,12 +131,20 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 	}
 	tick := time.NewTicker(reconnectCheck)
 	defer tick.Stop()
+	idle := grpcx.NewIdle(s.KeepAlive)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.closing:
 			return status.Error(codes.Unavailable, "the delivery service is shutting down; reconnect")
+		case <-idle.C:
+			if idle.Due() {
+				if err := stream.Send(&deliveryv1.WatchDeliveriesResponse{}); err != nil {
+					return err
+				}
+			}
 		case <-tick.C:
 			if n := s.conn.Stats().Reconnects; n != reconnects {
 				reconnects = n
@@ -145,6 +154,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 			if err := snapshot(); err != nil {
 				return err
 			}
+			idle.Sent()
 		case d := <-events:
 			if d.GetRevision() <= seen[d.GetId()] {
 				continue // already sent, or older than what was sent
@@ -152,6 +162,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 			if err := send(d, false); err != nil {
 				return err
 			}
+			idle.Sent()
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/errs"
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	commonv1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
@@ -28,6 +29,8 @@ type Options struct {
 	BakeTime time.Duration
 	// Ovens is how many pizzas bake at once.
 	Ovens int
+	// KeepAlive is the longest silence on the display stream.
+	KeepAlive time.Duration
 }
 
 // Server implements KitchenService and consumes placed orders.
@@ -347,15 +350,24 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 	if err := snapshot(); err != nil {
 		return err
 	}
+	idle := grpcx.NewIdle(s.opts.KeepAlive)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-idle.C:
+			if idle.Due() {
+				if err := stream.Send(&kitchenv1.WatchTicketsResponse{}); err != nil {
+					return err
+				}
+			}
 		case <-overflow:
 			// Too slow to keep up: start over from a fresh snapshot.
 			if err := snapshot(); err != nil {
 				return err
 			}
+			idle.Sent()
 		case t := <-events:
 			if t.GetRevision() <= seen[t.GetId()] {
 				continue
@@ -364,6 +376,7 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 			if err := stream.Send(&kitchenv1.WatchTicketsResponse{Ticket: t}); err != nil {
 				return err
 			}
+			idle.Sent()
 		}
 	}
 }

@@ -64,6 +64,8 @@ type Options struct {
 	TokenTTL time.Duration
 	// CallTimeout bounds calls to the menu and the kitchen.
 	CallTimeout time.Duration
+	// KeepAlive is the longest silence on an order's live stream.
+	KeepAlive time.Duration
 }
 
 // Server implements OrderService and CustomerService.
@@ -498,8 +500,11 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 	if o.Status.Final() {
 		return nil
 	}
-	resync := time.NewTicker(15 * time.Second)
-	defer resync.Stop()
+	// While quiet, re-read the order now and then, in case a change was
+	// missed (a NATS reconnect), and prove the stream alive with an empty
+	// keep-alive message.
+	idle := grpcx.NewIdle(s.opts.KeepAlive)
+	defer idle.Stop()
 	for {
 		var p *orderv1.Order
 		select {
@@ -507,16 +512,25 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 			return nil
 		case ev := <-events:
 			p = ev.GetOrder()
-		case <-resync.C:
-			o, err := s.store.Get(ctx, req.GetId())
-			if err != nil {
+		case <-idle.C:
+			if o, err := s.store.Get(ctx, req.GetId()); err == nil && o.Revision > last {
+				p = ToProto(o)
+			} else if idle.Due() {
+				if err := stream.Send(&orderv1.WatchOrderResponse{}); err != nil {
+					return err
+				}
+				continue
+			} else {
 				continue
 			}
-			p = ToProto(o)
+		}
+		if p.GetRevision() <= last {
+			continue // old news
 		}
 		if done, err := send(p); done || err != nil {
 			return err
 		}
+		idle.Sent()
 	}
 }
 
