@@ -88,6 +88,8 @@ type Stack struct {
 
 // shop is the state a Stack and its views share.
 type shop struct {
+	// ds is the embedded NATS and FerretDB; nil with external servers.
+	ds       *devstack.Stack
 	dir      string // temporary directory of the stack: logs, data
 	logDir   string
 	bin      string
@@ -256,6 +258,41 @@ func (s *Stack) startDevstack(t testing.TB) {
 		f.Close()
 	})
 	s.natsURL, s.mongoURI = ds.NATSURL(), ds.MongoURI()
+	s.ds = ds
+}
+
+// StopNATS takes NATS down, as an outage would. Tests that call it skip
+// against external servers.
+func (s *Stack) StopNATS() { s.embeddedOnly().StopNATS() }
+
+// StartNATS brings NATS back on the same address with the same data.
+func (s *Stack) StartNATS() {
+	s.t.Helper()
+	if err := s.embeddedOnly().StartNATS(); err != nil {
+		s.t.Fatalf("start NATS again: %v", err)
+	}
+}
+
+// StopStore takes the store (FerretDB) down, as an outage would.
+func (s *Stack) StopStore() { s.embeddedOnly().StopMongo() }
+
+// StartStore brings the store back on the same address with the same data.
+func (s *Stack) StartStore() {
+	s.t.Helper()
+	devstackStart.Lock()
+	err := s.embeddedOnly().StartMongo()
+	devstackStart.Unlock()
+	if err != nil {
+		s.t.Fatalf("start the store again: %v", err)
+	}
+}
+
+func (s *Stack) embeddedOnly() *devstack.Stack {
+	s.t.Helper()
+	if s.ds == nil {
+		s.t.Skip("outages are staged on the embedded NATS and store only")
+	}
+	return s.ds
 }
 
 func (s *Stack) connect(t testing.TB) {

@@ -52,8 +52,12 @@ type Options struct {
 // Stack is a running NATS server and FerretDB.
 type Stack struct {
 	dir    string
+	log    *slog.Logger
 	nats   *server.Server
 	ferret *ferretDB
+	// Where they listen, kept so that a restart comes back on the same
+	// addresses, as a real server would.
+	natsAddr, mongoAddr string
 
 	closeOnce sync.Once
 }
@@ -92,7 +96,42 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Stack{dir: dir, nats: ns, ferret: fdb}, nil
+	u, err := url.Parse(fdb.uri)
+	if err != nil {
+		fdb.stop()
+		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
+	}
+	return &Stack{dir: dir, log: log, nats: ns, ferret: fdb,
+		natsAddr: ns.Addr().String(), mongoAddr: u.Host}, nil
+}
+
+// StopNATS stops the NATS server, as an outage would. For fault tests.
+func (s *Stack) StopNATS() { stopNATS(s.nats) }
+
+// StartNATS brings NATS back after StopNATS, on the same address and with
+// the same data.
+func (s *Stack) StartNATS() error {
+	ns, err := startNATS(s.NATSDir(), s.natsAddr, s.log.With("component", "nats"))
+	if err != nil {
+		return err
+	}
+	s.nats = ns
+	return nil
+}
+
+// StopMongo stops FerretDB, as an outage of the store would. For fault
+// tests.
+func (s *Stack) StopMongo() { s.ferret.stop() }
+
+// StartMongo brings FerretDB back after StopMongo, on the same address and
+// with the same data.
+func (s *Stack) StartMongo() error {
+	fdb, err := startFerretDB(s.MongoDir(), s.mongoAddr, s.log.With("component", "ferretdb"))
+	if err != nil {
+		return err
+	}
+	s.ferret = fdb
+	return nil
 }
 
 // NATSURL is the client URL of the NATS server, such as nats://127.0.0.1:4222.
@@ -167,6 +206,8 @@ type ferretDB struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	proxy  *writeSerializer
+
+	stopOnce sync.Once
 }
 
 // startFerretDB starts FerretDB with its SQLite handler keeping one file per
@@ -219,9 +260,11 @@ func startFerretDB(dir, addr string, log *slog.Logger) (*ferretDB, error) {
 }
 
 func (f *ferretDB) stop() {
-	f.proxy.close()
-	f.cancel()
-	<-f.done
+	f.stopOnce.Do(func() {
+		f.proxy.close()
+		f.cancel()
+		<-f.done
+	})
 }
 
 // quietResponses demotes to debug the warnings FerretDB logs for every error

@@ -13,6 +13,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // TestStartPersists writes one stream message and one document, restarts
@@ -225,5 +226,44 @@ func findPizza(t *testing.T, ctx context.Context, coll *mongo.Collection) {
 	}
 	if doc.ID != "margherita" {
 		t.Fatalf("FindOne(margherita) = %q", doc.ID)
+	}
+}
+
+func TestRestart(t *testing.T) {
+	ctx := context.Background()
+	s, err := Start(ctx, Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	natsURL, mongoURI := s.NATSURL(), s.MongoURI()
+
+	client, err := mongo.Connect(options.Client().ApplyURI(mongoURI).SetServerSelectionTimeout(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	coll := client.Database("restart").Collection("docs")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "kept"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	s.StopMongo()
+	s.StopNATS()
+	if err := client.Ping(ctx, nil); err == nil {
+		t.Error("Ping with the store stopped = nil, want an error")
+	}
+	if err := s.StartNATS(); err != nil {
+		t.Fatalf("StartNATS: %v", err)
+	}
+	if err := s.StartMongo(); err != nil {
+		t.Fatalf("StartMongo: %v", err)
+	}
+	if s.NATSURL() != natsURL || s.MongoURI() != mongoURI {
+		t.Errorf("after restart: %s %s, want the same addresses %s %s", s.NATSURL(), s.MongoURI(), natsURL, mongoURI)
+	}
+	// The same client reconnects and finds what was stored before.
+	if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "kept"}}).Err(); err != nil {
+		t.Errorf("document after the store's restart: %v", err)
 	}
 }

@@ -44,13 +44,22 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	// Cancellation and deadlines belong to the caller only when the caller's
+	// own context ended; a dependency's timeout (the store's server
+	// selection, say) is that dependency being unavailable.
+	if ctx.Err() != nil {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return status.Error(codes.Canceled, "request cancelled")
+		case errors.Is(err, context.DeadlineExceeded):
+			return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+		}
 	}
 	e, ok := errors.AsType[*errs.Error](err)
+	if !ok && errors.Is(err, context.DeadlineExceeded) {
+		log.WarnContext(ctx, "dependency timed out", "method", method, "err", err)
+		return status.Error(codes.Unavailable, "a dependency timed out; try again shortly")
+	}
 	if !ok || e.Kind == errs.KindInternal || codeOf[e.Kind] == codes.OK { // a kind without a code would become success
 		log.ErrorContext(ctx, "request failed", "method", method, "err", err)
 		return status.Error(codes.Internal, "internal error")

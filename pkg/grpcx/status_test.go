@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
@@ -66,11 +67,27 @@ func newLog() (*slog.Logger, *logBuffer) {
 
 type violation struct{ field, desc string }
 
+var errStoreDown = errs.New(errs.KindUnavailable, "STORE_DOWN", "the store is unavailable")
+
+// endedContext returns a context that has already ended with cause.
+func endedContext(cause error) context.Context {
+	if cause == context.DeadlineExceeded {
+		// Born expired: its Err stays DeadlineExceeded after cancel.
+		ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
+		cancel()
+		return ctx
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
 func TestToStatus(t *testing.T) {
 	existing := status.Error(codes.ResourceExhausted, "queue full")
 	driverDetail := errors.New("dial tcp 10.1.2.3:27017: connection refused")
 	tests := []struct {
 		name       string
+		ctx        context.Context // the request's; nil for a live one
 		err        error
 		code       codes.Code
 		msg        string
@@ -141,14 +158,26 @@ func TestToStatus(t *testing.T) {
 			name: "unmapped kind is internal and logged", err: &errs.Error{Kind: errs.Kind(99), Reason: "NEW", Msg: "a kind with no code"},
 			code: codes.Internal, msg: "internal error", logLevel: "ERROR", logDetail: "a kind with no code",
 		},
-		{name: "canceled", err: fmt.Errorf("list: %w", context.Canceled), code: codes.Canceled, msg: "request cancelled"},
-		{name: "deadline", err: fmt.Errorf("list: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded, msg: "deadline exceeded"},
+		{name: "cancelled by the caller", ctx: endedContext(context.Canceled), err: fmt.Errorf("list: %w", context.Canceled), code: codes.Canceled, msg: "request cancelled"},
+		{name: "the caller's deadline", ctx: endedContext(context.DeadlineExceeded), err: fmt.Errorf("list: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded, msg: "deadline exceeded"},
+		{
+			name: "a dependency's timeout is unavailability", err: fmt.Errorf("list: %w", context.DeadlineExceeded),
+			code: codes.Unavailable, msg: "a dependency timed out; try again shortly", logLevel: "WARN", logDetail: "deadline exceeded",
+		},
+		{
+			name: "a classified error wrapping a timeout keeps its kind", err: fmt.Errorf("%w: %w", errStoreDown, context.DeadlineExceeded),
+			code: codes.Unavailable, msg: "the store is unavailable", reason: "STORE_DOWN", logLevel: "WARN", logDetail: "deadline exceeded",
+		},
 		{name: "status error passes through", err: existing, code: codes.ResourceExhausted, msg: "queue full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			log, logs := newLog()
-			got := grpcx.ToStatus(context.Background(), log, "/test.v1.Svc/Do", tt.err)
+			ctx := context.Background()
+			if tt.ctx != nil {
+				ctx = tt.ctx
+			}
+			got := grpcx.ToStatus(ctx, log, "/test.v1.Svc/Do", tt.err)
 			if got == nil {
 				t.Fatalf("ToStatus(%v) = nil, want code %v", tt.err, tt.code)
 			}
