@@ -10,6 +10,7 @@
 package orderv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	v1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	v11 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -1064,7 +1065,7 @@ var File_pizzashop_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\n" +
-	"\x1epizzashop/order/v1/order.proto\x12\x12pizzashop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1cpizzashop/menu/v1/menu.proto\"v\n" +
+	"\x1epizzashop/order/v1/order.proto\x12\x12pizzashop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1cpizzashop/menu/v1/menu.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"v\n" +
 	"\tOrderItem\x12\x19\n" +
 	"\bpizza_id\x18\x01 \x01(\tR\apizzaId\x12-\n" +
 	"\x04size\x18\x02 \x01(\x0e2\x19.pizzashop.common.v1.SizeR\x04size\x12\x1f\n" +
@@ -1143,9 +1144,11 @@ const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PAYMENT_METHOD_CASH\x10\x01\x12\x17\n" +
-	"\x13PAYMENT_METHOD_CARD\x10\x022\xfd\x04\n" +
-	"\fOrderService\x12|\n" +
-	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
+	"\x13PAYMENT_METHOD_CARD\x10\x022\xd6\x06\n" +
+	"\fOrderService\x12\xd4\x02\n" +
+	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"\xf3\x01\x92A\xd3\x01r\xd0\x01\n" +
+	"\xcd\x01\n" +
+	"\x0fIdempotency-Key\x12\xb7\x01Makes retries safe: the same key and body return the original order (kept 24 hours); another body answers 422; a request still in flight answers 409. At most 200 printable characters.\x18\x01\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
 	"/v1/orders\x12u\n" +
 	"\bGetOrder\x12#.pizzashop.order.v1.GetOrderRequest\x1a$.pizzashop.order.v1.GetOrderResponse\"\x1e\x82\xd3\xe4\x93\x02\x18b\x05order\x12\x0f/v1/orders/{id}\x12o\n" +
 	"\n" +
