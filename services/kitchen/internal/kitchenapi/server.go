@@ -285,7 +285,14 @@ func (s *Server) CancelTicket(ctx context.Context, req *kitchenv1.CancelTicketRe
 		if _, err := s.store.Get(ctx, id); err == nil {
 			break
 		}
-		inserted, err := s.store.Insert(ctx, kitchen.Tombstone(id, reason, s.now()))
+		// The tombstone carries its CANCELLED event, so the order follows
+		// even if the caller never gets to record the cancel itself.
+		tomb := kitchen.Tombstone(id, reason, s.now())
+		ev, err := ticketEvent(ctx, tomb)
+		if err != nil {
+			return nil, err
+		}
+		inserted, err := s.store.Insert(ctx, tomb, ev)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,7 @@ var (
 	ErrKeyInFlight = errs.New(errs.KindConflict, "IDEMPOTENCY_KEY_IN_FLIGHT", "a request with this Idempotency-Key is still being processed; retry shortly")
 	ErrMenuDown    = errs.New(errs.KindUnavailable, "MENU_UNAVAILABLE", "the menu service is unavailable; try again shortly")
 	ErrKitchenDown = errs.New(errs.KindUnavailable, "KITCHEN_UNAVAILABLE", "the kitchen service is unavailable; try again shortly")
+	ErrKitchenBusy = errs.New(errs.KindConflict, "KITCHEN_BUSY", "the kitchen is changing this order right now; try again")
 )
 
 // Options configure a Server.
@@ -188,13 +190,15 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if err != nil {
 		return nil, err
 	}
+	var scoped string
 	if key != "" {
-		prior, err := s.claimKey(ctx, c.Subject, key, requestHash(req))
+		var prior *order.Order
+		prior, scoped, err = s.claimKey(ctx, c.Subject, key, requestHash(req))
 		if err != nil || prior != nil {
 			return respond(prior, err)
 		}
 	}
-	o, err := s.place(ctx, c, r, key)
+	o, err := s.place(ctx, c, r, scoped)
 	if err != nil {
 		if key != "" {
 			if rerr := s.store.ReleaseKey(context.WithoutCancel(ctx), c.Subject, key); rerr != nil {
@@ -215,38 +219,62 @@ func respond(o *order.Order, err error) (*orderv1.CreateOrderResponse, error) {
 
 // claimKey reserves an idempotency key. It returns the original order when
 // the same request already completed, an error when the key is busy or was
-// used for another request, and nil, nil when this request now owns it.
-func (s *Server) claimKey(ctx context.Context, customer, key, hash string) (*order.Order, error) {
+// used for another request, and otherwise the key scoped to this
+// reservation, which the new order carries.
+//
+// Scoping the order's key to the reservation (key@millis) matters once a
+// key expires: a later request reusing the key makes a new reservation and
+// so a new order, instead of colliding with the old one.
+func (s *Server) claimKey(ctx context.Context, customer, key, hash string) (*order.Order, string, error) {
 	for range 3 {
-		now := s.now()
+		now := s.now().UTC().Truncate(time.Millisecond) // as the store keeps it
 		prior, err := s.store.ReserveKey(ctx, customer, key, hash, now, s.opts.KeyTTL)
-		if err != nil || prior == nil {
-			return nil, err
+		if err != nil {
+			return nil, "", err
+		}
+		if prior == nil {
+			return nil, scopeKey(key, now), nil
 		}
 		if prior.Hash != hash {
-			return nil, ErrKeyReused
+			return nil, "", ErrKeyReused
 		}
 		if prior.Done {
-			return s.store.Get(ctx, prior.OrderID)
+			o, err := s.store.Get(ctx, prior.OrderID)
+			return o, "", err
 		}
 		// In flight, or its request died before completing the key.
-		if o, err := s.store.FindByKey(ctx, customer, key); err == nil {
+		if o, err := s.store.FindByKey(ctx, customer, scopeKey(key, prior.CreateTime)); err == nil {
 			if err := s.store.CompleteKey(ctx, customer, key, o.ID); err != nil {
-				return nil, err
+				return nil, "", err
 			}
-			return o, nil
+			return o, "", nil
 		}
 		if now.Sub(prior.CreateTime) < s.opts.InFlightTimeout {
-			return nil, ErrKeyInFlight
+			return nil, "", ErrKeyInFlight
 		}
 		if err := s.store.ReleaseKey(ctx, customer, key); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return nil, ErrKeyInFlight
+	return nil, "", ErrKeyInFlight
 }
 
-func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, key string) (*order.Order, error) {
+// scopeKey ties an idempotency key to one reservation of it.
+func scopeKey(key string, reserved time.Time) string {
+	return key + "@" + strconv.FormatInt(reserved.UnixMilli(), 10)
+}
+
+// unscope returns the key a customer sent, from a scoped one.
+func unscope(scoped string) string {
+	if i := strings.LastIndexByte(scoped, '@'); i >= 0 {
+		return scoped[:i]
+	}
+	return scoped
+}
+
+// place prices and stores a new order. scoped is its idempotency key
+// scoped to its reservation (see claimKey), or "".
+func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, scoped string) (*order.Order, error) {
 	price, err := s.price(ctx, r.Item)
 	if err != nil {
 		return nil, err
@@ -257,7 +285,7 @@ func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, key 
 	} else if !errors.Is(err, order.ErrCustomerNotFound) {
 		return nil, err
 	}
-	o, err := order.New(NewID(), cust, r, price, key, s.now())
+	o, err := order.New(NewID(), cust, r, price, scoped, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -267,14 +295,14 @@ func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, key 
 	}
 	err = s.store.Insert(ctx, o, ev)
 	if errors.Is(err, orderdb.ErrKeyTaken) {
-		// A twin request with the same key got there first.
-		return s.store.FindByKey(ctx, c.Subject, key)
+		// A twin request with the same reservation got there first.
+		return s.store.FindByKey(ctx, c.Subject, scoped)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if key != "" {
-		if err := s.store.CompleteKey(ctx, c.Subject, key, o.ID); err != nil {
+	if scoped != "" {
+		if err := s.store.CompleteKey(ctx, c.Subject, unscope(scoped), o.ID); err != nil {
 			// The order exists and FindByKey finds it on a retry.
 			s.log.WarnContext(ctx, "complete idempotency key", "err", err)
 		}
@@ -428,14 +456,18 @@ func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderReques
 	if reason == "" {
 		reason = "cancelled by the customer"
 	}
-	o, _, err = s.store.Update(ctx, o.ID, func(o *order.Order) (bool, []outbox.Entry, error) {
+	// The kitchen has said yes: record it even if the caller goes away now.
+	// (Should this fail, the kitchen's CANCELLED event brings the order
+	// there through the consumer.)
+	wctx := context.WithoutCancel(ctx)
+	o, _, err = s.store.Update(wctx, o.ID, func(o *order.Order) (bool, []outbox.Entry, error) {
 		if o.Status == order.StatusCancelled {
 			return false, nil, nil
 		}
 		if !o.Advance(order.StatusCancelled, s.now(), reason) {
 			return false, nil, errs.Wrap(order.ErrNotCancellable, "", "order %s is %s and can no longer be cancelled", o.ID, o.Status)
 		}
-		ev, err := statusEvent(ctx, o)
+		ev, err := statusEvent(wctx, o)
 		return true, []outbox.Entry{ev}, err
 	})
 	if err != nil {
@@ -455,10 +487,18 @@ func (s *Server) cancelTicket(ctx context.Context, id, reason string) error {
 	switch st.Code() {
 	case codes.FailedPrecondition:
 		return errs.Wrap(order.ErrNotCancellable, "", "%s", st.Message())
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Unimplemented:
+	case codes.Aborted:
+		return errs.Wrap(ErrKitchenBusy, "", "")
+	case codes.Canceled:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %s", ErrKitchenDown, st.Message())
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Unimplemented, codes.ResourceExhausted:
 		return fmt.Errorf("%w: %s", ErrKitchenDown, st.Message())
 	}
-	return fmt.Errorf("cancel ticket %s: %w", id, err)
+	// Anything else (a refused service credential, say) is our fault.
+	return fmt.Errorf("cancel ticket %s: kitchen answered %s: %s", id, st.Code(), st.Message())
 }
 
 // WatchOrder streams the order now and after every change.
