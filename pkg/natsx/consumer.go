@@ -91,9 +91,10 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			AckPolicy:      jetstream.AckExplicitPolicy,
 			DeliverPolicy:  jetstream.DeliverAllPolicy,
 			AckWait:        cfg.AckWait,
-			// One more than we use, so the server never drops a message
-			// before our last attempt has dead-lettered it.
-			MaxDeliver:    cfg.MaxDeliver + 1,
+			// The bound on deliveries is counted here, not by the server: a
+			// message held back through an outage is redelivered by the
+			// server as its AckWait passes, and must never be dropped for it.
+			MaxDeliver:    -1,
 			MaxAckPending: 256,
 		})
 		return err
@@ -109,6 +110,8 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		handled.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
 			attribute.String("consumer", cfg.Durable), attribute.String("outcome", result)))
 	}
+	// A small client buffer: messages waiting behind one held through an
+	// outage are not running down their AckWait meanwhile.
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
@@ -131,6 +134,13 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		if merr == nil {
 			n = int(md.NumDelivered)
 		}
+		if transient(err) {
+			// Only when the consumer stops mid-outage: hand the message
+			// back for the next run; an outage is not the message's fault.
+			_ = m.Nak()
+			outcome(mctx, start, "retry")
+			return
+		}
 		var p permanent
 		if errors.As(err, &p) || n >= cfg.MaxDeliver {
 			if derr := b.deadLetter(context.WithoutCancel(mctx), cfg, m, md, n, err); derr != nil {
@@ -147,7 +157,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		b.log.WarnContext(mctx, "message failed; will redeliver", "subject", m.Subject(), "consumer", cfg.Durable, "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		outcome(mctx, start, "retry")
-	})
+	}, jetstream.PullMaxMessages(16))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", cfg.Durable, err)
 	}
