@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -140,14 +141,16 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 		return req, nil
 	}
 	m, ok := parseOpMsg(req)
-	if !ok {
+	if !ok || m.flags&moreToComeBit != 0 {
+		// Unparsed, or unacknowledged (w:0): it expects no reply, so the
+		// guard could not answer for it. Pass it through.
 		return req, nil
 	}
 	stmt, put, ok := statement(&m, listKey)
 	if !ok {
 		return req, nil
 	}
-	if v, err := stmt.LookupErr("upsert"); err == nil && v.Boolean() {
+	if upsert, ok := stmt.Lookup("upsert").BooleanOK(); ok && upsert {
 		return req, nil
 	}
 	q, ok := stmt.Lookup("q").DocumentOK()
@@ -171,7 +174,7 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	doc := bsoncore.Document(raw)
 	for _, c := range conds {
 		v, err := doc.LookupErr(c.Key())
-		if err != nil || !v.Equal(c.Value()) {
+		if err != nil || !sameValue(v, c.Value()) {
 			s.guarded.Add(1)
 			return nil, reply(req, noMatch(cmd))
 		}
@@ -238,8 +241,11 @@ func statement(m *opMessage, listKey string) (bsoncore.Document, func(bsoncore.D
 	return nil, nil, false
 }
 
-// plainGuard splits a filter {_id: X, k: v, ...} whose other values are all
-// plain (no documents, arrays or operators) into the id and the equalities.
+// plainGuard splits a filter {_id: X, k: v, ...} into the id and the
+// equalities, when every one of them is a top-level field compared with a
+// plain value whose matching the guard reproduces exactly. Anything else
+// (operators, dotted paths, null, documents, arrays, which MongoDB matches
+// with rules of their own) is left to FerretDB.
 func plainGuard(q bsoncore.Document) (bsoncore.Value, []bsoncore.Element, bool) {
 	elems, err := q.Elements()
 	if err != nil || len(elems) < 2 {
@@ -249,19 +255,50 @@ func plainGuard(q bsoncore.Document) (bsoncore.Value, []bsoncore.Element, bool) 
 	var conds []bsoncore.Element
 	for _, e := range elems {
 		v := e.Value()
-		if v.Type == bsoncore.TypeEmbeddedDocument || v.Type == bsoncore.TypeArray || v.Type == bsoncore.TypeRegex {
+		if !plainType[v.Type] || strings.ContainsAny(e.Key(), ".$") {
 			return bsoncore.Value{}, nil, false
 		}
 		if e.Key() == "_id" {
 			id = v
 			continue
 		}
-		if len(e.Key()) > 0 && e.Key()[0] == '$' {
-			return bsoncore.Value{}, nil, false
-		}
 		conds = append(conds, e)
 	}
 	return id, conds, id.Type != 0 && len(conds) > 0
+}
+
+var plainType = map[bsoncore.Type]bool{
+	bsoncore.TypeString: true, bsoncore.TypeBoolean: true, bsoncore.TypeDateTime: true, bsoncore.TypeObjectID: true,
+	bsoncore.TypeInt32: true, bsoncore.TypeInt64: true, bsoncore.TypeDouble: true,
+}
+
+// sameValue is MongoDB's equality for plain values: numbers compare by
+// value whatever their type (int32 1 equals int64 1), the rest by type and
+// bytes.
+func sameValue(a, b bsoncore.Value) bool {
+	ai, aInt := a.AsInt64OK()
+	bi, bInt := b.AsInt64OK()
+	switch {
+	case aInt && bInt && a.Type != bsoncore.TypeDouble && b.Type != bsoncore.TypeDouble:
+		return ai == bi
+	case isNumber(a) && isNumber(b):
+		return asFloat(a) == asFloat(b)
+	}
+	return a.Equal(b)
+}
+
+func isNumber(v bsoncore.Value) bool {
+	return v.Type == bsoncore.TypeInt32 || v.Type == bsoncore.TypeInt64 || v.Type == bsoncore.TypeDouble
+}
+
+func asFloat(v bsoncore.Value) float64 {
+	switch v.Type {
+	case bsoncore.TypeInt32:
+		return float64(v.Int32())
+	case bsoncore.TypeInt64:
+		return float64(v.Int64())
+	}
+	return v.Double()
 }
 
 func noMatch(cmd string) bsoncore.Document {

@@ -68,6 +68,20 @@ func TestGuardedWrites(t *testing.T) {
 		t.Errorf("the serializer checked %d guards itself, want 5: the fast path is not taken", n)
 	}
 
+	// Numbers compare by value across types, as in MongoDB, and a null
+	// (which also matches a missing field) is left to FerretDB.
+	if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "i32"}, {Key: "revision", Value: int32(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := update("i32", 1); n != 1 {
+		t.Errorf("guarded update of an int32 revision with an int64 filter matched %d, want 1", n)
+	}
+	res3, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "i32"}, {Key: "missing", Value: nil}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "y", Value: 1}}}})
+	if err != nil || res3.MatchedCount != 1 {
+		t.Errorf("update filtering a missing field with null matched %d (err %v), want 1", res3.MatchedCount, err)
+	}
+
 	// Operators are passed through untouched, and still work.
 	res2, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "d0100"}, {Key: "revision", Value: bson.D{{Key: "$lt", Value: 5}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})

@@ -98,14 +98,20 @@ func (s *writeSerializer) track(c net.Conn, on bool) {
 // reply in turn on a connection, so one loop does both directions.
 func (s *writeSerializer) serve(client net.Conn) {
 	defer client.Close()
+	// Tracked before anything else, so close() can end it at any point.
+	s.track(client, true)
+	defer s.track(client, false)
+	select {
+	case <-s.closing:
+		return
+	default:
+	}
 	server, err := net.Dial("tcp", s.upstream)
 	if err != nil {
 		return
 	}
 	defer server.Close()
-	s.track(client, true)
 	s.track(server, true)
-	defer s.track(client, false)
 	defer s.track(server, false)
 	for {
 		req, err := readMessage(client)
