@@ -87,6 +87,7 @@ type Deps struct {
 	GRPC   *grpcx.Server
 
 	workers []worker
+	relays  []worker
 }
 
 type worker struct {
@@ -105,7 +106,7 @@ func (d *Deps) Go(name string, run func(ctx context.Context) error) {
 // function a store calls after each write that left events.
 func (d *Deps) Relay(colls []*mongo.Collection) func(*mongo.Collection, any) {
 	r := outbox.NewRelay(d.Bus, d.Log, colls)
-	d.Go("outbox relay", r.Run)
+	d.relays = append(d.relays, worker{"outbox relay", r.Run})
 	return r.Written
 }
 
@@ -171,17 +172,26 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 	stopMetrics := serveMetrics(log, c.MetricsAddr, tel.Metrics)
 	defer stopMetrics()
 
-	// Workers outlive the gRPC server: they stop after it.
+	// Workers outlive the gRPC server: they stop after it, and the outbox
+	// relays stop last, so the events of the final calls and of the last
+	// messages consumed still go out before the process ends.
+	werr := make(chan error, len(d.workers)+len(d.relays))
+	start := func(ctx context.Context, ws []worker, wg *sync.WaitGroup) {
+		for _, w := range ws {
+			wg.Go(func() {
+				if err := w.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					werr <- fmt.Errorf("%s: %w", w.name, err)
+				}
+			})
+		}
+	}
+	rctx, stopRelays := context.WithCancel(context.WithoutCancel(ctx))
+	var relays sync.WaitGroup
+	start(rctx, d.relays, &relays)
+	defer func() { stopRelays(); relays.Wait() }()
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	werr := make(chan error, len(d.workers))
-	for _, w := range d.workers {
-		wg.Go(func() {
-			if err := w.run(wctx); err != nil && !errors.Is(err, context.Canceled) {
-				werr <- fmt.Errorf("%s: %w", w.name, err)
-			}
-		})
-	}
+	start(wctx, d.workers, &wg)
 	defer func() { stopWorkers(); wg.Wait() }()
 
 	hctx, stopHealth := context.WithCancel(ctx)

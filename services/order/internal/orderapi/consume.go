@@ -76,7 +76,10 @@ func (s *Server) HandleDelivery(ctx context.Context, m jetstream.Msg) error {
 func (s *Server) apply(ctx context.Context, id string, to order.Status, at time.Time, reason string, estimate time.Time) error {
 	_, _, err := s.store.Update(ctx, id, func(o *order.Order) (bool, []outbox.Entry, error) {
 		changed := o.Advance(to, at, reason)
-		if o.SetEstimate(estimate) {
+		// Only an event about where the order is now may move its
+		// estimate: a late QUEUED after BAKING must not bring back the
+		// queue's guess.
+		if o.Status == to && o.SetEstimate(estimate) {
 			changed = true
 		}
 		if !changed {

@@ -13,6 +13,7 @@ import (
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
 	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
+	"github.com/pizzashop/pizzashop/services/order/internal/order"
 	"github.com/pizzashop/pizzashop/services/order/internal/orderdb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -121,5 +122,33 @@ func TestIdempotencyKeyInFlight(t *testing.T) {
 	o, err := s.CreateOrder(ctx, pickup("margherita"))
 	if err != nil || o.GetOrder().GetId() == "" {
 		t.Errorf("same key after the first request was given up = %v, %v; want it placed", o, err)
+	}
+}
+
+func TestStaleKitchenEventKeepsEstimate(t *testing.T) {
+	s, c := newServer(t)
+	placed, err := s.CreateOrder(asCustomer("ann", "k"), pickup("margherita"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := placed.GetOrder().GetId()
+	queued, baking := c.t.Add(20*time.Minute), c.t.Add(9*time.Minute)
+	ctx := context.Background()
+	if err := s.apply(ctx, id, order.StatusAccepted, c.t, "", queued); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(ctx, id, order.StatusBaking, c.t.Add(time.Minute), "", baking); err != nil {
+		t.Fatal(err)
+	}
+	// The QUEUED event again, late: it must not bring back its estimate.
+	if err := s.apply(ctx, id, order.StatusAccepted, c.t, "", queued); err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.store.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != order.StatusBaking || !o.EstimatedReadyTime.Equal(baking) {
+		t.Errorf("after a late QUEUED event: %s ready at %v, want BAKING ready at %v", o.Status, o.EstimatedReadyTime, baking)
 	}
 }
