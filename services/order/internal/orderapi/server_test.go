@@ -35,7 +35,9 @@ type noKitchen struct{ kitchenv1.KitchenServiceClient }
 
 type noWatch struct{}
 
-func (noWatch) Watch(string, func(*orderv1.OrderStatusChanged)) (func(), error) { return func() {}, nil }
+func (noWatch) Watch(string, func(*orderv1.OrderStatusChanged)) (func(), error) {
+	return func() {}, nil
+}
 
 // clock is a settable time source.
 type clock struct{ t time.Time }
