@@ -291,8 +291,16 @@ func TestWrite(t *testing.T) {
 		t.Errorf("stored entry = %+v, want %+v", got, e1)
 	}
 
-	if ok, err := outbox.Write(ctx, c, "missing", 0, bson.D{{Key: "n", Value: 1}}, e1); ok || err != nil {
+	bump := bson.E{Key: outbox.FieldRevision, Value: int64(1)}
+	if ok, err := outbox.Write(ctx, c, "missing", 0, bson.D{{Key: "n", Value: 1}, bump}, e1); ok || err != nil {
 		t.Errorf("Write(missing document) = %v, %v; want false, nil", ok, err)
+	}
+	// A write that does not move the revision could have its entries
+	// cleared unpublished by a relay that read the document before it.
+	for _, set := range []bson.D{{{Key: "n", Value: 1}}, {{Key: outbox.FieldRevision, Value: int64(0)}}} {
+		if ok, err := outbox.Write(ctx, c, "a", 0, set, e1); ok || err == nil {
+			t.Errorf("Write(%v) without a revision bump = %v, %v; want refused", set, ok, err)
+		}
 	}
 }
 

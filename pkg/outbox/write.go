@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -13,6 +14,12 @@ import (
 // revision. It reports whether the document matched; false means it changed
 // since it was read, and the caller should read it again and retry.
 func Write(ctx context.Context, c *mongo.Collection, id any, rev int64, set bson.D, events ...Entry) (bool, error) {
+	// The relay clears an outbox only if the document is still at the
+	// revision it read; a write that did not move the revision could have
+	// its new entries cleared unpublished.
+	if !bumps(set, rev) {
+		return false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, rev)
+	}
 	update := bson.D{{Key: "$set", Value: set}}
 	if len(events) > 0 {
 		set = append(slices.Clip(set), bson.E{Key: FieldPending, Value: true})
@@ -24,4 +31,14 @@ func Write(ctx context.Context, c *mongo.Collection, id any, rev int64, set bson
 		return false, err
 	}
 	return res.MatchedCount == 1, nil
+}
+
+func bumps(set bson.D, rev int64) bool {
+	for _, e := range set {
+		if e.Key == FieldRevision {
+			n, ok := e.Value.(int64)
+			return ok && n > rev
+		}
+	}
+	return false
 }
