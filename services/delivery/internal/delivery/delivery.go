@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
+	"github.com/pizzashop/pizzashop/pkg/ids"
 )
 
 // Status is where a delivery is. The numbers match the API.
@@ -152,30 +153,13 @@ var (
 	ErrInvalidTransition = errs.New(errs.KindFailedPrecondition, "INVALID_TRANSITION", "the delivery cannot make that move")
 )
 
-// MaxIDLen bounds delivery (order) ids.
-const MaxIDLen = 64
-
-// ValidID reports whether id can name a delivery: 1 to 64 lower-case ASCII
-// letters and digits, the shape of order ids.
-func ValidID(id string) bool {
-	if id == "" || len(id) > MaxIDLen {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // New puts a ready order on the board (delivery) or at the counter (pickup),
 // waiting. readyTime is when the kitchen finished it; zero means now. A
 // delivery order without an address is still accepted: the courier has the
 // customer's phone, and refusing it would leave a hot pizza on no board.
 func New(id string, h Handover, readyTime, now time.Time) (Delivery, error) {
-	if !ValidID(id) {
-		return Delivery{}, errs.Invalid("id", "must be 1 to %d lower-case letters and digits, got %q", MaxIDLen, id)
+	if !ids.Valid(id) {
+		return Delivery{}, errs.Invalid("id", "must be 1 to %d lower-case letters and digits, got %q", ids.MaxLen, id)
 	}
 	if !h.Fulfillment.Valid() {
 		return Delivery{}, errs.Invalid("fulfillment", "must be DELIVERY or PICKUP, got %d", int(h.Fulfillment))

@@ -216,20 +216,3 @@ func TestSummary(t *testing.T) {
 		}
 	}
 }
-
-func TestValidID(t *testing.T) {
-	for id, want := range map[string]bool{
-		"01j9zq3k":              true,
-		"abc123":                true,
-		"":                      false,
-		"ABC":                   false,
-		"a-b":                   false,
-		"a.b":                   false,
-		strings.Repeat("a", 64): true,
-		strings.Repeat("a", 65): false,
-	} {
-		if got := delivery.ValidID(id); got != want {
-			t.Errorf("ValidID(%q) = %v, want %v", id, got, want)
-		}
-	}
-}

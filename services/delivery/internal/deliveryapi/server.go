@@ -3,6 +3,7 @@ package deliveryapi
 import (
 	"context"
 	"fmt"
+	"github.com/pizzashop/pizzashop/pkg/ids"
 	"log/slog"
 	"sync"
 	"time"
@@ -136,7 +137,7 @@ func (s *Server) ListDeliveries(ctx context.Context, req *deliveryv1.ListDeliver
 	if tok := req.GetPageToken(); tok != "" {
 		// The token is the id of the last delivery of the previous page;
 		// its ready time and id are where the next page starts.
-		if !delivery.ValidID(tok) {
+		if !ids.Valid(tok) {
 			return nil, errs.Invalid("page_token", "is not a token from a previous page")
 		}
 		d, err := s.store.Get(ctx, tok)
@@ -165,7 +166,7 @@ func (s *Server) ListDeliveries(ctx context.Context, req *deliveryv1.ListDeliver
 
 // GetDelivery returns one delivery.
 func (s *Server) GetDelivery(ctx context.Context, req *deliveryv1.GetDeliveryRequest) (*deliveryv1.GetDeliveryResponse, error) {
-	if !delivery.ValidID(req.GetId()) {
+	if !ids.Valid(req.GetId()) {
 		return nil, delivery.ErrNotFound
 	}
 	d, err := s.store.Get(ctx, req.GetId())
@@ -177,7 +178,7 @@ func (s *Server) GetDelivery(ctx context.Context, req *deliveryv1.GetDeliveryReq
 
 // change makes a move on a delivery and stores it with its event.
 func (s *Server) change(ctx context.Context, id string, move func(*delivery.Delivery) error) (*deliveryv1.Delivery, error) {
-	if !delivery.ValidID(id) {
+	if !ids.Valid(id) {
 		return nil, delivery.ErrNotFound
 	}
 	d, _, err := s.store.Update(ctx, id, func(d *delivery.Delivery) (bool, []outbox.Entry, error) {

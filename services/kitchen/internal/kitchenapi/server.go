@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/ids"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	commonv1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
@@ -170,7 +171,7 @@ func (s *Server) ListTickets(ctx context.Context, req *kitchenv1.ListTicketsRequ
 	}
 	var after *kitchen.Ticket
 	if tok := req.GetPageToken(); tok != "" {
-		if !validID(tok) {
+		if !ids.Valid(tok) {
 			return nil, errs.Invalid("page_token", "is not a token from a previous page")
 		}
 		t, err := s.store.Get(ctx, tok)
@@ -194,20 +195,8 @@ func (s *Server) ListTickets(ctx context.Context, req *kitchenv1.ListTicketsRequ
 	return resp, nil
 }
 
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) get(ctx context.Context, id string) (kitchen.Ticket, error) {
-	if !validID(id) {
+	if !ids.Valid(id) {
 		return kitchen.Ticket{}, kitchen.ErrNotFound
 	}
 	return s.store.Get(ctx, id)
@@ -224,7 +213,7 @@ func (s *Server) GetTicket(ctx context.Context, req *kitchenv1.GetTicketRequest)
 
 // change applies a move to a ticket and stores it with its event.
 func (s *Server) change(ctx context.Context, id string, move func(*kitchen.Ticket) (bool, error)) (kitchen.Ticket, error) {
-	if !validID(id) {
+	if !ids.Valid(id) {
 		return kitchen.Ticket{}, kitchen.ErrNotFound
 	}
 	t, _, err := s.store.Update(ctx, id, func(t *kitchen.Ticket) (bool, []outbox.Entry, error) {
@@ -274,7 +263,7 @@ func (s *Server) RejectTicket(ctx context.Context, req *kitchenv1.RejectTicketRe
 // the late arrival is ignored.
 func (s *Server) CancelTicket(ctx context.Context, req *kitchenv1.CancelTicketRequest) (*kitchenv1.CancelTicketResponse, error) {
 	id := req.GetId()
-	if !validID(id) {
+	if !ids.Valid(id) {
 		return nil, kitchen.ErrNotFound
 	}
 	reason := strings.TrimSpace(req.GetReason())

@@ -4,9 +4,7 @@ package orderapi
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/cardscan"
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/ids"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	commonv1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
@@ -116,28 +115,6 @@ func caller(ctx context.Context) (auth.Claims, error) {
 		return auth.Claims{}, status.Error(codes.Unauthenticated, "missing credential")
 	}
 	return c, nil
-}
-
-// NewID returns an unguessable order or customer id: 128 random bits in
-// lower-case base32, safe as a NATS subject token.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-// validID reports whether id could be one of ours; anything else is
-// answered as not found without touching the store or NATS subjects.
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 const maxKeyLen = 200
@@ -285,7 +262,7 @@ func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, scop
 	} else if !errors.Is(err, order.ErrCustomerNotFound) {
 		return nil, err
 	}
-	o, err := order.New(NewID(), cust, r, price, scoped, s.now())
+	o, err := order.New(ids.New(), cust, r, price, scoped, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +351,7 @@ func (s *Server) visibleOrder(ctx context.Context, id string) (*order.Order, err
 	if err != nil {
 		return nil, err
 	}
-	if !validID(id) {
+	if !ids.Valid(id) {
 		return nil, order.ErrNotFound
 	}
 	o, err := s.store.Get(ctx, id)
@@ -579,7 +556,7 @@ func (s *Server) RegisterCustomer(ctx context.Context, req *orderv1.RegisterCust
 	if err := rejectCards(req); err != nil {
 		return nil, err
 	}
-	p, err := order.NewProfile(NewID(), req.GetName(), req.GetEmail(), req.GetPhone(), addressFromProto(req.GetAddress()), s.now())
+	p, err := order.NewProfile(ids.New(), req.GetName(), req.GetEmail(), req.GetPhone(), addressFromProto(req.GetAddress()), s.now())
 	if err != nil {
 		return nil, err
 	}
