@@ -17,8 +17,10 @@ type Policy map[string]Rule
 
 // Rule is the access rule of one method.
 type Rule struct {
-	// Public methods need no credential; a credential sent anyway is still
-	// verified, and a bad one is refused.
+	// Public methods need no credential. A valid credential sent anyway
+	// reaches the handler; a stale, foreign or malformed one is ignored, so
+	// a browser holding an expired token can still read the menu and sign
+	// in again.
 	Public bool
 	// Roles that may call the method. Empty with Public false means any
 	// authenticated caller.
@@ -48,6 +50,9 @@ func Interceptors(s *Signer, p Policy) (grpc.UnaryServerInterceptor, grpc.Stream
 		}
 		token, err := bearer(ctx)
 		if err != nil {
+			if rule.Public {
+				return ctx, nil
+			}
 			return nil, err
 		}
 		if token == "" {
@@ -58,6 +63,9 @@ func Interceptors(s *Signer, p Policy) (grpc.UnaryServerInterceptor, grpc.Stream
 		}
 		claims, err := s.Verify(token)
 		if err != nil {
+			if rule.Public {
+				return ctx, nil
+			}
 			return nil, status.Errorf(codes.Unauthenticated, "invalid credential: %v", err)
 		}
 		if !rule.allows(claims.Role) {
