@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // shopConfig is what `pizzashop run` needs, from flags, PIZZASHOP_*
@@ -42,7 +45,8 @@ type shopConfig struct {
 
 // The services in start order, each with N: gRPC on base+N, metrics on
 // base+100+N. The gateway starts last and serves its metrics on its HTTP
-// address.
+// address. The launcher serves its own (the embedded NATS and FerretDB run
+// in it) on base+100.
 var serviceNames = []string{"menu", "order", "kitchen", "delivery"}
 
 const (
@@ -114,6 +118,7 @@ func (c shopConfig) listenAddrs() [][2]string {
 	if c.embedded() {
 		addrs = append(addrs, [2]string{c.natsAddr, "NATS"}, [2]string{c.mongoAddr, "FerretDB"})
 	}
+	addrs = append(addrs, [2]string{c.metricsAddr(0), "launcher metrics"})
 	for i, name := range serviceNames {
 		addrs = append(addrs, [2]string{c.grpcAddr(i + 1), name + " gRPC"}, [2]string{c.metricsAddr(i + 1), name + " metrics"})
 	}
@@ -158,6 +163,7 @@ type launcher struct {
 
 	stack    *devstack.Stack
 	stackLog *logSink
+	metrics  *http.Server // the launcher's own /metrics
 	children []*child
 	exits    chan *child // every child, once, when it exits
 
@@ -197,6 +203,9 @@ func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // until a signal (nil) or a process dying (an error).
 func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
+		return err
+	}
+	if err := l.serveOwnMetrics(); err != nil {
 		return err
 	}
 	var stackTook time.Duration
@@ -249,6 +258,22 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 	case c := <-l.exits:
 		return l.died(ctx, c)
 	}
+}
+
+// serveOwnMetrics serves the launcher's process metrics on base+100, so a
+// load test can count the CPU of the embedded servers with the services'.
+func (l *launcher) serveOwnMetrics() error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", l.cfg.metricsAddr(0))
+	if err != nil {
+		return fmt.Errorf("launcher metrics: %w", err)
+	}
+	l.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = l.metrics.Serve(ln) }()
+	return nil
 }
 
 func (l *launcher) start(name string, common, own map[string]string) error {
@@ -394,6 +419,9 @@ func (l *launcher) shutdown() {
 	if l.stackLog != nil {
 		l.stackLog.Close()
 	}
+	if l.metrics != nil {
+		_ = l.metrics.Close()
+	}
 }
 
 func (l *launcher) stopChild(c *child, force <-chan struct{}) {
@@ -430,6 +458,7 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	fmt.Fprintf(&b, "  OpenAPI         %s/openapi.json\n", web)
 	fmt.Fprintf(&b, "  Health          %s/healthz  %s/readyz\n\n", web, web)
 	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", nameWidth, gatewayName, l.cfg.httpAddr, web)
+	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", nameWidth, "launcher", "(NATS, FerretDB)", l.cfg.metricsAddr(0))
 	for i, name := range serviceNames {
 		fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", nameWidth, name, l.cfg.grpcAddr(i+1), l.cfg.metricsAddr(i+1))
 	}
