@@ -23,8 +23,23 @@ import (
 // Header names the shop sets on every event besides Nats-Msg-Id and the
 // W3C trace context.
 const (
+	// HeaderEventType is the full protobuf name of the event's message.
 	HeaderEventType = "Pizzashop-Event-Type"
+	// HeaderContentType says how the payload is encoded; see ContentType.
+	HeaderContentType = "Content-Type"
 )
+
+// ContentType is the Content-Type of an event whose payload is the binary
+// protobuf message named eventType, for example "application/protobuf;
+// proto=pizzashop.order.v1.OrderStatusChanged", so that any client can tell
+// what it holds and how to decode it.
+func ContentType(eventType string) string { return "application/protobuf; proto=" + eventType }
+
+// SetEventHeaders sets the headers that name an event's message on h.
+func SetEventHeaders(h nats.Header, eventType string) {
+	h.Set(HeaderEventType, eventType)
+	h.Set(HeaderContentType, ContentType(eventType))
+}
 
 const tracerName = "github.com/pizzashop/pizzashop/pkg/natsx"
 
@@ -141,7 +156,7 @@ func (b *Bus) PublishRaw(ctx context.Context, subject, eventID, eventType string
 	defer span.End()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(HeaderEventType, eventType)
+	SetEventHeaders(msg.Header, eventType)
 	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(msg.Header))
 	ack, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(eventID))
 	if err != nil {
