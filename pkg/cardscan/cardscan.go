@@ -1,43 +1,120 @@
 // Package cardscan finds payment card numbers in text, so that none is ever
-// accepted, stored, logged or published. A card number is 13 to 19 digits,
-// optionally grouped by single spaces or dashes, that pass the Luhn check.
+// accepted, stored, logged or published.
+//
+// A card number is 13 to 19 digits that pass the Luhn check. People and
+// attackers write them in many ways, so the scan normalizes first: a digit
+// is any Unicode decimal digit (full-width, Arabic-Indic, Devanagari, ...),
+// and digits stay one run across any separators between them (spaces of
+// every kind, punctuation such as . / _ and dashes, tabs and newlines,
+// symbols) as long as the gap is short, while zero-width and other invisible format
+// characters are skipped altogether. Letters end a run. Every window of 13
+// to 19 consecutive digits of a run is checked, so digits written before or
+// after a card number (a CVV, an expiry, a country code) do not hide it.
 package cardscan
 
 import (
-	"fmt"
+	"strconv"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Contains reports whether s holds a run of 13 to 19 digits, separated at
-// most by single spaces or dashes, that passes the Luhn check.
+// Card number lengths, in digits.
+const (
+	MinDigits = 13
+	MaxDigits = 19
+)
+
+// maxGap is how many separator characters may stand between two digits of
+// one run. Invisible format characters do not count.
+const maxGap = 4
+
+// Contains reports whether s holds a card number in any of the forms the
+// package comment lists.
 func Contains(s string) bool {
-	var digits []byte
-	flush := func() bool {
-		ok := len(digits) >= 13 && len(digits) <= 19 && Luhn(digits)
-		digits = digits[:0]
-		return ok
-	}
-	prevDigit := false
+	var (
+		window [MaxDigits]byte // the last digits of the run, oldest first
+		n      int             // digits held in window
+		gap    int             // separators since the last digit
+	)
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r >= '0' && r <= '9':
-			digits = append(digits, byte(r))
-			prevDigit = true
-		case (r == ' ' || r == '-') && prevDigit && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9':
-			prevDigit = false // a single separator inside a run
-		default:
-			if flush() {
+		i += size
+		if d, ok := digit(r); ok {
+			if n == MaxDigits {
+				copy(window[:], window[1:])
+				n--
+			}
+			window[n] = d
+			n++
+			gap = 0
+			if n >= MinDigits && luhnSuffix(window[:n]) {
 				return true
 			}
-			prevDigit = false
+			continue
 		}
-		i += size
+		switch {
+		case n == 0:
+		case unicode.Is(unicode.Cf, r) || r == utf8.RuneError && size == 1:
+			// Zero-width and other invisible characters, and stray bytes:
+			// skipped, they neither join nor split a run.
+		case unicode.IsLetter(r):
+			n, gap = 0, 0 // a letter ends the run
+		default:
+			// Any other character is a separator: spaces of every kind,
+			// punctuation, dashes, symbols, controls.
+			if gap++; gap > maxGap {
+				n, gap = 0, 0
+			}
+		}
 	}
-	return flush()
+	return false
+}
+
+// digit returns the value of a Unicode decimal digit as an ASCII digit.
+func digit(r rune) (byte, bool) {
+	if r >= '0' && r <= '9' {
+		return byte(r), true
+	}
+	if r < 0x80 || !unicode.IsDigit(r) {
+		return 0, false
+	}
+	// Every range of the Nd table starts at a zero and holds whole sets of
+	// ten, so a digit's value is its distance from the range's start.
+	for _, rg := range unicode.Nd.R16 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return byte('0' + (r-rune(rg.Lo))%10), true
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if r >= rune(rg.Lo) && r <= rune(rg.Hi) {
+			return byte('0' + (r-rune(rg.Lo))%10), true
+		}
+	}
+	return 0, false
+}
+
+// luhnSuffix reports whether a suffix of digits, 13 to 19 long, passes Luhn.
+func luhnSuffix(digits []byte) bool {
+	// Sum the suffixes from the right: each longer suffix adds one digit on
+	// the left, which is doubled when the suffix length is even.
+	sum := 0
+	for k := 1; k <= len(digits); k++ {
+		d := int(digits[len(digits)-k] - '0')
+		if k%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		if k >= MinDigits && sum%10 == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Luhn reports whether the ASCII digits pass the Luhn checksum.
@@ -58,10 +135,13 @@ func Luhn(digits []byte) bool {
 	return len(digits) > 0 && sum%10 == 0
 }
 
-// Find walks every string field of m, nested messages and lists included,
-// and returns the path of the first one holding a card number
+// Find walks every string field of m, nested messages, lists and maps
+// included, and returns the path of the first one holding a card number
 // ("delivery_address.instructions", "item.topping_ids[1]").
 func Find(m proto.Message) (field string, found bool) {
+	if m == nil {
+		return "", false
+	}
 	return find(m.ProtoReflect(), "")
 }
 
@@ -74,20 +154,20 @@ func find(m protoreflect.Message, prefix string) (string, bool) {
 		case fd.IsList():
 			l := v.List()
 			for i := range l.Len() {
-				p := fmt.Sprintf("%s[%d]", name, i)
-				if p, ok := value(fd, l.Get(i), p); ok {
+				if p, ok := value(fd, l.Get(i), func() string { return name + "[" + strconv.Itoa(i) + "]" }); ok {
 					path, hit = p, true
 					return false
 				}
 			}
 		case fd.IsMap():
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				p := fmt.Sprintf("%s[%v]", name, k.Interface())
+				at := func() string { return name + "[" + k.String() + "]" }
 				if Contains(k.String()) {
-					path, hit = p, true
+					// The key itself is the card number: do not echo it.
+					path, hit = name, true
 					return false
 				}
-				if p, ok := value(fd.MapValue(), mv, p); ok {
+				if p, ok := value(fd.MapValue(), mv, at); ok {
 					path, hit = p, true
 				}
 				return !hit
@@ -96,7 +176,7 @@ func find(m protoreflect.Message, prefix string) (string, bool) {
 				return false
 			}
 		default:
-			if p, ok := value(fd, v, name); ok {
+			if p, ok := value(fd, v, func() string { return name }); ok {
 				path, hit = p, true
 				return false
 			}
@@ -106,12 +186,23 @@ func find(m protoreflect.Message, prefix string) (string, bool) {
 	return path, hit
 }
 
-func value(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) (string, bool) {
+func value(fd protoreflect.FieldDescriptor, v protoreflect.Value, path func() string) (string, bool) {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		return path, Contains(v.String())
+		if Contains(v.String()) {
+			return path(), true
+		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return find(v.Message(), path+".")
+		return find(v.Message(), path()+".")
 	}
 	return "", false
+}
+
+// Redact returns s, or "[redacted]" when s holds a card number: for values
+// that are logged or echoed in an error.
+func Redact(s string) string {
+	if Contains(s) {
+		return "[redacted]"
+	}
+	return s
 }
