@@ -253,6 +253,11 @@ func startFerretDB(dir, addr string, log *slog.Logger) (*ferretDB, error) {
 		fdb.stop()
 		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
 	}
+	proxy.ids = newIDIndexer(dir)
+	if err := proxy.ids.indexAll(context.Background()); err != nil {
+		fdb.stop()
+		return nil, err
+	}
 	proxy.start(u.Host)
 	u.Host = proxy.addr()
 	fdb.uri = u.String()

@@ -35,6 +35,8 @@ type writeSerializer struct {
 	ns   map[string]*sync.Mutex
 	// reader reads documents straight from FerretDB for guard checks.
 	reader *mongo.Client
+	// ids gives each collection the index FerretDB's lookups by _id use.
+	ids *idIndexer
 	// guarded counts the writes whose guard the serializer checked itself.
 	guarded atomic.Int64
 	wg      sync.WaitGroup
@@ -126,7 +128,11 @@ func (s *writeSerializer) serve(client net.Conn) {
 		if answer != nil {
 			_, err = client.Write(answer)
 		} else {
-			err = s.roundTrip(server, client, forward)
+			var beforeReply func()
+			if write {
+				beforeReply = func() { s.indexByID(cmd, coll, db) }
+			}
+			err = s.roundTrip(server, client, forward, beforeReply)
 		}
 		s.unlock(cmd, coll, db, write)
 		if err != nil {
@@ -135,17 +141,49 @@ func (s *writeSerializer) serve(client net.Conn) {
 	}
 }
 
-func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte) error {
+// indexByID keeps the _id index of idIndexer in step with the collections
+// a write creates or drops. It runs under the write's lock and before the
+// client has the reply, so the first write to a new collection returns only
+// once lookups in it are indexed.
+// A failure leaves lookups correct but slow; the next write tries again.
+func (s *writeSerializer) indexByID(cmd, coll, db string) {
+	if s.ids == nil {
+		return
+	}
+	switch cmd {
+	case "drop":
+		s.ids.forget(db, coll)
+	case "dropDatabase":
+		s.ids.forget(db, "")
+	case "renameCollection":
+		s.ids.forget("", "")
+	default:
+		if coll != "" {
+			_ = s.ids.ensure(context.Background(), db, coll)
+		}
+	}
+}
+
+// roundTrip forwards req and relays its reply; beforeReply, when not nil,
+// runs once the server has answered and before the client hears of it.
+func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte, beforeReply func()) error {
 	if _, err := server.Write(req); err != nil {
 		return err
 	}
 	if flags(req)&moreToComeBit != 0 {
+		if beforeReply != nil {
+			beforeReply()
+		}
 		return nil // no reply expected
 	}
 	for {
 		reply, err := readMessage(server)
 		if err != nil {
 			return err
+		}
+		if beforeReply != nil {
+			beforeReply()
+			beforeReply = nil
 		}
 		if _, err := client.Write(reply); err != nil {
 			return err
@@ -164,6 +202,9 @@ func (s *writeSerializer) close() {
 		_ = s.reader.Disconnect(ctx)
 	}
 	_ = s.ln.Close()
+	if s.ids != nil {
+		defer s.ids.close()
+	}
 	s.connsMu.Lock()
 	for c := range s.conns {
 		_ = c.Close()

@@ -48,6 +48,7 @@ func NATS(t testing.TB) string {
 var shared struct {
 	once sync.Once
 	uri  string
+	dir  string
 	err  error
 }
 
@@ -63,25 +64,46 @@ func Mongo(t testing.TB) string {
 	if u := os.Getenv("MONGO_URI"); u != "" {
 		return u
 	}
-	shared.once.Do(func() { shared.uri, shared.err = startShared() })
+	shared.once.Do(func() { shared.uri, shared.dir, shared.err = startShared() })
 	if shared.err != nil {
 		t.Fatalf("devstack.Mongo: %v", shared.err)
 	}
 	return shared.uri
 }
 
-func startShared() (string, error) {
+func startShared() (uri, dir string, err error) {
 	removeStaleDirs()
-	dir, err := os.MkdirTemp("", sharedDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	dir, err = os.MkdirTemp("", sharedDirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
-		return "", fmt.Errorf("devstack: %w", err)
+		return "", "", fmt.Errorf("devstack: %w", err)
 	}
 	f, err := startFerretDB(dir, "127.0.0.1:0", discard)
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return "", err
+		return "", "", err
 	}
-	return f.uri, nil
+	return f.uri, dir, nil
+}
+
+// LookupPlans returns, for every collection of database db in the shared
+// embedded store, how SQLite carries out FerretDB's lookup of one document
+// by _id: "SEARCH ... USING INDEX ..." when it walks an index, "SCAN ..."
+// when it reads the whole table. Stores call it in their tests to prove that
+// none of their collections is scanned to find a document by key. With
+// MONGO_URI set it returns nil: MongoDB always looks _id up in its index.
+func LookupPlans(t testing.TB, db string) map[string]string {
+	t.Helper()
+	if os.Getenv("MONGO_URI") != "" {
+		return nil
+	}
+	Mongo(t)
+	x := newIDIndexer(shared.dir)
+	defer x.close()
+	plans, err := x.lookupPlans(context.Background(), db)
+	if err != nil {
+		t.Fatalf("devstack.LookupPlans(%s): %v", db, err)
+	}
+	return plans
 }
 
 // removeStaleDirs deletes the shared-store directories of test binaries that

@@ -1,0 +1,224 @@
+package devstack
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // the driver FerretDB's SQLite backend uses
+)
+
+// FerretDB 1.24 keeps each collection in a SQLite table of one JSON column
+// and looks documents up by key with
+//
+//	WHERE _ferretdb_sjson->'$._id' = ?
+//
+// but builds its unique _id index on the expression _ferretdb_sjson->"_id".
+// SQLite uses an expression index only for the identical expression, so
+// every find, update and delete by _id scans the whole table and gets
+// slower as the data grows, where MongoDB walks its _id index.
+//
+// idIndexer gives every collection a second index on exactly the
+// expression FerretDB queries with, so a lookup by _id costs the same at
+// 100,000 documents as at 10. It changes how FerretDB finds documents,
+// nothing about what it finds: the index is a plain (not unique) one that
+// SQLite keeps in step with the table, and it goes when the table goes.
+type idIndexer struct {
+	dir string
+
+	mu   sync.Mutex
+	dbs  map[string]*sql.DB
+	done map[string]bool // "db.collection" already indexed
+}
+
+// idIndexExpr is the expression FerretDB's queries by _id use.
+const idIndexExpr = `_ferretdb_sjson->'$._id'`
+
+// metadataTable is where FerretDB maps collection names to table names.
+const metadataTable = "_ferretdb_collections"
+
+func newIDIndexer(dir string) *idIndexer {
+	return &idIndexer{dir: dir, dbs: map[string]*sql.DB{}, done: map[string]bool{}}
+}
+
+// indexAll indexes every collection of every database under dir: the data
+// an earlier run left.
+func (x *idIndexer) indexAll(ctx context.Context) error {
+	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		db := strings.TrimSuffix(filepath.Base(f), ".sqlite")
+		if err := x.ensureDB(ctx, db, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensure indexes collection coll of database db, once.
+func (x *idIndexer) ensure(ctx context.Context, db, coll string) error {
+	x.mu.Lock()
+	done := x.done[db+"."+coll]
+	x.mu.Unlock()
+	if done {
+		return nil
+	}
+	return x.ensureDB(ctx, db, coll)
+}
+
+// ensureDB indexes coll of db, or every collection of db when coll is "".
+func (x *idIndexer) ensureDB(ctx context.Context, db, coll string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	conn, err := x.open(db)
+	if conn == nil || err != nil {
+		return err
+	}
+	defer x.closeDB(db)
+	q := fmt.Sprintf("SELECT name, table_name FROM %q", metadataTable)
+	args := []any{}
+	if coll != "" {
+		q += " WHERE name = ?"
+		args = append(args, coll)
+	}
+	rows, err := conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return nil // a database FerretDB has not finished creating
+		}
+		return fmt.Errorf("devstack: read collections of %s: %w", db, err)
+	}
+	type table struct{ coll, name string }
+	var tables []table
+	for rows.Next() {
+		var t table
+		if err := rows.Scan(&t.coll, &t.name); err != nil {
+			rows.Close()
+			return fmt.Errorf("devstack: read collections of %s: %w", db, err)
+		}
+		tables = append(tables, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("devstack: read collections of %s: %w", db, err)
+	}
+	for _, t := range tables {
+		stmt := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %q ON %q (%s)", t.name+"_pizzashop_id", t.name, idIndexExpr)
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("devstack: index %s.%s by _id: %w", db, t.coll, err)
+		}
+		x.done[db+"."+t.coll] = true
+	}
+	return nil
+}
+
+// forget drops what is known of db (all of it when coll is "", of every
+// database when db is "" too), after the
+// collection or database was dropped or renamed: a new one of the same
+// name needs its index again.
+func (x *idIndexer) forget(db, coll string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k := range x.done {
+		if db == "" || coll == "" && strings.HasPrefix(k, db+".") || k == db+"."+coll {
+			delete(x.done, k)
+		}
+	}
+	if coll == "" {
+		// The file may be gone; open it afresh next time.
+		for name, c := range x.dbs {
+			if db == "" || name == db {
+				_ = c.Close()
+				delete(x.dbs, name)
+			}
+		}
+	}
+}
+
+// open returns a connection pool to db's file, or nil when it does not
+// exist yet. Call with x.mu held.
+func (x *idIndexer) open(db string) (*sql.DB, error) {
+	if c := x.dbs[db]; c != nil {
+		return c, nil
+	}
+	path := filepath.Join(x.dir, db+".sqlite")
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil
+	}
+	u := &url.URL{Scheme: "file", Path: path, OmitHost: true, RawQuery: "_pragma=busy_timeout(10000)"}
+	c, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return nil, fmt.Errorf("devstack: open %s: %w", path, err)
+	}
+	c.SetMaxOpenConns(1)
+	x.dbs[db] = c
+	return c, nil
+}
+
+// lookupPlans explains FerretDB's lookup by _id for every collection of db.
+func (x *idIndexer) lookupPlans(ctx context.Context, db string) (map[string]string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	conn, err := x.open(db)
+	if conn == nil || err != nil {
+		return nil, err
+	}
+	rows, err := conn.QueryContext(ctx, fmt.Sprintf("SELECT name, table_name FROM %q", metadataTable))
+	if err != nil {
+		return nil, err
+	}
+	tables := map[string]string{}
+	for rows.Next() {
+		var coll, table string
+		if err := rows.Scan(&coll, &table); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		tables[coll] = table
+	}
+	rows.Close()
+	plans := map[string]string{}
+	for coll, table := range tables {
+		q := fmt.Sprintf("EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE %s = ?", table, idIndexExpr)
+		rows, err := conn.QueryContext(ctx, q, `"x"`)
+		if err != nil {
+			return nil, err
+		}
+		var steps []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			steps = append(steps, detail)
+		}
+		rows.Close()
+		plans[coll] = strings.Join(steps, "; ")
+	}
+	return plans, nil
+}
+
+func (x *idIndexer) closeDB(db string) {
+	if c := x.dbs[db]; c != nil {
+		_ = c.Close()
+		delete(x.dbs, db)
+	}
+}
+
+func (x *idIndexer) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for db, c := range x.dbs {
+		_ = c.Close()
+		delete(x.dbs, db)
+	}
+}
