@@ -1,7 +1,7 @@
 // Package grpcx is the gRPC kit every Pizzashop service is built on: a server
 // with health, reflection, OpenTelemetry, panic recovery, credential checks,
-// error-to-code mapping and message size limits, graceful shutdown, and a
-// client dialer with the same telemetry.
+// error-to-code mapping, card number checks, request size and live stream
+// limits, graceful shutdown, and a client dialer with the same telemetry.
 package grpcx
 
 import (
@@ -24,7 +24,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// MaxMessageBytes bounds every request and response message.
+// MaxMessageBytes bounds every response message, and what a client of the
+// shop sends. Requests a server accepts are bounded by MaxRequestBytes.
 const MaxMessageBytes = 1 << 20
 
 // Server is a gRPC server with its health service.
@@ -37,21 +38,28 @@ type Server struct {
 }
 
 // NewServer returns a server whose every call is traced, recovered from
-// panics, authorized against policy and has its errors mapped to codes.
-// Register services on it, then call Run.
-func NewServer(log *slog.Logger, signer *auth.Signer, policy auth.Policy, opts ...grpc.ServerOption) *Server {
+// panics, authorized against policy, checked for card numbers (request
+// fields and the Idempotency-Key and X-Request-Id metadata), bounded in
+// size and, for live streams, in number per caller and in total, and has
+// its errors mapped to codes. Register services on it, then call Run.
+func NewServer(log *slog.Logger, signer *auth.Signer, policy auth.Policy, opts ...Option) *Server {
+	cfg := serverConfig{maxRequest: MaxRequestBytes, streamsPerCaller: DefaultStreamsPerCaller, streams: DefaultStreams}
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
 	authUnary, authStream := auth.Interceptors(signer, policy)
+	limiter := newStreamLimiter(cfg.streamsPerCaller, cfg.streams)
 	s := &Server{log: log, Health: health.NewServer(), stopping: make(chan struct{})}
 	base := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxRecvMsgSize(cfg.maxRequest),
 		grpc.MaxSendMsgSize(4 * MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(s.unaryErrors, authUnary),
-		grpc.ChainStreamInterceptor(s.streamErrors, authStream),
+		grpc.ChainUnaryInterceptor(s.unaryErrors, authUnary, unaryCheck),
+		grpc.ChainStreamInterceptor(s.streamErrors, authStream, limiter.intercept, streamCheck),
 	}
-	s.Server = grpc.NewServer(append(base, opts...)...)
+	s.Server = grpc.NewServer(append(base, cfg.grpcOpts...)...)
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
 	return s

@@ -3,7 +3,10 @@ package grpcx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -31,6 +34,40 @@ var codeOf = map[errs.Kind]codes.Code{
 	errs.KindUnavailable:         codes.Unavailable,
 	errs.KindTooManyRequests:     codes.ResourceExhausted,
 	errs.KindIdempotencyMismatch: codes.FailedPrecondition,
+}
+
+// MaxViolations bounds the field problems one error lists, so that the
+// answer to a bad request stays small however bad the request is.
+const MaxViolations = 5
+
+// Bounds on the text of an error, which may quote the caller's input.
+const (
+	maxMessage     = 2048
+	maxDescription = 300
+)
+
+// truncate cuts s to at most n bytes, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// listFields is the message of an error with more than MaxViolations field
+// problems: the first few, then how many more.
+func listFields(fields []*errs.Error) string {
+	var b strings.Builder
+	for _, f := range fields[:MaxViolations] {
+		b.WriteString(truncate(f.Error(), maxDescription))
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "(and %d more problems)", len(fields)-MaxViolations)
+	return b.String()
 }
 
 // ToStatus turns an error returned by a handler into a gRPC status error.
@@ -64,12 +101,17 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		log.ErrorContext(ctx, "request failed", "method", method, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
-	// A join of field problems speaks for itself; a single error speaks
-	// through its classified part, without the wrapping added on the way up.
+	// A join of field problems speaks for itself (its first few); a single
+	// error speaks through its classified part, without the wrapping added
+	// on the way up.
+	fields := errs.Fields(err)
 	msg := e.Error()
 	for x := err; x != nil; x = errors.Unwrap(x) {
 		if _, joined := x.(interface{ Unwrap() []error }); joined {
 			msg = x.Error()
+			if len(fields) > MaxViolations {
+				msg = listFields(fields)
+			}
 			break
 		}
 		if _, classified := x.(*errs.Error); classified {
@@ -81,15 +123,16 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		log.WarnContext(ctx, "dependency unavailable", "method", method, "err", err)
 		msg = e.Msg
 	}
-	st := status.New(codeOf[e.Kind], msg)
+	st := status.New(codeOf[e.Kind], truncate(msg, maxMessage))
 	var details []protoadapt.MessageV1
 	if e.Reason != "" {
 		details = append(details, &errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain})
 	}
-	if fields := errs.Fields(err); len(fields) > 0 {
+	if len(fields) > 0 {
 		br := &errdetails.BadRequest{}
-		for _, f := range fields {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Msg})
+		for _, f := range fields[:min(len(fields), MaxViolations)] {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+				Field: truncate(f.Field, maxDescription), Description: truncate(f.Msg, maxDescription)})
 		}
 		details = append(details, br)
 	}
