@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 // Card number lengths, in digits.
@@ -136,7 +137,7 @@ func Luhn(digits []byte) bool {
 }
 
 // Find walks every string field of m, nested messages, lists and maps
-// included, and returns the path of the first one holding a card number
+// included, secrets (see secret) excepted, and returns the path of the first one holding a card number
 // ("delivery_address.instructions", "item.topping_ids[1]").
 func Find(m proto.Message) (field string, found bool) {
 	if m == nil {
@@ -149,6 +150,9 @@ func find(m protoreflect.Message, prefix string) (string, bool) {
 	var path string
 	var hit bool
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if secret(fd) {
+			return true
+		}
 		name := prefix + string(fd.Name())
 		switch {
 		case fd.IsList():
@@ -184,6 +188,17 @@ func find(m protoreflect.Message, prefix string) (string, bool) {
 		return true
 	})
 	return path, hit
+}
+
+// secret reports whether a field holds a secret that is only ever hashed,
+// never stored, published or logged: a field marked debug_redact, or one
+// named password. A password may be any string, digits included.
+func secret(fd protoreflect.FieldDescriptor) bool {
+	if fd.Name() == "password" {
+		return true
+	}
+	opts, ok := fd.Options().(*descriptorpb.FieldOptions)
+	return ok && opts.GetDebugRedact()
 }
 
 func value(fd protoreflect.FieldDescriptor, v protoreflect.Value, path func() string) (string, bool) {

@@ -6,6 +6,12 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+
 	commonv1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
 	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
@@ -116,9 +122,45 @@ func TestFind(t *testing.T) {
 	if got, found := Find(&menuv1.CreatePizzaRequest{Pizza: &menuv1.Pizza{Name: "Bianca", Description: "4111.1111.1111.1111"}}); got != "pizza.description" || !found {
 		t.Errorf("Find(pizza with a card in its description) = %q, %v; want pizza.description, true", got, found)
 	}
+	secrets := secretsMessage(t)
+	for _, f := range []string{"password", "token"} {
+		m := dynamicpb.NewMessage(secrets)
+		m.Set(secrets.Fields().ByName(protoreflect.Name(f)), protoreflect.ValueOfString("4111111111111111"))
+		if _, found := Find(m); found {
+			t.Errorf("Find(%s holding digits) found a card; secrets are hashed, never stored", f)
+		}
+	}
+	m := dynamicpb.NewMessage(secrets)
+	m.Set(secrets.Fields().ByName("name"), protoreflect.ValueOfString("4111111111111111"))
+	if got, found := Find(m); got != "name" || !found {
+		t.Errorf("Find(name holding a card) = %q, %v; want name, true", got, found)
+	}
 	if _, found := Find(nil); found {
 		t.Errorf("Find(nil) found a card")
 	}
+}
+
+// secretsMessage describes a message with a password, a field marked
+// debug_redact, and a plain name.
+func secretsMessage(t *testing.T) protoreflect.MessageDescriptor {
+	str := descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum()
+	opt := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()
+	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+		Name: proto.String("secrets.proto"), Package: proto.String("test"), Syntax: proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Secrets"),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				{Name: proto.String("password"), Number: proto.Int32(1), Type: str, Label: opt, JsonName: proto.String("password")},
+				{Name: proto.String("token"), Number: proto.Int32(2), Type: str, Label: opt, JsonName: proto.String("token"),
+					Options: &descriptorpb.FieldOptions{DebugRedact: proto.Bool(true)}},
+				{Name: proto.String("name"), Number: proto.Int32(3), Type: str, Label: opt, JsonName: proto.String("name")},
+			},
+		}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd.Messages().Get(0)
 }
 
 // reference is Contains written the slow, obvious way: normalize, split into
