@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// cpuSource is one process whose CPU time a run counts: from the
+// process_cpu_seconds_total of its /metrics (addr), or from /proc/PID/stat
+// (pid) for a process that serves no metrics.
+type cpuSource struct {
+	name string
+	addr string // host:port serving /metrics
+	pid  int
+}
+
+func (s cpuSource) String() string {
+	if s.addr != "" {
+		return "http://" + s.addr + "/metrics"
+	}
+	return fmt.Sprintf("/proc/%d/stat", s.pid)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// read returns the CPU seconds (user + system) the process has used.
+func (s cpuSource) read(ctx context.Context, client *http.Client) (float64, error) {
+	if s.addr == "" {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", s.name, err)
+		}
+		v, err := parseProcStat(string(b))
+		if err != nil {
+			return 0, fmt.Errorf("%s: /proc/%d/stat: %w", s.name, s.pid, err)
+		}
+		return v, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", s.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: GET %s: %s", s.name, s, resp.Status)
+	}
+	v, err := parseCPUSeconds(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", s.name, s, err)
+	}
+	return v, nil
+}
+
+var errNoCPUMetric = errors.New("no process_cpu_seconds_total")
+
+// parseCPUSeconds finds process_cpu_seconds_total in a Prometheus text
+// exposition.
+func parseCPUSeconds(r io.Reader) (float64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || name != "process_cpu_seconds_total" {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("process_cpu_seconds_total: %w", err)
+		}
+		return v, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errNoCPUMetric
+}
+
+// parseProcStat returns utime + stime in seconds from the contents of
+// /proc/PID/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted from its last ')'.
+func parseProcStat(stat string) (float64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%d fields, want at least 15", len(f)+2)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// cpuSnapshot is the CPU seconds of every source at one moment; a source
+// that could not be read is missing.
+type cpuSnapshot map[string]float64
+
+// readAll reads every source at once.
+func readAll(ctx context.Context, client *http.Client, sources []cpuSource) (cpuSnapshot, []error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		snap = cpuSnapshot{}
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, s := range sources {
+		wg.Go(func() {
+			v, err := s.read(ctx, client)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			snap[s.name] = v
+		})
+	}
+	wg.Wait()
+	return snap, errs
+}
+
+// CPUReport is the CPU the stack spent on a run: per process and in all,
+// and per order (accepted orders, the drain included).
+type CPUReport struct {
+	Orders          int       `json:"orders"`
+	Processes       []ProcCPU `json:"processes"`
+	TotalSeconds    float64   `json:"total_cpu_s"`
+	TotalMsPerOrder float64   `json:"total_cpu_ms_per_order"`
+	// Missing names the processes that could not be read before and after.
+	Missing []string `json:"missing,omitempty"`
+}
+
+// ProcCPU is one process's share.
+type ProcCPU struct {
+	Name       string  `json:"name"`
+	Source     string  `json:"source"`
+	Seconds    float64 `json:"cpu_s"`
+	MsPerOrder float64 `json:"cpu_ms_per_order"`
+}
+
+// cpuReport turns two snapshots into a report for orders orders.
+func cpuReport(sources []cpuSource, before, after cpuSnapshot, orders int) *CPUReport {
+	r := &CPUReport{Orders: orders, Processes: []ProcCPU{}}
+	for _, s := range sources {
+		b, ok1 := before[s.name]
+		a, ok2 := after[s.name]
+		if !ok1 || !ok2 {
+			r.Missing = append(r.Missing, s.name)
+			continue
+		}
+		p := ProcCPU{Name: s.name, Source: s.String(), Seconds: round6(a - b)}
+		if orders > 0 {
+			p.MsPerOrder = round3(p.Seconds * 1000 / float64(orders))
+		}
+		r.Processes = append(r.Processes, p)
+		r.TotalSeconds += p.Seconds
+	}
+	sort.SliceStable(r.Processes, func(i, j int) bool { return r.Processes[i].Seconds > r.Processes[j].Seconds })
+	r.TotalSeconds = round6(r.TotalSeconds)
+	if orders > 0 {
+		r.TotalMsPerOrder = round3(r.TotalSeconds * 1000 / float64(orders))
+	}
+	return r
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
