@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -267,6 +268,7 @@ func (l *launcher) serveOwnMetrics() error {
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	app.HandleProfiler(mux)
 	ln, err := net.Listen("tcp", l.cfg.metricsAddr(0))
 	if err != nil {
 		return fmt.Errorf("launcher metrics: %w", err)

@@ -225,6 +225,7 @@ func serveMetrics(log *slog.Logger, addr string, h http.Handler) (stop func()) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
+	app.HandleProfiler(mux)
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
