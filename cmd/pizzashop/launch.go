@@ -206,9 +206,6 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
 		return err
 	}
-	if err := l.serveOwnMetrics(); err != nil {
-		return err
-	}
 	var stackTook time.Duration
 	l.natsURL, l.mongoURI = l.cfg.natsURL, l.cfg.mongoURI
 	if l.cfg.embedded() {
@@ -224,6 +221,10 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 		l.stack, stackTook = st, took
 		l.natsURL = cmp.Or(l.cfg.natsURL, st.NATSURL())
 		l.mongoURI = cmp.Or(l.cfg.mongoURI, st.MongoURI())
+	}
+	// After the stack, which the metrics read.
+	if err := l.serveOwnMetrics(); err != nil {
+		return err
 	}
 
 	common := map[string]string{
@@ -265,7 +266,7 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 // load test can count the CPU of the embedded servers with the services'.
 func (l *launcher) serveOwnMetrics() error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector(), storeStatements{l})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	app.HandleProfiler(mux)
@@ -551,4 +552,25 @@ func selfCommand() string {
 		rel = "." + string(filepath.Separator) + rel
 	}
 	return rel
+}
+
+// storeStatements serves the embedded store's statement counts, so a load
+// test can tell how many store round trips an order costs and whether any of
+// them scanned a collection.
+type storeStatements struct{ l *launcher }
+
+var storeStatementsDesc = prometheus.NewDesc("pizzashop_devstore_statements_total",
+	"Statements the embedded store carried out, by command, collection and lookup (id: by key; scan: read the collection)",
+	[]string{"command", "collection", "lookup"}, nil)
+
+func (c storeStatements) Describe(ch chan<- *prometheus.Desc) { ch <- storeStatementsDesc }
+
+func (c storeStatements) Collect(ch chan<- prometheus.Metric) {
+	st := c.l.stack
+	if st == nil {
+		return
+	}
+	for _, s := range st.StoreCommands() {
+		ch <- prometheus.MustNewConstMetric(storeStatementsDesc, prometheus.CounterValue, float64(s.Count), s.Command, s.Collection, s.Lookup)
+	}
 }

@@ -134,6 +134,11 @@ func (s *Stack) StartMongo() error {
 	return nil
 }
 
+// StoreCommands counts, since Start, the statements FerretDB carried out
+// for clients, by command, collection and how each found its documents. The
+// launcher serves them as pizzashop_devstore_statements_total.
+func (s *Stack) StoreCommands() []StoreCommand { return s.ferret.proxy.commands.snapshot() }
+
 // NATSURL is the client URL of the NATS server, such as nats://127.0.0.1:4222.
 func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
 

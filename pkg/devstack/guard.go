@@ -163,6 +163,7 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.commands.add("guardRead", coll, "id", 1)
 	raw, err := s.reader.Database(db).Collection(coll).FindOne(ctx, bson.D{{Key: "_id", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}}}).Raw()
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments):

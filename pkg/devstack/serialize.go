@@ -37,6 +37,8 @@ type writeSerializer struct {
 	reader *mongo.Client
 	// ids gives each collection the index FerretDB's lookups by _id use.
 	ids *idIndexer
+	// commands counts what FerretDB is asked to do.
+	commands commandCounter
 	// guarded counts the writes whose guard the serializer checked itself.
 	guarded atomic.Int64
 	wg      sync.WaitGroup
@@ -128,6 +130,7 @@ func (s *writeSerializer) serve(client net.Conn) {
 		if answer != nil {
 			_, err = client.Write(answer)
 		} else {
+			s.commands.count(forward, cmd, coll)
 			var beforeReply func()
 			if write {
 				beforeReply = func() { s.indexByID(cmd, coll, db) }
