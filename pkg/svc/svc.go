@@ -32,6 +32,7 @@ type Common struct {
 	MongoURI        string        `env:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	MongoDatabase   string        `env:"MONGO_DATABASE"`
 	MongoMaxPool    uint64        `env:"MONGO_MAX_POOL" default:"16"`
+	MongoTimeout    time.Duration `env:"MONGO_TIMEOUT" default:"3s"`
 	NATSURL         string        `env:"NATS_URL" default:"nats://127.0.0.1:4222"`
 	StreamReplicas  int           `env:"NATS_STREAM_REPLICAS" default:"1"`
 	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
@@ -141,7 +142,7 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		return err
 	}
 
-	mc, err := mongox.Connect(c.MongoURI, c.MongoMaxPool)
+	mc, err := mongox.Connect(c.MongoURI, c.MongoMaxPool, mongox.WithTimeout(c.MongoTimeout))
 	if err != nil {
 		return err
 	}
