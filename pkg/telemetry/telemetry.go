@@ -1,6 +1,12 @@
 // Package telemetry sets up OpenTelemetry for one process: traces go to an
 // OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, metrics are served
 // in Prometheus format, and W3C trace context is the propagator.
+//
+// The service name is OTEL_SERVICE_NAME (or service.name in
+// OTEL_RESOURCE_ATTRIBUTES) when set, else the binary's own name. Server
+// metrics keep only attributes the server chooses (method, route, status):
+// nothing a client sends, such as the Host header, becomes a label, so no
+// client can add series.
 package telemetry
 
 import (
@@ -14,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -33,10 +40,9 @@ type Telemetry struct {
 // Setup installs global tracer and meter providers and the W3C propagator.
 // Call Shutdown before the process exits to flush spans.
 func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
-		semconv.ServiceName(service), semconv.ServiceVersion(version)))
+	res, err := newResource(ctx, service, version)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: resource: %w", err)
+		return nil, err
 	}
 	t := &Telemetry{}
 
@@ -55,15 +61,59 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// Metric names are unique across the shop's instrumentation scopes, so
+	// the scope labels on every series would only add bytes.
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp))
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp)}
+	for _, v := range boundedViews() {
+		opts = append(opts, sdkmetric.WithView(v))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	otel.SetMeterProvider(mp)
 	t.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return t, nil
+}
+
+// newResource names the process: the SDK's defaults, then service as the
+// name and version, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME,
+// which win, so a deployment can rename a process without rebuilding it.
+func newResource(ctx context.Context, service, version string) (*resource.Resource, error) {
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(semconv.ServiceName(service), semconv.ServiceVersion(version)),
+		resource.WithFromEnv(),
+		resource.WithSchemaURL(semconv.SchemaURL),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	return res, nil
+}
+
+// serverAttrs are the only attributes server-side HTTP and gRPC metrics
+// keep. Each value is chosen by the server from a fixed set: the method
+// (otelhttp folds unknown ones into _OTHER), the route pattern, the status.
+// Left out are the attributes a client decides, chiefly server.address and
+// server.port, which otelhttp takes from the Host header: one request with
+// a new Host would otherwise add a series to every server histogram.
+var serverAttrs = []attribute.Key{
+	"http.request.method", "http.route", "http.response.status_code", "url.scheme", "error.type",
+	"rpc.system", "rpc.system.name", "rpc.service", "rpc.method", "rpc.grpc.status_code", "rpc.response.status_code",
+}
+
+// boundedViews keep only serverAttrs on every server-side HTTP and gRPC
+// instrument, whatever instrumentation library version records them.
+func boundedViews() []sdkmetric.View {
+	keep := attribute.NewAllowKeysFilter(serverAttrs...)
+	var views []sdkmetric.View
+	for _, name := range []string{"http.server.*", "rpc.server.*"} {
+		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{AttributeFilter: keep}))
+	}
+	return views
 }
 
 // Shutdown flushes and stops the providers.
