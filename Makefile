@@ -36,8 +36,13 @@ deadletters: ## List dead letters (replay with: bin/pizzashop deadletters replay
 	@go run ./cmd/pizzashop deadletters list
 
 .PHONY: load
-load: ## Load the running shop: make load RATE=50 DURATION=30s (reports latency, order->display time, lost/duplicated)
-	go run ./cmd/loadgen -rate $(or $(RATE),50) -duration $(or $(DURATION),20s) -lifecycle
+load: ## Load the running shop (its PIZZASHOP_* ports): make load RATE=50 DURATION=30s MODE=lifecycle|place [CLIENTS=32] [ARGS=-ramp]; report in bin/load-report.*
+	@mkdir -p $(BIN)
+	go run ./cmd/loadgen -mode $(or $(MODE),lifecycle) -rate $(or $(RATE),50) -duration $(or $(DURATION),20s) $(if $(CLIENTS),-clients $(CLIENTS)) -report $(BIN)/load-report $(ARGS)
+
+.PHONY: bench-capacity
+bench-capacity: build ## Placement on the real path and on a baseline that stores nothing, alternately, 3 rounds each, on a stack of its own (ORDERS=1000 CLIENTS=32)
+	go run ./cmd/loadgen bench-capacity -bin $(BIN) -orders $(or $(ORDERS),1000) -clients $(or $(CLIENTS),32) -rounds $(or $(ROUNDS),3) -report $(BIN)/bench-capacity
 
 .PHONY: test
 test: ## Run every module's tests against embedded NATS and FerretDB (or NATS_URL / MONGO_URI)
