@@ -74,8 +74,12 @@ deploy-check: ## Validate docker-compose.yml and the Kubernetes manifests offlin
 	cd deploy/check && GOWORK=off go run . ../..
 
 .PHONY: generate
-generate: $(BUF) ## Regenerate Go and OpenAPI from proto/ with the pinned tools (offline)
+generate: $(BUF) ## Regenerate Go, the OpenAPI document and the AsyncAPI event catalogue from proto/ (offline)
+	rm -rf .bin/apidocs
 	$(BUF) generate
+	$(BUF) build --as-file-descriptor-set -o .bin/apidocs/protos.binpb
+	GOWORK=off go -C tools run ./apidocs -protos $(CURDIR)/.bin/apidocs/protos.binpb \
+		-openapi $(CURDIR)/.bin/apidocs/openapi -out $(CURDIR)/gateway/openapi
 
 .PHONY: check-generate
 check-generate: generate ## Fail if the committed generated code is not what `make generate` produces
