@@ -17,6 +17,7 @@ import (
 	"github.com/pizzashop/pizzashop/gateway/internal/edge"
 	"github.com/pizzashop/pizzashop/gateway/openapi"
 	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/config"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"github.com/pizzashop/pizzashop/pkg/telemetry"
@@ -30,6 +31,10 @@ type Config struct {
 	KitchenAddr     string        `env:"KITCHEN_ADDR" default:"127.0.0.1:9093"`
 	DeliveryAddr    string        `env:"DELIVERY_ADDR" default:"127.0.0.1:9094"`
 	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" default:"65536"`
+	AnonBodyBytes   int64         `env:"ANONYMOUS_BODY_BYTES" default:"4096"`
+	BodyTimeout     time.Duration `env:"BODY_TIMEOUT" default:"10s"`
+	MaxConns        int           `env:"MAX_CONNS" default:"2048"`
+	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
 	ReadyTimeout    time.Duration `env:"READY_TIMEOUT" default:"2s"`
 }
@@ -75,6 +80,18 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		conns[name] = c
 	}
 
+	// The gateway checks credentials before it reads a body; the services
+	// check them again, and decide what each role may do.
+	secret := cfg.AuthSecret
+	if secret == "" {
+		log.Warn("AUTH_SECRET is not set; using the local development key. Set it in production.")
+		secret = auth.DevSecret
+	}
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		return err
+	}
+
 	gw, err := edge.New(edge.Options{
 		Menu:         conns["menu"],
 		Order:        conns["order"],
@@ -85,6 +102,10 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		OpenAPI:      openapi.Spec,
 		Metrics:      tel.Metrics,
 		ReadyTimeout: cfg.ReadyTimeout,
+
+		Signer:             signer,
+		AnonymousBodyBytes: cfg.AnonBodyBytes,
+		BodyTimeout:        cfg.BodyTimeout,
 	})
 	if err != nil {
 		return err
@@ -94,6 +115,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
+	// At most MaxConns connections; net/http's own error answers as JSON.
+	lis = edge.Listen(lis, cfg.MaxConns)
 	srv := &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -101,7 +124,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: net/http applies them to the whole
-		// exchange, so either would cut live streams off.
+		// exchange, so either would cut live streams off. Bodies have their
+		// own deadline (BODY_TIMEOUT, see edge.Options.BodyTimeout).
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()

@@ -7,6 +7,7 @@ package edge
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 
 	webfiles "github.com/pizzashop/pizzashop/gateway/web"
+	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
@@ -63,6 +65,15 @@ type Options struct {
 	// ReadyCacheTTL is how long a readiness result is reused, so that a storm
 	// of probes does not fan out to every upstream; 0 means 1s.
 	ReadyCacheTTL time.Duration
+	// Signer checks credentials before a request body is read (see
+	// limitBody); nil reads bodies up to MaxBodyBytes from anyone.
+	Signer *auth.Signer
+	// AnonymousBodyBytes bounds the body of a request without a valid
+	// credential when Signer is set; 0 means DefaultAnonymousBodyBytes.
+	AnonymousBodyBytes int64
+	// BodyTimeout bounds the time to receive a body; 0 means
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Handler is the gateway's HTTP handler.
@@ -72,6 +83,10 @@ type Handler struct {
 	json    *jsonMarshaler
 	maxBody int64
 	ready   *readiness
+
+	signer      *auth.Signer
+	anonBody    int64
+	bodyTimeout time.Duration
 
 	// draining ends open live streams once shutdown begins, so that
 	// http.Server.Shutdown is not held up by them for the whole grace period.
@@ -98,9 +113,12 @@ func New(o Options) (*Handler, error) {
 	}
 
 	h := &Handler{
-		log:     o.Logger,
-		json:    newJSONMarshaler(),
-		maxBody: o.MaxBodyBytes,
+		log:         o.Logger,
+		json:        newJSONMarshaler(),
+		maxBody:     o.MaxBodyBytes,
+		signer:      o.Signer,
+		anonBody:    cmp.Or(o.AnonymousBodyBytes, DefaultAnonymousBodyBytes),
+		bodyTimeout: cmp.Or(o.BodyTimeout, DefaultBodyTimeout),
 	}
 	h.draining, h.drain = context.WithCancel(context.Background())
 
@@ -184,10 +202,11 @@ func New(o Options) (*Handler, error) {
 	}
 
 	// Outermost first: tracing sees everything, the access log runs inside the
-	// span so its lines carry trace_id, and the body limit applies before
-	// routing.
+	// span so its lines carry trace_id, and the header checks and the body
+	// limit apply before routing.
 	var root http.Handler = mux
 	root = h.limitBody(root)
+	root = h.checkHeaders(root)
 	root = accessLog(h.log, root)
 	root = otelhttp.NewHandler(root, "gateway",
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
