@@ -81,6 +81,25 @@ generate: $(BUF) ## Regenerate Go, the OpenAPI document and the AsyncAPI event c
 	GOWORK=off go -C tools run ./apidocs -protos $(CURDIR)/.bin/apidocs/protos.binpb \
 		-openapi $(CURDIR)/.bin/apidocs/openapi -out $(CURDIR)/gateway/openapi
 
+# The API documents' checkers, from npm, pinned and installed on first use.
+REDOCLY_VERSION  := 2.77.0
+ASYNCAPI_VERSION := 4.1.1
+APIDOCS_NPM ?= $(HOME)/.cache/pizzashop/apidocs-npm-$(REDOCLY_VERSION)-$(ASYNCAPI_VERSION)
+
+.PHONY: apidocs-tools
+apidocs-tools: ## Install the pinned redocly and AsyncAPI CLIs from npm (once, into APIDOCS_NPM)
+	@test -x $(APIDOCS_NPM)/node_modules/.bin/redocly -a -x $(APIDOCS_NPM)/node_modules/.bin/asyncapi || \
+		npm install --prefix $(APIDOCS_NPM) --no-audit --no-fund --loglevel=error \
+			@redocly/cli@$(REDOCLY_VERSION) @asyncapi/cli@$(ASYNCAPI_VERSION)
+	@echo '{"analyticsEnabled":"false","infoMessageShown":"true"}' > $(APIDOCS_NPM)/asyncapi-analytics.json
+
+.PHONY: lint-apidocs
+lint-apidocs: apidocs-tools ## Check the OpenAPI document with redocly and the event catalogue with the AsyncAPI CLI
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(APIDOCS_NPM)/node_modules/.bin/redocly lint \
+		--config gateway/openapi/redocly.yaml gateway/openapi/pizzashop.openapi.json
+	ASYNCAPI_METRICS_CONFIG_PATH=$(APIDOCS_NPM)/asyncapi-analytics.json \
+		$(APIDOCS_NPM)/node_modules/.bin/asyncapi validate gateway/openapi/pizzashop.asyncapi.json
+
 .PHONY: check-generate
 check-generate: generate ## Fail if the committed generated code is not what `make generate` produces
 	@git diff --exit-code -- proto gateway/openapi || { echo "generated code is stale: run make generate and commit"; exit 1; }
