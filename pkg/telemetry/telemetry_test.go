@@ -83,6 +83,7 @@ func TestServerMetricsIgnoreClientAttributes(t *testing.T) {
 	httpDur, _ := meter.Float64Histogram("http.server.request.duration", metric.WithUnit("s"))
 	rpcDur, _ := meter.Float64Histogram("rpc.server.call.duration", metric.WithUnit("s"))
 	clientDur, _ := meter.Float64Histogram("rpc.client.call.duration", metric.WithUnit("s"))
+	bodySize, _ := meter.Int64Histogram("http.server.request.body.size", metric.WithUnit("By"))
 	ctx := context.Background()
 	record := func(host string, port int) {
 		httpDur.Record(ctx, 0.01, metric.WithAttributes(
@@ -94,6 +95,7 @@ func TestServerMetricsIgnoreClientAttributes(t *testing.T) {
 			attribute.String("rpc.system.name", "grpc"), attribute.String("rpc.method", "pizzashop.menu.v1.MenuService/GetMenu"),
 			attribute.String("rpc.response.status_code", "OK"),
 			attribute.String("server.address", host), attribute.String("network.peer.address", host)))
+		bodySize.Record(ctx, 100)
 		// Client-side attributes name the configured upstream: kept.
 		clientDur.Record(ctx, 0.01, metric.WithAttributes(attribute.String("server.address", "menu")))
 	}
@@ -124,6 +126,9 @@ func TestServerMetricsIgnoreClientAttributes(t *testing.T) {
 		t.Errorf("no line %s: client metrics lost an attribute they should keep", want)
 	}
 	for _, l := range after {
+		if strings.HasPrefix(l, "http_server_request_body_size") {
+			t.Fatalf("body size histogram not dropped: %s", l)
+		}
 		if strings.Contains(l, "otel_scope_") {
 			t.Fatalf("series carries scope labels: %s", l)
 		}
