@@ -458,7 +458,11 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	fmt.Fprintf(&b, "  OpenAPI         %s/openapi.json\n", web)
 	fmt.Fprintf(&b, "  Health          %s/healthz  %s/readyz\n\n", web, web)
 	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", nameWidth, gatewayName, l.cfg.httpAddr, web)
-	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", nameWidth, "launcher", "(NATS, FerretDB)", l.cfg.metricsAddr(0))
+	runs := ""
+	if l.stack != nil {
+		runs = "(NATS, FerretDB)"
+	}
+	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", nameWidth, "launcher", runs, l.cfg.metricsAddr(0))
 	for i, name := range serviceNames {
 		fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", nameWidth, name, l.cfg.grpcAddr(i+1), l.cfg.metricsAddr(i+1))
 	}
