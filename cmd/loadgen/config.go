@@ -43,7 +43,6 @@ type options struct {
 	ramp                      bool
 	rampStep, rampMax         float64
 	rampHold, rampSettle, p99 time.Duration
-	rampMaxLate               float64
 
 	display bool        // follow the kitchen display (off for a baseline without one)
 	secret  string      // signs the credentials: AUTH_SECRET, or the development key
@@ -105,7 +104,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.rampHold, "ramp-hold", 10*time.Second, "ramp: how long each rate is held")
 	fs.DurationVar(&o.rampSettle, "ramp-settle", 2*time.Second, "ramp: how long after a step its backlog may take to clear")
 	fs.DurationVar(&o.p99, "p99", 50*time.Millisecond, "ramp: p99 of placing an order that a step must stay within")
-	fs.Float64Var(&o.rampMaxLate, "ramp-max-late", 0.01, "ramp: share of requests that may start late in a step that holds")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

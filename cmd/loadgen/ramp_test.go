@@ -19,7 +19,7 @@ func TestRampRates(t *testing.T) {
 }
 
 func TestRampJudge(t *testing.T) {
-	p := rampPlan{target: 50 * time.Millisecond, maxLate: 0.01}
+	p := rampPlan{target: 50 * time.Millisecond}
 	ok := stepResult{rate: 100, sent: 1000, p99: 40 * time.Millisecond}
 	tests := []struct {
 		name   string
@@ -32,8 +32,7 @@ func TestRampJudge(t *testing.T) {
 		{"p99 above the target", func(r *stepResult) { r.p99 = 51 * time.Millisecond }, false, "p99 51ms > 50ms"},
 		{"one error", func(r *stepResult) { r.errors = 1 }, false, "1 errors"},
 		{"backlog left", func(r *stepResult) { r.backlog = 3 }, false, "backlog of 3"},
-		{"late within the share", func(r *stepResult) { r.late = 10 }, true, ""},
-		{"too many late", func(r *stepResult) { r.late = 11 }, false, "11 of 1000 requests started late"},
+		{"late starts are not judged", func(r *stepResult) { r.late = 500 }, true, ""},
 		{"nothing sent", func(r *stepResult) { r.sent = 0 }, false, "no request was sent"},
 	}
 	for _, tt := range tests {
@@ -47,7 +46,7 @@ func TestRampJudge(t *testing.T) {
 }
 
 func TestRampRecord(t *testing.T) {
-	p := rampPlan{target: 50 * time.Millisecond, maxLate: 0.01}
+	p := rampPlan{target: 50 * time.Millisecond}
 	var r RampResult
 	steps := []stepResult{
 		{rate: 100, sent: 1000, p99: 20 * time.Millisecond},

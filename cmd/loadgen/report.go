@@ -245,7 +245,7 @@ func (r *Report) print(w io.Writer) {
 			if !s.Pass {
 				verdict = "fails: " + s.Reason
 			}
-			fmt.Fprintf(w, "  %8g/s  p99 %7.1fms  %s\n", s.Rate, s.P99ms, verdict)
+			fmt.Fprintf(w, "  %8g/s  p99 %7.1fms  late %5d  %s\n", s.Rate, s.P99ms, s.Late, verdict)
 		}
 	}
 	fmt.Fprintf(w, "\nin all: sent %d, accepted %d, errors %d, lost %d, duplicated %d, incomplete %d, display reconnects %d\n",

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -182,10 +183,27 @@ func TestWriteFiles(t *testing.T) {
 	rep.print(io.Discard)
 }
 
-func TestLineChartEmpty(t *testing.T) {
+func TestLineChart(t *testing.T) {
 	// A run too short for one second still draws.
 	svg := lineChart("t", "ms", 0, []series{{"p99", nil}}, nil, 50)
 	if !strings.HasPrefix(svg, "<svg") || strings.Contains(svg, "NaN") {
 		t.Errorf("lineChart of nothing = %.80q...", svg)
+	}
+	// Seconds without an answer break the line instead of dropping to 0.
+	nan := math.NaN()
+	svg = lineChart("t", "ms", 6, []series{{"p99", []float64{1, 2, nan, 4, nan, 6}}}, nil, 0)
+	if strings.Contains(svg, "NaN") || strings.Count(svg, "<polyline") != 1 || strings.Count(svg, "<circle") != 2 {
+		t.Errorf("lineChart with gaps: %d lines, %d dots, NaN %v; want 1 line (1,2), dots at 4 and 6, no NaN",
+			strings.Count(svg, "<polyline"), strings.Count(svg, "<circle"), strings.Contains(svg, "NaN"))
+	}
+}
+
+func TestNiceStep(t *testing.T) {
+	for _, tt := range []struct{ in, want float64 }{
+		{0, 1}, {0.3, 0.5}, {1, 1}, {1.2, 2}, {2.2, 2.5}, {3, 5}, {7, 10}, {525, 1000}, {2000, 2000}, {2001, 2500},
+	} {
+		if got := niceStep(tt.in); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("niceStep(%g) = %g, want %g", tt.in, got, tt.want)
+		}
 	}
 }
