@@ -262,6 +262,7 @@ func TestAccessLogRedacts(t *testing.T) {
 	s.do(t, "GET", "/v1/orders/"+strings.Repeat("x", 100), nil, nil)
 	s.do(t, "GET", "/v1/orders/abc%0Adef", nil, nil)
 	s.do(t, "GET", "/v1/no/4111-1111-1111-1111", nil, nil)
+	s.do(t, "GET", "/v1/orders/4111/1111/1111/1111", nil, nil)
 	s.do(t, "GET", "/v1/menu", nil, http.Header{"X-Request-Id": {"req%20with%20junk"}})
 	logs := s.logs.String()
 	for _, bad := range []string{"4111", "xxxxxxxxxx", "abc", "junk"} {
@@ -282,8 +283,8 @@ func TestAccessLogRedacts(t *testing.T) {
 			malformed++
 		}
 	}
-	if redacted != 4 || malformed != 1 {
-		t.Errorf("%d redacted paths and %d malformed request ids logged, want 4 and 1:\n%s", redacted, malformed, logs)
+	if redacted != 5 || malformed != 1 {
+		t.Errorf("%d redacted paths and %d malformed request ids logged, want 5 and 1:\n%s", redacted, malformed, logs)
 	}
 }
 
