@@ -100,6 +100,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		Logger:       log,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		OpenAPI:      openapi.Spec,
+		AsyncAPI:     openapi.Events,
 		Metrics:      tel.Metrics,
 		ReadyTimeout: cfg.ReadyTimeout,
 

@@ -6,11 +6,8 @@
 package edge
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +55,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// OpenAPI is served at /openapi.json; empty leaves the route out.
 	OpenAPI []byte
+	// AsyncAPI, the event catalogue, is served at /asyncapi.json; empty
+	// leaves the route out. The reference page /docs renders both.
+	AsyncAPI []byte
 	// Metrics is served at /metrics; nil leaves the route out.
 	Metrics http.Handler
 	// ReadyTimeout bounds one readiness probe of the upstreams; 0 means 2s.
@@ -187,7 +187,10 @@ func New(o Options) (*Handler, error) {
 		pages = append(pages, page{route, web[route]})
 	}
 	if len(o.OpenAPI) > 0 {
-		pages = append(pages, page{"/openapi.json", serveOpenAPI(o.OpenAPI)})
+		pages = append(pages, page{"/openapi.json", serveDocument("openapi", o.OpenAPI)})
+	}
+	if len(o.AsyncAPI) > 0 {
+		pages = append(pages, page{"/asyncapi.json", serveDocument("asyncapi", o.AsyncAPI)})
 	}
 	if o.Metrics != nil {
 		pages = append(pages, page{"/metrics", o.Metrics.ServeHTTP})
@@ -290,17 +293,4 @@ func serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-}
-
-// serveOpenAPI serves the OpenAPI document with a content-derived ETag, so
-// tools that poll it get 304 until the gateway is redeployed with a new one.
-func serveOpenAPI(spec []byte) http.HandlerFunc {
-	sum := sha256.Sum256(spec)
-	etag := `"openapi-` + hex.EncodeToString(sum[:8]) + `"`
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Header().Set("ETag", etag)
-		http.ServeContent(w, r, "openapi.json", time.Time{}, bytes.NewReader(spec))
-	}
 }
