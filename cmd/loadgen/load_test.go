@@ -114,3 +114,46 @@ func TestQueueRunsEveryJob(t *testing.T) {
 		t.Errorf("%d of 1000 jobs ran", len(done))
 	}
 }
+
+// A staff call rides out a restart: it retries 5xx and unanswered calls,
+// takes a 409 after a retry as its own earlier attempt, and gives up at
+// once on any other 4xx.
+func TestStaffStep(t *testing.T) {
+	var mu sync.Mutex
+	answers := map[string][]int{
+		"/v1/kitchen/tickets/a:start": {503, 503, 409},
+		"/v1/kitchen/tickets/b:start": {409},
+		"/v1/kitchen/tickets/c:start": {404},
+		"/v1/kitchen/tickets/d:start": {503, 200},
+	}
+	calls := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		seq := answers[r.URL.Path]
+		code := seq[min(calls[r.URL.Path], len(seq)-1)]
+		calls[r.URL.Path]++
+		w.WriteHeader(code)
+	}))
+	defer srv.Close()
+	tr := newTracker(true, true)
+	idx := tr.begin("lifecycle", 1, 0)
+	for _, id := range []string{"a", "b", "c", "d"} {
+		tr.answered(idx, time.Now(), false, placed{id: id, status: 200})
+	}
+	st := &staff{shop: &shop{base: srv.URL, http: srv.Client()}, t: tr}
+	for _, tt := range []struct {
+		id    string
+		ok    bool
+		calls int
+	}{{"a", true, 3}, {"b", false, 1}, {"c", false, 1}, {"d", true, 2}} {
+		path := "/v1/kitchen/tickets/" + tt.id + ":start"
+		ok := st.step(context.Background(), tt.id, "kitchen start", path, "tok")
+		if ok != tt.ok || calls[path] != tt.calls {
+			t.Errorf("step %s with answers %v = %v after %d calls, want %v after %d", tt.id, answers[path], ok, calls[path], tt.ok, tt.calls)
+		}
+	}
+	if got := tr.phases[idx].calls["kitchen start"].statuses["503"]; got != 3 {
+		t.Errorf("recorded %d answers 503, want 3 (every attempt counts)", got)
+	}
+}
