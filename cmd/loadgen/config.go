@@ -84,7 +84,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.metrics, "metrics", "", "CPU sources as name=host:port,... serving /metrics, instead of those derived from -base-port and -url")
 	fs.StringVar(&o.pids, "pid", "", "more CPU sources as name=PID,... read from /proc/PID/stat")
 	fs.StringVar(&o.mode, "mode", modePlace, "place: place orders, the kitchen accepts them; lifecycle: also act as kitchen staff and courier or counter")
-	fs.BoolFunc("lifecycle", "same as -mode lifecycle", func(string) error { o.mode = modeLifecycle; return nil })
+	fs.BoolFunc("lifecycle", "same as -mode lifecycle", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		o.mode = map[bool]string{true: modeLifecycle, false: modePlace}[on]
+		return nil
+	})
 	fs.Float64Var(&o.rate, "rate", 50, "open model: orders per second, sent on schedule whatever the latency; the first rate of a -ramp")
 	fs.IntVar(&o.clients, "clients", 0, "closed loop: this many clients, each sending its next order when the last is answered (replaces -rate)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long to send orders")

@@ -23,6 +23,9 @@ func TestParseOptions(t *testing.T) {
 	if err != nil || o.mode != modeLifecycle || o.url != "http://localhost:18080" {
 		t.Errorf("-lifecycle -url ...: mode %q url %q err %v", o.mode, o.url, err)
 	}
+	if o, err = parseOptions([]string{"-lifecycle=false"}, io.Discard); err != nil || o.mode != modePlace {
+		t.Errorf("-lifecycle=false: mode %q err %v, want %s", o.mode, err, modePlace)
+	}
 
 	bad := []struct {
 		args []string
