@@ -129,7 +129,7 @@ func (c shopConfig) listenAddrs() [][2]string {
 // parent's values of them are not passed through.
 var managedEnv = []string{
 	"GRPC_ADDR", "METRICS_ADDR", "HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR", "DELIVERY_ADDR",
-	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL",
+	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL", "PIZZASHOP_DEMO",
 }
 
 // childEnv is the launcher's own environment without managedEnv, plus set.
@@ -230,6 +230,9 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 		"NATS_URL":    l.natsURL,
 		"AUTH_SECRET": l.cfg.authSecret,
 		"LOG_LEVEL":   l.cfg.logLevel,
+		// The shop on this machine is a local demo: the services may sign
+		// with the development key when AUTH_SECRET is unset.
+		"PIZZASHOP_DEMO": "true",
 	}
 	for k, v := range l.cfg.peerAddrs() {
 		// Every process learns where every service is; each reads the ones

@@ -132,10 +132,14 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		}
 	}()
 
-	secret := c.AuthSecret
-	if secret == "" {
-		log.Warn("AUTH_SECRET is not set; using the local development key. Set it in production.")
-		secret = auth.DevSecret
+	// Outside a local demo (PIZZASHOP_DEMO=true, which `make run` sets) no
+	// service signs with the public development key or a placeholder.
+	secret, err := config.Secret("AUTH_SECRET", c.AuthSecret, auth.DevSecret)
+	if err != nil {
+		return err
+	}
+	if c.AuthSecret == "" {
+		log.Warn("AUTH_SECRET is not set; using the public development key, as this is a local demo (PIZZASHOP_DEMO=true).")
 	}
 	signer, err := auth.NewSigner(secret)
 	if err != nil {
