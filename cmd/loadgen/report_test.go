@@ -207,3 +207,19 @@ func TestNiceStep(t *testing.T) {
 		}
 	}
 }
+
+// A ticket first seen past QUEUED (the display reconnected meanwhile)
+// reached the kitchen: it is late, not lost, and staff leave it alone.
+func TestTicketFirstSeenReady(t *testing.T) {
+	tr := newTracker(true, true)
+	started := 0
+	tr.onTicket = func(string) { started++ }
+	idx := tr.begin("lifecycle", 1, 0)
+	tr.answered(idx, time.Now(), false, placed{id: "e", status: 200})
+	tr.ticket("e", "TICKET_STATUS_READY", true)
+	l := &loader{o: options{mode: modeLifecycle, display: true}, t: tr}
+	p := l.report().Phases[0]
+	if p.Lost != 0 || p.OrderToDisplay.Count != 1 || p.OrderToReady.Count != 1 || started != 0 {
+		t.Errorf("lost %d, displayed %d, ready %d, staff started %d; want 0, 1, 1, 0", p.Lost, p.OrderToDisplay.Count, p.OrderToReady.Count, started)
+	}
+}
