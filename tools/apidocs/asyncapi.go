@@ -108,8 +108,8 @@ func buildAsyncAPI(files *protoregistry.Files, cat catalog) (*asyncAPIDoc, error
 			"title":    st.Name + " stream: " + st.Address,
 			"summary":  st.Purpose,
 			"messages": map[string]any{msgID: map[string]any{"$ref": "#/components/messages/" + msgID}},
-			"description": fmt.Sprintf("Stream %s keeps subjects %s (file storage, %s, %s duplicate window). Published by the %s service. %s",
-				st.Name, st.Subjects, retention, dupWindow, st.Owner, comment(md)),
+			"description": fmt.Sprintf("Stream %s keeps subjects %s (file storage, %s, %s duplicate window). Published by the %s service.",
+				st.Name, st.Subjects, retention, dupWindow, st.Owner),
 		}
 		if len(params) > 0 {
 			ch["parameters"] = params
