@@ -120,6 +120,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	baseGateway, err := startProc(dir, "gateway-baseline", filepath.Join(b.bin, "gateway"), []string{
 		"HTTP_ADDR=" + ports.baseGateway, "ORDER_ADDR=" + ports.baseOrder, "MENU_ADDR=" + grpcAddr(1),
 		"KITCHEN_ADDR=" + grpcAddr(3), "DELIVERY_ADDR=" + grpcAddr(4), "LOG_LEVEL=warn",
+		// A local stack, as pizzashop run declares for its own processes.
+		"PIZZASHOP_DEMO=true",
 	}, syscall.SIGTERM)
 	if err != nil {
 		return err
