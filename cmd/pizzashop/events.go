@@ -48,7 +48,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	verb, rest := args[0], args[1:]
 	fs := newFlagSet("events "+verb, "pizzashop events tail [SUBJECT] | get STREAM SEQ [--nats URL] [--indent]", stderr)
-	url := fs.String("nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server")
+	url := fs.String("nats", defaultNATSURL(), natsFlagUsage)
 	indent := fs.Bool("indent", verb == "get", "indent the JSON (default for get)")
 	count := fs.Int("count", 0, "tail: stop after this many events (0: until interrupted)")
 	// Flags may come before or after the arguments.
