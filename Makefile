@@ -57,6 +57,14 @@ test-short: ## Run the fast tests only (skips the multi-process smoke test)
 test-race: ## Run every module's tests with the race detector
 	go test -race -count=1 -timeout 30m $(MODULES)
 
+.PHONY: fuzz
+fuzz: ## Fuzz the card number scanner for FUZZTIME (default 30s); a failing input is saved to its testdata corpus
+	go test ./pkg/cardscan -run '^$$' -fuzz '^FuzzContains$$' -fuzztime $(or $(FUZZTIME),30s)
+
+.PHONY: abuse
+abuse: ## Run the abuse suite against the local stack (bad keys, card numbers, oversized and slow requests, stream floods, a stalled store)
+	go test -count=1 -run '^TestAbuse$$' -v ./e2e
+
 .PHONY: bench
 bench: ## Run the Go benchmarks
 	go test -run '^$$' -bench . -benchmem $(MODULES)
