@@ -141,7 +141,7 @@ func tailEvents(ctx context.Context, nc *nats.Conn, subjects []string, count int
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	fmt.Fprintf(stderr, "following %s (Ctrl-C to stop)\n", strings.Join(subjects, " "))

@@ -55,11 +55,14 @@ func TestEvents(t *testing.T) {
 		return out.String() + errOut.String(), err
 	}
 
-	// tail follows order events live; it says when it is listening.
+	// tail follows order events live; it says when it is listening. Its
+	// context has no deadline, as when it runs from a terminal.
 	var tailOut, tailErr lockedBuffer
 	tailDone := make(chan error, 1)
+	tailCtx, stopTail := context.WithCancel(context.Background())
+	defer stopTail()
 	go func() {
-		tailDone <- run(ctx, []string{"events", "tail", "order.>", "--nats", url, "--count", "1"}, &tailOut, &tailErr)
+		tailDone <- run(tailCtx, []string{"events", "tail", "order.>", "--nats", url, "--count", "1"}, &tailOut, &tailErr)
 	}()
 	for !strings.Contains(tailErr.String(), "following order.>") {
 		select {
