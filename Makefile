@@ -48,6 +48,7 @@ bench-capacity: build ## Placement on the real path and on a baseline that store
 test: ## Run every module's tests against embedded NATS and FerretDB (or NATS_URL / MONGO_URI)
 	go test -count=1 -timeout 20m $(MODULES)
 	cd deploy/check && GOWORK=off go test -count=1 ./...
+	GOWORK=off go -C tools test -count=1 ./apidocs
 
 .PHONY: test-short
 test-short: ## Run the fast tests only (skips the multi-process smoke test)
@@ -74,6 +75,7 @@ lint: $(BUF) ## buf lint + breaking against main, go vet, gofmt, deploy files
 	$(BUF) lint
 	@if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
 	go vet $(MODULES)
+	GOWORK=off go -C tools vet ./apidocs
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(MAKE) deploy-check
 
