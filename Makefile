@@ -59,8 +59,9 @@ test-race: ## Run every module's tests with the race detector
 	go test -race -count=1 -timeout 30m $(MODULES)
 
 .PHONY: fuzz
-fuzz: ## Fuzz the card number scanner for FUZZTIME (default 30s); a failing input is saved to its testdata corpus
+fuzz: ## Fuzz the card number scanner and the order body decoding, FUZZTIME each (default 30s); a failing input is saved to the testdata corpus
 	go test ./pkg/cardscan -run '^$$' -fuzz '^FuzzContains$$' -fuzztime $(or $(FUZZTIME),30s)
+	go test ./gateway/internal/edge -run '^$$' -fuzz '^FuzzOrderBody$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: abuse
 abuse: ## Run the abuse suite against the local stack (bad keys, card numbers, oversized and slow requests, stream floods, a stalled store)
