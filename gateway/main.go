@@ -80,15 +80,19 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		conns[name] = c
 	}
 
-	// The gateway checks credentials before it reads a body; the services
-	// check them again, and decide what each role may do.
-	secret := cfg.AuthSecret
-	if secret == "" {
-		log.Warn("AUTH_SECRET is not set; using the local development key. Set it in production.")
-		secret = auth.DevSecret
-	}
-	signer, err := auth.NewSigner(secret)
-	if err != nil {
+	// With the signing key the gateway checks credentials before it reads a
+	// body; the services check them again, and decide what each role may
+	// do. Without it (unset outside a local demo) bodies are read first.
+	var signer *auth.Signer
+	secret, err := config.Secret("AUTH_SECRET", cfg.AuthSecret, auth.DevSecret)
+	switch {
+	case err == nil:
+		if signer, err = auth.NewSigner(secret); err != nil {
+			return err
+		}
+	case cfg.AuthSecret == "" && errors.Is(err, config.ErrUnsafeSecret):
+		log.Warn("AUTH_SECRET is not set: request bodies are read before credentials are checked. Give the gateway the services' AUTH_SECRET.")
+	default:
 		return err
 	}
 
