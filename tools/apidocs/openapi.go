@@ -22,7 +22,8 @@ import (
 // document.
 const (
 	// extResponses lists the statuses an operation answers besides its
-	// success, space-separated: "400 401 403 404 409 413 503".
+	// success, space-separated: "400 401 403 404 409 413 503". The ones the
+	// gateway itself answers for any request (gatewayStatuses) are added.
 	extResponses = "x-pizzashop-responses"
 	// extHeader names a request header the operation reads (see
 	// requestHeaders).
@@ -45,7 +46,7 @@ var statusResponses = map[int]statusResponse{
 	304: {name: "NotModified", noBody: true,
 		description: "Not Modified: nothing changed since the ETag sent in If-None-Match. No body; keep using the copy you have."},
 	400: {name: "BadRequest",
-		description: "Bad input: a malformed body or parameter, a value that breaks a rule (the message names the field), an item that is sold out, or a card number anywhere in the request."},
+		description: "Bad input: a malformed body, parameter, Idempotency-Key or X-Request-Id header, a value that breaks a rule (the message names the field), an item that is sold out, or a card number anywhere in the request."},
 	401: {name: "Unauthorized",
 		description: "No credential, or one that is expired, malformed or not the shop's (for sign-in: the email and password do not match). Send `Authorization: Bearer <token>`.",
 		headers: map[string]any{"WWW-Authenticate": map[string]any{
@@ -58,8 +59,10 @@ var statusResponses = map[int]statusResponse{
 		description: "No such resource, or one the caller may not see: another customer's order answers 404 too."},
 	409: {name: "Conflict",
 		description: "The resource moved on and the change is no longer possible (the kitchen started baking, the ticket or delivery is past that step), the item already exists, or a request with the same Idempotency-Key is still in flight. Read the resource again before retrying."},
+	408: {name: "RequestTimeout",
+		description: "The body did not arrive within the gateway's body timeout (BODY_TIMEOUT, 10 seconds by default); the connection is closed."},
 	413: {name: "PayloadTooLarge",
-		description: "The request body is larger than the gateway accepts (64 KiB by default)."},
+		description: "The request body is larger than the gateway accepts: by default 64 KiB with a valid credential, 4 KiB without one."},
 	422: {name: "IdempotencyKeyReused",
 		description: "This Idempotency-Key was already used with a different body. Use a new key for a new request."},
 	429: {name: "TooManyRequests",
@@ -70,6 +73,18 @@ var statusResponses = map[int]statusResponse{
 			"description": "Seconds to wait before retrying.",
 			"schema":      map[string]any{"type": "integer"},
 		}}},
+}
+
+// gatewayStatuses are answered by the gateway itself, before a request
+// reaches a service (gateway/internal/edge): 400 for a malformed
+// Idempotency-Key or X-Request-Id header on any request, 503 when an
+// upstream is down, and for a request with a body, 400 for malformed JSON,
+// 413 for a body over the limit and 408 for one that arrives too slowly.
+func gatewayStatuses(hasBody bool) []int {
+	if hasBody {
+		return []int{400, 408, 413, 503}
+	}
+	return []int{400, 503}
 }
 
 // requestHeaders are the request headers an operation may name in
@@ -235,19 +250,11 @@ func completeOperation(op map[string]any, files *protoregistry.Files, used map[i
 	}
 	public := isPublic(op)
 	_, hasBody := op["requestBody"]
-	for _, rule := range []struct {
-		applies bool
-		code    int
-		why     string
-	}{
-		{true, 503, "every operation can meet a service or the store down"},
-		{!public, 401, "it needs a credential"},
-		{hasBody, 400, "it takes a body that can be malformed"},
-		{hasBody, 413, "it takes a body, which the gateway bounds"},
-	} {
-		if rule.applies && !codes[rule.code] {
-			return fmt.Errorf("%s: %s must list %d: %s", id, extResponses, rule.code, rule.why)
-		}
+	if !public && !codes[401] {
+		return fmt.Errorf("%s: %s must list 401: it needs a credential", id, extResponses)
+	}
+	for _, code := range gatewayStatuses(hasBody) {
+		codes[code] = true
 	}
 
 	responses := op["responses"].(map[string]any)

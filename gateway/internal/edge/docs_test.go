@@ -151,6 +151,7 @@ func TestAnswersAreDocumented(t *testing.T) {
 	}{
 		{name: "menu", method: "GET", path: "/v1/menu", wantStatus: 200, wantSchema: "pizzashop.menu.v1.Menu"},
 		{name: "menu unchanged", method: "GET", path: "/v1/menu", header: http.Header{"If-None-Match": {"set below"}}, wantStatus: 304},
+		{name: "malformed request id", method: "GET", path: "/v1/menu", header: http.Header{"X-Request-Id": {"café-1"}}, wantStatus: 400},
 		{name: "create answers the order itself", method: "POST", path: "/v1/orders", body: order,
 			header: http.Header{"Idempotency-Key": {"k1"}}, wantStatus: 200, wantSchema: "pizzashop.order.v1.Order"},
 		{name: "key reused", setup: func() {
