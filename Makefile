@@ -36,13 +36,19 @@ deadletters: ## List dead letters (replay with: bin/pizzashop deadletters replay
 	@go run ./cmd/pizzashop deadletters list
 
 .PHONY: load
-load: ## Load the running shop: make load RATE=50 DURATION=30s (reports latency, order->display time, lost/duplicated)
-	go run ./cmd/loadgen -rate $(or $(RATE),50) -duration $(or $(DURATION),20s) -lifecycle
+load: ## Load the running shop (its PIZZASHOP_* ports): make load RATE=50 DURATION=30s MODE=lifecycle|place [CLIENTS=32] [ARGS=-ramp]; report in bin/load-report.*
+	@mkdir -p $(BIN)
+	go run ./cmd/loadgen -mode $(or $(MODE),lifecycle) -rate $(or $(RATE),50) -duration $(or $(DURATION),20s) $(if $(CLIENTS),-clients $(CLIENTS)) -report $(BIN)/load-report $(ARGS)
+
+.PHONY: bench-capacity
+bench-capacity: build ## Placement on the real path and on a baseline that stores nothing, alternately, 3 rounds each, on a stack of its own (ORDERS=1000 CLIENTS=32)
+	go run ./cmd/loadgen bench-capacity -bin $(BIN) -orders $(or $(ORDERS),1000) -clients $(or $(CLIENTS),32) -rounds $(or $(ROUNDS),3) -report $(BIN)/bench-capacity
 
 .PHONY: test
 test: ## Run every module's tests against embedded NATS and FerretDB (or NATS_URL / MONGO_URI)
 	go test -count=1 -timeout 20m $(MODULES)
 	cd deploy/check && GOWORK=off go test -count=1 ./...
+	GOWORK=off go -C tools test -count=1 ./apidocs
 
 .PHONY: test-short
 test-short: ## Run the fast tests only (skips the multi-process smoke test)
@@ -51,6 +57,15 @@ test-short: ## Run the fast tests only (skips the multi-process smoke test)
 .PHONY: test-race
 test-race: ## Run every module's tests with the race detector
 	go test -race -count=1 -timeout 30m $(MODULES)
+
+.PHONY: fuzz
+fuzz: ## Fuzz the card number scanner and the order body decoding, FUZZTIME each (default 30s); a failing input is saved to the testdata corpus
+	go test ./pkg/cardscan -run '^$$' -fuzz '^FuzzContains$$' -fuzztime $(or $(FUZZTIME),30s)
+	go test ./gateway/internal/edge -run '^$$' -fuzz '^FuzzOrderBody$$' -fuzztime $(or $(FUZZTIME),30s)
+
+.PHONY: abuse
+abuse: ## Run the abuse suite against the local stack (bad keys, card numbers, oversized and slow requests, stream floods, a stalled store)
+	go test -count=1 -run '^TestAbuse$$' -v ./e2e
 
 .PHONY: bench
 bench: ## Run the Go benchmarks
@@ -61,6 +76,7 @@ lint: $(BUF) ## buf lint + breaking against main, go vet, gofmt, deploy files
 	$(BUF) lint
 	@if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
 	go vet $(MODULES)
+	GOWORK=off go -C tools vet ./apidocs
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(MAKE) deploy-check
 
@@ -69,8 +85,31 @@ deploy-check: ## Validate docker-compose.yml and the Kubernetes manifests offlin
 	cd deploy/check && GOWORK=off go run . ../..
 
 .PHONY: generate
-generate: $(BUF) ## Regenerate Go and OpenAPI from proto/ with the pinned tools (offline)
+generate: $(BUF) ## Regenerate Go, the OpenAPI document and the AsyncAPI event catalogue from proto/ (offline)
+	rm -rf .bin/apidocs
 	$(BUF) generate
+	$(BUF) build --as-file-descriptor-set -o .bin/apidocs/protos.binpb
+	GOWORK=off go -C tools run ./apidocs -protos $(CURDIR)/.bin/apidocs/protos.binpb \
+		-openapi $(CURDIR)/.bin/apidocs/openapi -out $(CURDIR)/gateway/openapi
+
+# The API documents' checkers, from npm, pinned and installed on first use.
+REDOCLY_VERSION  := 2.77.0
+ASYNCAPI_VERSION := 4.1.1
+APIDOCS_NPM ?= $(HOME)/.cache/pizzashop/apidocs-npm-$(REDOCLY_VERSION)-$(ASYNCAPI_VERSION)
+
+.PHONY: apidocs-tools
+apidocs-tools: ## Install the pinned redocly and AsyncAPI CLIs from npm (once, into APIDOCS_NPM)
+	@test -x $(APIDOCS_NPM)/node_modules/.bin/redocly -a -x $(APIDOCS_NPM)/node_modules/.bin/asyncapi || \
+		npm install --prefix $(APIDOCS_NPM) --no-audit --no-fund --loglevel=error \
+			@redocly/cli@$(REDOCLY_VERSION) @asyncapi/cli@$(ASYNCAPI_VERSION)
+	@echo '{"analyticsEnabled":"false","infoMessageShown":"true"}' > $(APIDOCS_NPM)/asyncapi-analytics.json
+
+.PHONY: lint-apidocs
+lint-apidocs: apidocs-tools ## Check the OpenAPI document with redocly and the event catalogue with the AsyncAPI CLI
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true $(APIDOCS_NPM)/node_modules/.bin/redocly lint \
+		--config gateway/openapi/redocly.yaml gateway/openapi/pizzashop.openapi.json
+	ASYNCAPI_METRICS_CONFIG_PATH=$(APIDOCS_NPM)/asyncapi-analytics.json \
+		$(APIDOCS_NPM)/node_modules/.bin/asyncapi validate gateway/openapi/pizzashop.asyncapi.json
 
 .PHONY: check-generate
 check-generate: generate ## Fail if the committed generated code is not what `make generate` produces

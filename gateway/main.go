@@ -17,6 +17,7 @@ import (
 	"github.com/pizzashop/pizzashop/gateway/internal/edge"
 	"github.com/pizzashop/pizzashop/gateway/openapi"
 	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/config"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"github.com/pizzashop/pizzashop/pkg/telemetry"
@@ -30,6 +31,10 @@ type Config struct {
 	KitchenAddr     string        `env:"KITCHEN_ADDR" default:"127.0.0.1:9093"`
 	DeliveryAddr    string        `env:"DELIVERY_ADDR" default:"127.0.0.1:9094"`
 	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" default:"65536"`
+	AnonBodyBytes   int64         `env:"ANONYMOUS_BODY_BYTES" default:"4096"`
+	BodyTimeout     time.Duration `env:"BODY_TIMEOUT" default:"10s"`
+	MaxConns        int           `env:"MAX_CONNS" default:"2048"`
+	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
 	ReadyTimeout    time.Duration `env:"READY_TIMEOUT" default:"2s"`
 }
@@ -75,6 +80,22 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		conns[name] = c
 	}
 
+	// With the signing key the gateway checks credentials before it reads a
+	// body; the services check them again, and decide what each role may
+	// do. Without it (unset outside a local demo) bodies are read first.
+	var signer *auth.Signer
+	secret, err := config.Secret("AUTH_SECRET", cfg.AuthSecret, auth.DevSecret)
+	switch {
+	case err == nil:
+		if signer, err = auth.NewSigner(secret); err != nil {
+			return err
+		}
+	case cfg.AuthSecret == "" && errors.Is(err, config.ErrUnsafeSecret):
+		log.Warn("AUTH_SECRET is not set: request bodies are read before credentials are checked. Give the gateway the services' AUTH_SECRET.")
+	default:
+		return err
+	}
+
 	gw, err := edge.New(edge.Options{
 		Menu:         conns["menu"],
 		Order:        conns["order"],
@@ -83,8 +104,13 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		Logger:       log,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		OpenAPI:      openapi.Spec,
+		AsyncAPI:     openapi.Events,
 		Metrics:      tel.Metrics,
 		ReadyTimeout: cfg.ReadyTimeout,
+
+		Signer:             signer,
+		AnonymousBodyBytes: cfg.AnonBodyBytes,
+		BodyTimeout:        cfg.BodyTimeout,
 	})
 	if err != nil {
 		return err
@@ -94,6 +120,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
+	// At most MaxConns connections; net/http's own error answers as JSON.
+	lis = edge.Listen(lis, cfg.MaxConns)
 	srv := &http.Server{
 		Handler:           gw,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -101,7 +129,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: net/http applies them to the whole
-		// exchange, so either would cut live streams off.
+		// exchange, so either would cut live streams off. Bodies have their
+		// own deadline (BODY_TIMEOUT, see edge.Options.BodyTimeout).
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()

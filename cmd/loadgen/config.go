@@ -43,7 +43,6 @@ type options struct {
 	ramp                      bool
 	rampStep, rampMax         float64
 	rampHold, rampSettle, p99 time.Duration
-	rampMaxLate               float64
 
 	display bool        // follow the kitchen display (off for a baseline without one)
 	secret  string      // signs the credentials: AUTH_SECRET, or the development key
@@ -85,7 +84,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.metrics, "metrics", "", "CPU sources as name=host:port,... serving /metrics, instead of those derived from -base-port and -url")
 	fs.StringVar(&o.pids, "pid", "", "more CPU sources as name=PID,... read from /proc/PID/stat")
 	fs.StringVar(&o.mode, "mode", modePlace, "place: place orders, the kitchen accepts them; lifecycle: also act as kitchen staff and courier or counter")
-	fs.BoolFunc("lifecycle", "same as -mode lifecycle", func(string) error { o.mode = modeLifecycle; return nil })
+	fs.BoolFunc("lifecycle", "same as -mode lifecycle", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		o.mode = map[bool]string{true: modeLifecycle, false: modePlace}[on]
+		return nil
+	})
 	fs.Float64Var(&o.rate, "rate", 50, "open model: orders per second, sent on schedule whatever the latency; the first rate of a -ramp")
 	fs.IntVar(&o.clients, "clients", 0, "closed loop: this many clients, each sending its next order when the last is answered (replaces -rate)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "how long to send orders")
@@ -105,7 +111,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.rampHold, "ramp-hold", 10*time.Second, "ramp: how long each rate is held")
 	fs.DurationVar(&o.rampSettle, "ramp-settle", 2*time.Second, "ramp: how long after a step its backlog may take to clear")
 	fs.DurationVar(&o.p99, "p99", 50*time.Millisecond, "ramp: p99 of placing an order that a step must stay within")
-	fs.Float64Var(&o.rampMaxLate, "ramp-max-late", 0.01, "ramp: share of requests that may start late in a step that holds")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

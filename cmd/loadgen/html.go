@@ -29,14 +29,15 @@ const (
 	padLeft, padRight, padTop, padBott = 64, 16, 28, 34
 )
 
-// niceCeil rounds v up to 1, 2 or 5 times a power of ten.
-func niceCeil(v float64) float64 {
-	if v <= 0 {
+// niceStep rounds v up to 1, 2, 2.5 or 5 times a power of ten: a step
+// between axis ticks.
+func niceStep(v float64) float64 {
+	if v <= 0 || math.IsNaN(v) {
 		return 1
 	}
 	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if v <= m*p+1e-9 {
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if v <= m*p*(1+1e-9) {
 			return m * p
 		}
 	}
@@ -50,10 +51,14 @@ func lineChart(title, unit string, n int, ss []series, marks []boundary, hline f
 	top := hline
 	for _, s := range ss {
 		for _, y := range s.ys {
-			top = max(top, y)
+			if !math.IsNaN(y) {
+				top = max(top, y)
+			}
 		}
 	}
-	top = niceCeil(top * 1.05)
+	tick := niceStep(top * 1.05 / 4)
+	ticks := max(1, int(math.Ceil(top*1.05/tick)))
+	top = tick * float64(ticks)
 	plotW, plotH := float64(chartW-padLeft-padRight), float64(chartH-padTop-padBott)
 	span := float64(max(n-1, 1))
 	x := func(i float64) float64 { return padLeft + i/span*plotW }
@@ -61,14 +66,14 @@ func lineChart(title, unit string, n int, ss []series, marks []boundary, hline f
 
 	fmt.Fprintf(&b, `<svg viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`, chartW, chartH, chartW, chartH, html.EscapeString(title))
 	fmt.Fprintf(&b, `<text x="%d" y="16" class="title">%s</text>`, padLeft, html.EscapeString(title))
-	for i := 0; i <= 4; i++ {
-		v := top * float64(i) / 4
+	for i := 0; i <= ticks; i++ {
+		v := tick * float64(i)
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" class="grid"/>`, padLeft, chartW-padRight, y(v), y(v))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" class="tick" text-anchor="end">%s</text>`, padLeft-6, y(v)+4, fmtNum(v))
 	}
 	fmt.Fprintf(&b, `<text x="12" y="%.1f" class="tick" transform="rotate(-90 12 %.1f)" text-anchor="middle">%s</text>`,
 		padTop+plotH/2, padTop+plotH/2, html.EscapeString(unit))
-	step := max(1, int(niceCeil(float64(n)/10)))
+	step := max(1, int(niceStep(float64(n)/10)))
 	for i := 0; i < n; i += step {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="tick" text-anchor="middle">%ds</text>`, x(float64(i)), chartH-padBott+16, i)
 	}
@@ -81,11 +86,25 @@ func lineChart(title, unit string, n int, ss []series, marks []boundary, hline f
 	}
 	for i, s := range ss {
 		color := palette[i%len(palette)]
-		var pts strings.Builder
-		for j, v := range s.ys {
-			fmt.Fprintf(&pts, "%.1f,%.1f ", x(float64(j)), y(v))
+		// A second without a value (NaN: no answer in it) breaks the line.
+		var pts []string
+		flush := func() {
+			if len(pts) == 1 {
+				x, y, _ := strings.Cut(pts[0], ",")
+				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="1.8" fill="%s"/>`, x, y, color)
+			} else if len(pts) > 1 {
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"/>`, color, strings.Join(pts, " "))
+			}
+			pts = pts[:0]
 		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.6" points="%s"/>`, color, strings.TrimSpace(pts.String()))
+		for j, v := range s.ys {
+			if math.IsNaN(v) {
+				flush()
+				continue
+			}
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(float64(j)), y(v)))
+		}
+		flush()
 		lx := chartW - padRight - 130*(len(ss)-i)
 		fmt.Fprintf(&b, `<rect x="%d" y="6" width="10" height="10" fill="%s"/><text x="%d" y="15" class="tick">%s</text>`,
 			lx, color, lx+14, html.EscapeString(s.name))
@@ -181,14 +200,14 @@ func (r *Report) writeHTML(w io.Writer) error {
 	}
 	b.WriteString("</table>\n")
 	if r.Ramp != nil {
-		fmt.Fprintf(&b, "<h2>Ramp</h2><p>Highest rate with p99 &le; %s ms, no errors and no backlog: <b>%s orders/s</b>.</p><table><tr><th>rate</th><th>p99 ms</th><th>verdict</th></tr>\n",
+		fmt.Fprintf(&b, "<h2>Ramp</h2><p>Highest rate with p99 &le; %s ms, no errors and no backlog: <b>%s orders/s</b>.</p><table><tr><th>rate</th><th>p99 ms</th><th>late</th><th>verdict</th></tr>\n",
 			fmtNum(r.Ramp.TargetP99ms), fmtNum(r.Ramp.MaxRate))
 		for _, s := range r.Ramp.Steps {
 			verdict := "holds"
 			if !s.Pass {
 				verdict = "fails: " + s.Reason
 			}
-			fmt.Fprintf(&b, "<tr><td>%s/s</td><td>%s</td><td>%s</td></tr>\n", fmtNum(s.Rate), fmtNum(s.P99ms), esc(verdict))
+			fmt.Fprintf(&b, "<tr><td>%s/s</td><td>%s</td><td>%d</td><td>%s</td></tr>\n", fmtNum(s.Rate), fmtNum(s.P99ms), s.Late, esc(verdict))
 		}
 		b.WriteString("</table>\n")
 	}
@@ -210,8 +229,11 @@ func (r *Report) writeHTML(w io.Writer) error {
 			displayed = append(displayed, float64(s.Displayed))
 			completed = append(completed, float64(s.Completed))
 			errs = append(errs, float64(s.Errors))
-			p50 = append(p50, s.P50ms)
-			p99 = append(p99, s.P99ms)
+			if s.Accepted == 0 {
+				p50, p99 = append(p50, math.NaN()), append(p99, math.NaN())
+			} else {
+				p50, p99 = append(p50, s.P50ms), append(p99, s.P99ms)
+			}
 			backlog = append(backlog, float64(s.Backlog))
 			inflight = append(inflight, float64(s.Inflight))
 			anyCompleted = anyCompleted || s.Completed > 0

@@ -262,7 +262,7 @@ func runLoad(ctx context.Context, o options, stdout, stderr io.Writer) (*Report,
 	}
 	var ramp *RampResult
 	if o.ramp {
-		plan := rampPlan{start: o.rate, step: o.rampStep, limit: o.rampMax, hold: o.rampHold, target: o.p99, maxLate: o.rampMaxLate}
+		plan := rampPlan{start: o.rate, step: o.rampStep, limit: o.rampMax, hold: o.rampHold, target: o.p99}
 		ramp = &RampResult{TargetP99ms: ms(o.p99)}
 		for _, rate := range plan.rates() {
 			idx := l.phase(ctx, phaseSpec{name: fmt.Sprintf("ramp %g/s", rate), rate: rate, duration: o.rampHold,

@@ -11,7 +11,6 @@ type rampPlan struct {
 	start, step, limit float64
 	hold               time.Duration
 	target             time.Duration // p99 of placing an order that a step must stay within
-	maxLate            float64       // share of requests that may start late
 }
 
 // rates are the steps of the plan, in order.
@@ -36,10 +35,9 @@ type stepResult struct {
 	backlog int           // accepted orders not through after the step settled
 }
 
-// judge decides whether a step holds: p99 within the target, no errors, no
-// backlog, and the generator kept its schedule (too many late starts mean
-// the requests queued behind the server, or the generator itself fell
-// behind: either way the rate was not served).
+// judge decides whether a step holds: p99 within the target, no errors and
+// no backlog. Late starts are reported, not judged: their latency already
+// counts from the due time, so a rate the shop cannot take shows in p99.
 func (p rampPlan) judge(r stepResult) (ok bool, reason string) {
 	switch {
 	case r.sent == 0:
@@ -50,8 +48,6 @@ func (p rampPlan) judge(r stepResult) (ok bool, reason string) {
 		return false, fmt.Sprintf("p99 %s > %s", r.p99.Round(100*time.Microsecond), p.target)
 	case r.backlog > 0:
 		return false, fmt.Sprintf("backlog of %d orders", r.backlog)
-	case float64(r.late) > p.maxLate*float64(r.sent):
-		return false, fmt.Sprintf("%d of %d requests started late", r.late, r.sent)
 	}
 	return true, ""
 }
@@ -62,6 +58,7 @@ type RampStep struct {
 	Pass   bool    `json:"pass"`
 	Reason string  `json:"reason,omitempty"`
 	P99ms  float64 `json:"p99_ms"`
+	Late   int     `json:"late"`
 }
 
 // RampResult is the outcome of a ramp: the highest rate whose step held
@@ -76,7 +73,7 @@ type RampResult struct {
 // first step that does not hold.
 func (r *RampResult) record(p rampPlan, s stepResult) bool {
 	ok, reason := p.judge(s)
-	r.Steps = append(r.Steps, RampStep{Rate: s.rate, Pass: ok, Reason: reason, P99ms: ms(s.p99)})
+	r.Steps = append(r.Steps, RampStep{Rate: s.rate, Pass: ok, Reason: reason, P99ms: ms(s.p99), Late: s.late})
 	if ok && s.rate > r.MaxRate {
 		r.MaxRate = s.rate
 	}

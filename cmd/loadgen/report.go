@@ -229,7 +229,7 @@ func (r *Report) print(w io.Writer) {
 			fmt.Fprintf(w, "lost %d, duplicated %d, incomplete %d\n", p.Lost, p.Duplicated, p.Incomplete)
 		}
 		if c := p.CPU; c != nil {
-			fmt.Fprintf(w, "CPU per order (%d orders, drain included): %.3f ms in all\n", c.Orders, c.TotalMsPerOrder)
+			fmt.Fprintf(w, "whole-stack CPU per order: %.3f ms (%d orders, drain included)\n", c.TotalMsPerOrder, c.Orders)
 			for _, pc := range c.Processes {
 				fmt.Fprintf(w, "  %-18s %8.3f ms/order %9.3f s  %s\n", pc.Name, pc.MsPerOrder, pc.Seconds, pc.Source)
 			}
@@ -245,7 +245,7 @@ func (r *Report) print(w io.Writer) {
 			if !s.Pass {
 				verdict = "fails: " + s.Reason
 			}
-			fmt.Fprintf(w, "  %8g/s  p99 %7.1fms  %s\n", s.Rate, s.P99ms, verdict)
+			fmt.Fprintf(w, "  %8g/s  p99 %7.1fms  late %5d  %s\n", s.Rate, s.P99ms, s.Late, verdict)
 		}
 	}
 	fmt.Fprintf(w, "\nin all: sent %d, accepted %d, errors %d, lost %d, duplicated %d, incomplete %d, display reconnects %d\n",

@@ -171,21 +171,19 @@ func (t *tracker) ticket(id, status string, snapshot bool) {
 	first := false
 	t.mu.Lock()
 	o := t.rec(id)
-	switch status {
-	case "TICKET_STATUS_QUEUED":
-		if !snapshot {
-			o.queued++
+	if status == "TICKET_STATUS_QUEUED" && !snapshot {
+		o.queued++
+	}
+	// A ticket first seen past QUEUED (the stream dropped meanwhile) has
+	// reached the kitchen all the same: late, not lost.
+	if o.displayed.IsZero() {
+		o.displayed, first = now, o.accepted && status == "TICKET_STATUS_QUEUED"
+		if o.accepted {
+			t.phases[o.phase].sec(now).displayed++
 		}
-		if o.displayed.IsZero() {
-			o.displayed, first = now, o.accepted
-			if o.accepted {
-				t.phases[o.phase].sec(now).displayed++
-			}
-		}
-	case "TICKET_STATUS_READY":
-		if o.ready.IsZero() {
-			o.ready = now
-		}
+	}
+	if status == "TICKET_STATUS_READY" && o.ready.IsZero() {
+		o.ready = now
 	}
 	t.mu.Unlock()
 	if first && t.lifecycle && t.onTicket != nil {

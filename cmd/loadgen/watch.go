@@ -135,26 +135,40 @@ type staff struct {
 	q    *queue
 }
 
-// step makes one staff call, retrying a few times when the shop did not
-// answer or answered 5xx (a restart, a store hiccup), and reports whether
-// it succeeded.
+// staffRetry bounds how long a staff call is retried while the shop does
+// not answer or answers 5xx (a service restarting, the store down): long
+// enough to ride out a restart in a fault drill.
+const staffRetry = 30 * time.Second
+
+// step makes one staff call and reports whether it succeeded. It retries
+// with backoff while the shop does not answer or answers 5xx. A 409 after
+// such a retry means the earlier attempt went through and only its answer
+// was lost, so it counts as done.
 func (st *staff) step(ctx context.Context, id, name, path, token string) bool {
-	for attempt := range 4 {
+	giveUp := time.Now().Add(staffRetry)
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
 		code, _, _ := st.shop.do(ctx, http.MethodPost, path, token, []byte("{}"), nil)
 		if ctx.Err() != nil {
 			return false
 		}
 		st.t.call(id, name, time.Since(t0), code)
-		if code == http.StatusOK {
+		switch {
+		case code == http.StatusOK:
 			return true
-		}
-		if code < 500 {
+		case code == http.StatusConflict && attempt > 0:
+			return true
+		case code < 500 || time.Now().After(giveUp):
 			return false
 		}
-		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
-	return false
 }
 
 func (st *staff) ticket(id string) {

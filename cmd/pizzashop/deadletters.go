@@ -34,7 +34,7 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	verb, rest := args[0], args[1:]
 	fs := newFlagSet("deadletters "+verb, "pizzashop deadletters list|replay [--nats URL] [--all | SEQ ...]", stderr)
-	url := fs.String("nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server")
+	url := fs.String("nats", defaultNATSURL(), natsFlagUsage)
 	all := fs.Bool("all", false, "replay every dead letter")
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -130,7 +130,7 @@ func (c shopConfig) listenAddrs() [][2]string {
 // parent's values of them are not passed through.
 var managedEnv = []string{
 	"GRPC_ADDR", "METRICS_ADDR", "HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR", "DELIVERY_ADDR",
-	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL",
+	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL", "PIZZASHOP_DEMO",
 }
 
 // childEnv is the launcher's own environment without managedEnv, plus set.
@@ -232,6 +232,9 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 		"NATS_URL":    l.natsURL,
 		"AUTH_SECRET": l.cfg.authSecret,
 		"LOG_LEVEL":   l.cfg.logLevel,
+		// The shop on this machine is a local demo: the services may sign
+		// with the development key when AUTH_SECRET is unset.
+		"PIZZASHOP_DEMO": "true",
 	}
 	for k, v := range l.cfg.peerAddrs() {
 		// Every process learns where every service is; each reads the ones
@@ -461,7 +464,11 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	fmt.Fprintf(&b, "  OpenAPI         %s/openapi.json\n", web)
 	fmt.Fprintf(&b, "  Health          %s/healthz  %s/readyz\n\n", web, web)
 	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", nameWidth, gatewayName, l.cfg.httpAddr, web)
-	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", nameWidth, "launcher", "(NATS, FerretDB)", l.cfg.metricsAddr(0))
+	runs := ""
+	if l.stack != nil {
+		runs = "(NATS, FerretDB)"
+	}
+	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", nameWidth, "launcher", runs, l.cfg.metricsAddr(0))
 	for i, name := range serviceNames {
 		fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", nameWidth, name, l.cfg.grpcAddr(i+1), l.cfg.metricsAddr(i+1))
 	}

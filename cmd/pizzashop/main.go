@@ -37,6 +37,10 @@ Usage:
   pizzashop deadletters list   list the messages consumers gave up on (NATS_URL or --nats)
   pizzashop deadletters replay SEQ... | --all
                                publish them again on their original subjects
+  pizzashop events tail [SUBJECT]
+                               print live events as JSON with their headers (NATS_URL or --nats)
+  pizzashop events get STREAM SEQ
+                               print one stored event, for example: events get ORDER 12
   pizzashop help               show this text
 
 Run "pizzashop <command> -h" for the flags of a command.
@@ -58,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDevstack(ctx, rest, stdout, stderr)
 	case "deadletters":
 		return runDeadLetters(ctx, rest, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

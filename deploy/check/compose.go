@@ -122,6 +122,9 @@ func checkComposeProject(r *report, path string, p *types.Project) {
 			r.failf(path, "service %q needs a healthcheck (services wait for it with condition service_healthy)", name)
 		}
 	}
+	if nats, ok := p.Services["nats"]; ok {
+		r.truth.checkNATSImage(r, path, `service "nats"`, nats.Image)
+	}
 	replSet := ""
 	if mongo, ok := p.Services["mongo"]; ok {
 		replSet = flagValue(mongo.Command, "--replSet")
@@ -140,6 +143,10 @@ func checkComposeProject(r *report, path string, p *types.Project) {
 }
 
 func checkComposeGoService(r *report, path string, p *types.Project, name string, svc types.ServiceConfig, replSet string) {
+	// One name per image, as Kubernetes pulls it.
+	if !imageFor(svc.Image, name) {
+		r.failf(path, "service %q: image %q: want pizzashop/%s:<tag>, the name the Kubernetes manifests use", name, svc.Image, name)
+	}
 	// Built from the shared Dockerfile with SERVICE=<name>.
 	if svc.Build == nil {
 		r.failf(path, "service %q has no build section", name)
@@ -185,6 +192,12 @@ func checkComposeGoService(r *report, path string, p *types.Project, name string
 		}
 	}
 	checkAddrTargets(r, path, fmt.Sprintf("service %q", name), env, grpcPorts)
+	r.truth.checkSecretDefaults(r, path, fmt.Sprintf("service %q", name), env)
+	if _, ok := env["AUTH_SECRET"]; ok {
+		if _, ok := env[demoEnv]; !ok {
+			r.failf(path, "service %q: %s is not passed through, so a local demo cannot be declared: set %s: ${%s:-false}", name, demoEnv, demoEnv, demoEnv)
+		}
+	}
 
 	if replSet != "" {
 		if uri, ok := env["MONGO_URI"]; ok {
@@ -209,6 +222,9 @@ func checkComposeGoService(r *report, path string, p *types.Project, name string
 // URL-shaped values point at a host that exists (known reports that).
 func checkEnvContract(r *report, path, where, binary string, env map[string]string, known func(host string) bool) {
 	for _, k := range requiredEnv(binary) {
+		if _, ok := env[k]; ok && k == "AUTH_SECRET" {
+			continue // may be empty: the operator sets it, or the service refuses to start
+		}
 		if strings.TrimSpace(env[k]) == "" {
 			r.failf(path, "%s: environment variable %s is required by the %s binary and is missing or empty", where, k, binary)
 		}

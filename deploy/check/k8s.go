@@ -302,6 +302,12 @@ func checkK8sObjects(r *report, path string, objs []k8sObject) {
 		r.failf(path, "Secret pizzashop-auth has no key AUTH_SECRET")
 	} else if n := secretLen(s, "AUTH_SECRET"); n < minAuthSecretLen {
 		r.failf(path, "Secret pizzashop-auth: AUTH_SECRET is %d bytes; the services refuse keys shorter than %d", n, minAuthSecretLen)
+	} else if why := r.truth.unsafeSecret(secretValue(s, "AUTH_SECRET")); why == "is the public development key" {
+		r.failf(path, "Secret pizzashop-auth: AUTH_SECRET %s", why)
+	} else if why != "" {
+		// Allowed in the file: the services refuse it at start unless
+		// PIZZASHOP_DEMO=true, so nobody runs on it by mistake.
+		r.note(path, "Secret pizzashop-auth: AUTH_SECRET %s; the services refuse to start with it until it is replaced", why)
 	}
 
 	grpcPorts := map[string]uint32{}
@@ -385,6 +391,13 @@ func secretHasKey(s *corev1.Secret, key string) bool {
 	return ok
 }
 
+func secretValue(s *corev1.Secret, key string) string {
+	if v, ok := s.StringData[key]; ok {
+		return v
+	}
+	return string(s.Data[key])
+}
+
 func secretLen(s *corev1.Secret, key string) int {
 	if v, ok := s.StringData[key]; ok {
 		return len(v)
@@ -406,8 +419,8 @@ func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, g
 	ctr := pod.Containers[0]
 	where = fmt.Sprintf("Deployment %s container %s", name, ctr.Name)
 
-	if !strings.Contains(ctr.Image, name) {
-		r.failf(path, "%s: image %q does not look like the %s image", where, ctr.Image, name)
+	if !imageFor(ctr.Image, name) {
+		r.failf(path, "%s: image %q: want [registry/]pizzashop/%s:<tag>, the name docker-compose.yml builds", where, ctr.Image, name)
 	}
 	if !strings.Contains(ctr.Image, "@") {
 		tag := ""
@@ -431,6 +444,7 @@ func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, g
 		return ok
 	})
 	checkAddrTargets(r, path, where, env, grpcPorts)
+	r.truth.checkSecretDefaults(r, path, where, env)
 
 	ports := map[string]int32{}
 	declared := map[int32]bool{}
@@ -650,6 +664,7 @@ func checkNATS(r *report, path string, c *cluster) {
 		return
 	}
 	ctr := ss.Spec.Template.Spec.Containers[0]
+	r.truth.checkNATSImage(r, path, "StatefulSet nats container "+ctr.Name, ctr.Image)
 	args := append(append([]string{}, ctr.Command...), ctr.Args...)
 	if !slices.Contains(args, "-js") && !slices.Contains(args, "--js") && !slices.Contains(args, "--jetstream") {
 		r.failf(path, "StatefulSet nats: JetStream is not enabled (-js)")

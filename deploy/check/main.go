@@ -63,6 +63,7 @@ func main() {
 
 // checkAll runs every check against the repository at root.
 func checkAll(ctx context.Context, r *report, root string) {
+	r.truth = readTruth(r, root)
 	if project := checkCompose(ctx, r, filepath.Join(root, "docker-compose.yml")); project != nil {
 		checkComposeCompanions(r, root, project)
 	}
@@ -77,6 +78,7 @@ type report struct {
 	root     string
 	files    int
 	problems []string
+	truth    truth // what the deploy files must agree with
 }
 
 func newReport(out io.Writer, root string) *report {

@@ -162,8 +162,29 @@ func TestMutationsAreReported(t *testing.T) {
 	}{
 		// compose
 		{"compose missing env", "docker-compose.yml",
-			"  AUTH_SECRET: ${AUTH_SECRET:-pizzashop-local-dev-secret-do-not-use-in-production}\n", "",
+			"  AUTH_SECRET: ${AUTH_SECRET:-}\n", "",
 			"AUTH_SECRET is required"},
+		{"compose development key by default", "docker-compose.yml",
+			"AUTH_SECRET: ${AUTH_SECRET:-}", "AUTH_SECRET: ${AUTH_SECRET:-pizzashop-local-dev-secret-do-not-use-in-production}",
+			"AUTH_SECRET is the public development key by default"},
+		{"compose placeholder by default", "docker-compose.yml",
+			"AUTH_SECRET: ${AUTH_SECRET:-}", "AUTH_SECRET: ${AUTH_SECRET:-changeme-0123456789abcdef}",
+			"AUTH_SECRET is a placeholder by default"},
+		{"compose demo by default", "docker-compose.yml",
+			"${PIZZASHOP_DEMO:-false}", "${PIZZASHOP_DEMO:-true}",
+			"PIZZASHOP_DEMO=true by default"},
+		{"compose demo not passed through", "docker-compose.yml",
+			"  PIZZASHOP_DEMO: ${PIZZASHOP_DEMO:-false}\n", "",
+			"PIZZASHOP_DEMO is not passed through"},
+		{"compose image named otherwise", "docker-compose.yml",
+			"image: pizzashop/order:", "image: pizzashop-order:",
+			`service "order": image "pizzashop-order:dev": want pizzashop/order:<tag>`},
+		{"compose NATS version", "docker-compose.yml",
+			"image: nats:2.15.2-alpine", "image: nats:2.12-alpine",
+			`service "nats": image "nats:2.12-alpine" runs NATS "2.12"`},
+		{"embedded NATS moves on", "pkg/go.mod",
+			"github.com/nats-io/nats-server/v2 v2.15.2", "github.com/nats-io/nats-server/v2 v2.16.0",
+			"the embedded server (pkg/go.mod) is 2.16.0"},
 		{"compose wrong addr port", "docker-compose.yml",
 			"KITCHEN_ADDR: kitchen:9090", "KITCHEN_ADDR: kitchen:9091",
 			"kitchen listens for gRPC on port 9090"},
@@ -220,8 +241,20 @@ func TestMutationsAreReported(t *testing.T) {
 			"  AUTH_SECRET: REPLACE-ME-this-placeholder-is-not-a-secret", "  AUTH_SECRET: short",
 			"AUTH_SECRET is 5 bytes"},
 		{"compose secret too short", "docker-compose.yml",
-			"${AUTH_SECRET:-pizzashop-local-dev-secret-do-not-use-in-production}", "${AUTH_SECRET:-short}",
+			"${AUTH_SECRET:-}", "${AUTH_SECRET:-short}",
 			"AUTH_SECRET is 5 bytes"},
+		{"k8s secret is the development key", "deploy/k8s/secret.yaml",
+			"  AUTH_SECRET: REPLACE-ME-this-placeholder-is-not-a-secret", "  AUTH_SECRET: pizzashop-local-dev-secret-do-not-use-in-production",
+			"Secret pizzashop-auth: AUTH_SECRET is the public development key"},
+		{"k8s demo in the configmap", "deploy/k8s/configmap.yaml",
+			`PIZZASHOP_DEMO: "false"`, `PIZZASHOP_DEMO: "true"`,
+			"PIZZASHOP_DEMO=true by default"},
+		{"k8s image named otherwise", "deploy/k8s/order.yaml",
+			"image: pizzashop/order", "image: pizzashop-order",
+			`image "pizzashop-order": want [registry/]pizzashop/order:<tag>`},
+		{"k8s NATS version", "deploy/k8s/nats.yaml",
+			"image: nats:2.15.2-alpine", "image: nats:2.14.0-alpine",
+			`StatefulSet nats container nats: image "nats:2.14.0-alpine" runs NATS "2.14.0"`},
 		{"k8s gateway readiness path", "deploy/k8s/gateway.yaml",
 			"path: /readyz", "path: /ready",
 			`readinessProbe path is "/ready"`},
@@ -288,7 +321,7 @@ func TestMutationsAreReported(t *testing.T) {
 // copyDeployTree copies the files the checker reads from src to dst.
 func copyDeployTree(t *testing.T, src, dst string) {
 	t.Helper()
-	for _, rel := range []string{"go.work", "go.work.sum", ".dockerignore", "docker-compose.yml", "deploy/compose", "deploy/k8s", "deploy/docker"} {
+	for _, rel := range []string{"go.work", "go.work.sum", ".dockerignore", "docker-compose.yml", "deploy/compose", "deploy/k8s", "deploy/docker", "pkg/go.mod", "pkg/auth/token.go"} {
 		from := filepath.Join(src, rel)
 		info, err := os.Stat(from)
 		if os.IsNotExist(err) && rel == "go.work.sum" {

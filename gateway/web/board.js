@@ -43,6 +43,22 @@ export class ApiError extends Error {
     super((status && status.message) || `HTTP ${httpStatus}`);
     this.httpStatus = httpStatus;
     this.code = status && typeof status.code === 'number' ? status.code : 0;
+    this.details = (status && Array.isArray(status.details)) ? status.details : [];
+  }
+
+  /** fields lists the field violations of a google.rpc.BadRequest detail. */
+  get fields() {
+    const out = [];
+    for (const d of this.details) {
+      for (const v of (d && d.fieldViolations) || []) out.push({ field: v.field || '', message: v.description || '' });
+    }
+    return out;
+  }
+
+  /** reason is the ErrorInfo reason ("SIGN_IN_FAILED"), or ''. */
+  get reason() {
+    const info = this.details.find((d) => d && d.reason);
+    return info ? info.reason : '';
   }
 
   get unauthorized() {
@@ -51,7 +67,7 @@ export class ApiError extends Error {
   }
 }
 
-async function readError(resp) {
+export async function readError(resp) {
   let body = null;
   try {
     body = await resp.json();

@@ -1,6 +1,6 @@
 // Package web holds the gateway's static pages, embedded in the binary: the
-// home page, the kitchen display and the delivery board, with their scripts,
-// style sheet and icons. The pages are public and hold no data; everything
+// storefront (the home page), the menu manager, the kitchen display and the
+// delivery board, with their scripts, style sheets and icons. The pages are public and hold no data; everything
 // they show comes from the authenticated REST API and its live streams.
 package web
 

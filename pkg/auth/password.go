@@ -25,7 +25,7 @@ type PasswordParams struct {
 }
 
 // DefaultPasswordParams follow OWASP's argon2id baseline (19 MiB, two
-// passes, one lane): about 30 ms of one core per hash here, which makes
+// passes, one lane): about 25 ms of one core per hash here, which makes
 // guessing offline expensive while a sign-in stays quick.
 var DefaultPasswordParams = PasswordParams{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
 

@@ -127,3 +127,18 @@ func TestAttemptsBounded(t *testing.T) {
 		t.Errorf("%d keys kept, want at most %d", n, maxKeys)
 	}
 }
+
+// BenchmarkCheckPassword is the cost of one sign-in's hash with the default
+// parameters: go test ./auth -run '^$' -bench CheckPassword -benchtime 20x
+func BenchmarkCheckPassword(b *testing.B) {
+	ctx := context.Background()
+	h, err := HashPassword(ctx, "correct horse battery", DefaultPasswordParams)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := CheckPassword(ctx, "correct horse battery", h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -74,6 +74,19 @@ func Contains(s string) bool {
 	return false
 }
 
+// Digits returns the decimal digits of s, in any script, as ASCII, with
+// everything else dropped: a form in which a card number written with any
+// separators is found by a plain substring search.
+func Digits(s string) string {
+	b := make([]byte, 0, len(s)/4)
+	for _, r := range s {
+		if d, ok := digit(r); ok {
+			b = append(b, d)
+		}
+	}
+	return string(b)
+}
+
 // digit returns the value of a Unicode decimal digit as an ASCII digit.
 func digit(r rune) (byte, bool) {
 	if r >= '0' && r <= '9' {

@@ -69,6 +69,12 @@ func TestContains(t *testing.T) {
 	}
 }
 
+func TestDigits(t *testing.T) {
+	if got := Digits("4\u200b1-\uff11 \u0661x1"); got != "41111" {
+		t.Errorf("Digits = %q, want 41111", got)
+	}
+}
+
 func TestLuhn(t *testing.T) {
 	for in, want := range map[string]bool{"4111111111111111": true, "4111111111111112": false, "0": true, "": false, "79927398713": true} {
 		if got := Luhn([]byte(in)); got != want {

@@ -153,3 +153,69 @@ func maskURL(s string) string {
 	}
 	return scheme + "://***@" + rest[at+1:]
 }
+
+// DemoEnv names the variable that declares a deployment a local demo: only
+// there may a service run with the public development key or a placeholder
+// secret. `pizzashop run` sets it for the processes it starts.
+const DemoEnv = "PIZZASHOP_DEMO"
+
+// ErrUnsafeSecret is a secret that must not sign anything outside a local
+// demo: unset, the public development key, or a placeholder left in a
+// deploy file.
+var ErrUnsafeSecret = errors.New("unsafe secret")
+
+// placeholders are words that mark a secret nobody chose: the values deploy
+// files ship with until someone replaces them.
+var placeholders = []string{"replace-me", "replace_me", "replaceme", "changeme", "change-me", "change_me", "placeholder", "not-a-secret", "do-not-use"}
+
+// Secret decides which key a service signs with. value is what the
+// variable name holds and dev the public development key. Outside a demo
+// (DemoEnv unset or false) an empty value, dev or a placeholder is refused
+// with ErrUnsafeSecret and an error saying what to do; in a demo an empty
+// value means dev. The error never contains the secret.
+func Secret(name, value, dev string) (string, error) {
+	return secret(name, value, dev, os.LookupEnv)
+}
+
+// SecretFrom is Secret with a custom lookup of DemoEnv, for tests.
+func SecretFrom(name, value, dev string, lookup func(string) (string, bool)) (string, error) {
+	return secret(name, value, dev, lookup)
+}
+
+func secret(name, value, dev string, lookup func(string) (string, bool)) (string, error) {
+	demo := false
+	if raw, ok := lookup(DemoEnv); ok && raw != "" {
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return "", fmt.Errorf("config: %s=%q: want true or false", DemoEnv, raw)
+		}
+		demo = b
+	}
+	var problem string
+	switch {
+	case value == "":
+		if demo {
+			return dev, nil
+		}
+		problem = "is not set"
+	case value == dev:
+		problem = "is the public development key"
+	case isPlaceholder(value):
+		problem = "is a placeholder from a deploy file"
+	}
+	if problem == "" || demo {
+		return value, nil
+	}
+	return "", fmt.Errorf("config: %s %s: %w; set it to a random key of at least 16 bytes (openssl rand -base64 48), or set %s=true for a local demo",
+		name, problem, ErrUnsafeSecret, DemoEnv)
+}
+
+func isPlaceholder(v string) bool {
+	v = strings.ToLower(v)
+	for _, p := range placeholders {
+		if strings.Contains(v, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -16,17 +16,36 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 )
 
+// DefaultTimeout bounds every store operation whose context has no earlier
+// deadline: a store that hangs answers ErrUnavailable (503) after it,
+// instead of holding the request, its goroutine and a pooled connection.
+const DefaultTimeout = 3 * time.Second
+
+// Option configures Connect.
+type Option func(*options.ClientOptions)
+
+// WithTimeout replaces DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options.ClientOptions) { o.SetTimeout(d) }
+}
+
 // Connect returns a client for uri. The driver connects lazily and
 // reconnects on its own, so a store that is down at start delays requests
 // instead of failing the process. maxPool caps concurrent operations; the
-// embedded store degrades badly with many concurrent writers.
-func Connect(uri string, maxPool uint64) (*mongo.Client, error) {
-	opts := options.Client().ApplyURI(uri).
+// embedded store degrades badly with many concurrent writers. Every
+// operation, waiting for a pooled connection included, ends after
+// DefaultTimeout unless its context ends first.
+func Connect(uri string, maxPool uint64, opts ...Option) (*mongo.Client, error) {
+	o := options.Client().ApplyURI(uri).
 		SetMaxPoolSize(maxPool).
 		SetServerSelectionTimeout(5 * time.Second).
 		SetConnectTimeout(5 * time.Second).
+		SetTimeout(DefaultTimeout).
 		SetAppName("pizzashop")
-	c, err := mongo.Connect(opts)
+	for _, opt := range opts {
+		opt(o)
+	}
+	c, err := mongo.Connect(o)
 	if err != nil {
 		return nil, fmt.Errorf("mongo connect: %w", err)
 	}

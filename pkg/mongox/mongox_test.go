@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"testing"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -180,4 +182,87 @@ func TestEnsureIndexesGivesUp(t *testing.T) {
 	if err == nil {
 		t.Error("EnsureIndexes(conflicting indexes) = nil, want an error once the context ends")
 	}
+}
+
+// TestConnectBoundsEveryCall checks that a store that hangs, keeping its
+// connections open without answering, fails calls within the timeout as
+// ErrUnavailable, and that calls work again once it answers.
+func TestConnectBoundsEveryCall(t *testing.T) {
+	stall, err := mongoxtest.NewStall(devstackHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stall.Close() })
+	uri, err := stall.URI(devstack.Mongo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 500 * time.Millisecond
+	c, err := mongox.Connect(uri, 4, mongox.WithTimeout(timeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	coll := c.Database("stall_" + fmt.Sprint(time.Now().UnixNano())).Collection("things")
+	ctx := context.Background() // no deadline: the client's timeout applies
+	// Every kind of call the stores make works with the timeout set.
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a"}, {Key: "n", Value: 1}}); err != nil {
+		t.Fatalf("InsertOne: %v", err)
+	}
+	if _, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: 2}}}}); err != nil {
+		t.Fatalf("UpdateOne: %v", err)
+	}
+	if _, err := coll.Find(ctx, bson.D{{Key: "n", Value: 2}}); err != nil {
+		t.Fatalf("Find: %v", err)
+	}
+	if _, err := coll.CountDocuments(ctx, bson.D{}); err != nil {
+		t.Fatalf("CountDocuments: %v", err)
+	}
+
+	stall.Stall()
+	for _, call := range []struct {
+		name string
+		run  func() error
+	}{
+		{"FindOne", func() error { return coll.FindOne(ctx, bson.D{{Key: "_id", Value: "a"}}).Err() }},
+		{"InsertOne", func() error { _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "b"}}); return err }},
+		{"Ping", func() error { return mongox.Ping(c)(ctx) }},
+	} {
+		begin := time.Now()
+		err := call.run()
+		took := time.Since(begin)
+		if err == nil {
+			t.Errorf("%s on a stalled store = nil, want an error", call.name)
+			continue
+		}
+		if call.name != "Ping" {
+			if got := mongox.Translate(err, nil, nil); !errors.Is(got, mongox.ErrUnavailable) {
+				t.Errorf("Translate(%s on a stalled store: %v) = %v, want ErrUnavailable", call.name, err, got)
+			}
+		}
+		if took > timeout+time.Second {
+			t.Errorf("%s on a stalled store took %v, want about %v", call.name, took, timeout)
+		}
+	}
+	stall.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: "a"}}).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("FindOne after the store answers again = %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// devstackHost is the host:port of the test store.
+func devstackHost(t *testing.T) string {
+	u, err := url.Parse(devstack.Mongo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
 }

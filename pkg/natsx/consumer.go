@@ -110,6 +110,8 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		handled.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
 			attribute.String("consumer", cfg.Durable), attribute.String("outcome", result)))
 	}
+	stopGauges, redelivered := consumerMetrics(ctx, cons, cfg.Durable)
+	defer stopGauges()
 	// A small client buffer: messages waiting behind one held through an
 	// outage are not running down their AckWait meanwhile.
 	cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -133,6 +135,9 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		n := 1
 		if merr == nil {
 			n = int(md.NumDelivered)
+		}
+		if n > 1 {
+			redelivered()
 		}
 		if transient(err) {
 			// Only when the consumer stops mid-outage: hand the message
@@ -227,4 +232,37 @@ func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, m jetstream.Ms
 	dl.Header.Set(HeaderDLError, msg)
 	_, err := b.JS.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dl-%s-%s-%d", cfg.Stream, cfg.Durable, seq)))
 	return err
+}
+
+// consumerMetrics reports, per durable consumer, the messages waiting for
+// it and those delivered but not yet acknowledged (read from the server at
+// each scrape), and counts redeliveries. It returns the function that
+// unregisters the gauges and the one that counts a redelivery.
+func consumerMetrics(ctx context.Context, cons jetstream.Consumer, durable string) (stop func(), redelivered func()) {
+	meter := otel.Meter(tracerName)
+	attrs := metric.WithAttributes(attribute.String("consumer", durable))
+	// No-op instruments come back with any error, so they are safe to use.
+	counter, _ := meter.Int64Counter("pizzashop.events.redelivered",
+		metric.WithDescription("Deliveries of an event after its first, by consumer: each a failure or an expired AckWait"))
+	counter.Add(ctx, 0, attrs) // the series exists before the first redelivery
+	pending, _ := meter.Int64ObservableGauge("pizzashop.consumer.pending",
+		metric.WithDescription("Events on the stream not yet delivered to the consumer"))
+	ackPending, _ := meter.Int64ObservableGauge("pizzashop.consumer.ack_pending",
+		metric.WithDescription("Events delivered to the consumer and not yet acknowledged"))
+	reg, err := meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		info, err := cons.Info(ictx)
+		if err != nil {
+			return nil // NATS is down: no value rather than a stale one
+		}
+		o.ObserveInt64(pending, int64(info.NumPending), attrs)
+		o.ObserveInt64(ackPending, int64(info.NumAckPending), attrs)
+		return nil
+	}, pending, ackPending)
+	stop = func() {}
+	if err == nil {
+		stop = func() { _ = reg.Unregister() }
+	}
+	return stop, func() { counter.Add(ctx, 1, attrs) }
 }

@@ -32,6 +32,7 @@ type Common struct {
 	MongoURI        string        `env:"MONGO_URI" default:"mongodb://127.0.0.1:27017/"`
 	MongoDatabase   string        `env:"MONGO_DATABASE"`
 	MongoMaxPool    uint64        `env:"MONGO_MAX_POOL" default:"16"`
+	MongoTimeout    time.Duration `env:"MONGO_TIMEOUT" default:"3s"`
 	NATSURL         string        `env:"NATS_URL" default:"nats://127.0.0.1:4222"`
 	StreamReplicas  int           `env:"NATS_STREAM_REPLICAS" default:"1"`
 	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
@@ -131,17 +132,21 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		}
 	}()
 
-	secret := c.AuthSecret
-	if secret == "" {
-		log.Warn("AUTH_SECRET is not set; using the local development key. Set it in production.")
-		secret = auth.DevSecret
+	// Outside a local demo (PIZZASHOP_DEMO=true, which `make run` sets) no
+	// service signs with the public development key or a placeholder.
+	secret, err := config.Secret("AUTH_SECRET", c.AuthSecret, auth.DevSecret)
+	if err != nil {
+		return err
+	}
+	if c.AuthSecret == "" {
+		log.Warn("AUTH_SECRET is not set; using the public development key, as this is a local demo (PIZZASHOP_DEMO=true).")
 	}
 	signer, err := auth.NewSigner(secret)
 	if err != nil {
 		return err
 	}
 
-	mc, err := mongox.Connect(c.MongoURI, c.MongoMaxPool)
+	mc, err := mongox.Connect(c.MongoURI, c.MongoMaxPool, mongox.WithTimeout(c.MongoTimeout))
 	if err != nil {
 		return err
 	}

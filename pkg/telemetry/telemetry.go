@@ -1,6 +1,12 @@
 // Package telemetry sets up OpenTelemetry for one process: traces go to an
 // OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, metrics are served
 // in Prometheus format, and W3C trace context is the propagator.
+//
+// The service name is OTEL_SERVICE_NAME (or service.name in
+// OTEL_RESOURCE_ATTRIBUTES) when set, else the binary's own name. Server
+// metrics keep only attributes the server chooses (method, route, status):
+// nothing a client sends, such as the Host header, becomes a label, so no
+// client can add series.
 package telemetry
 
 import (
@@ -9,11 +15,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -33,10 +41,9 @@ type Telemetry struct {
 // Setup installs global tracer and meter providers and the W3C propagator.
 // Call Shutdown before the process exits to flush spans.
 func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
-		semconv.ServiceName(service), semconv.ServiceVersion(version)))
+	res, err := newResource(ctx, service, version)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: resource: %w", err)
+		return nil, err
 	}
 	t := &Telemetry{}
 
@@ -55,16 +62,62 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	// Metric names are unique across the shop's instrumentation scopes, so
+	// the scope labels on every series would only add bytes.
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp), sdkmetric.WithView(boundedView))
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	otel.SetMeterProvider(mp)
 	t.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return t, nil
 }
+
+// newResource names the process: the SDK's defaults, then service as the
+// name and version, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME,
+// which win, so a deployment can rename a process without rebuilding it.
+func newResource(ctx context.Context, service, version string) (*resource.Resource, error) {
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(semconv.ServiceName(service), semconv.ServiceVersion(version)),
+		resource.WithFromEnv(),
+		resource.WithSchemaURL(semconv.SchemaURL),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+	return res, nil
+}
+
+// serverAttrs are the only attributes server-side HTTP and gRPC metrics
+// keep. Each value is chosen by the server from a fixed set: the method
+// (otelhttp folds unknown ones into _OTHER), the route pattern, the status.
+// Left out are the attributes a client decides, chiefly server.address and
+// server.port, which otelhttp takes from the Host header: one request with
+// a new Host would otherwise add a series to every server histogram.
+var serverAttrs = []attribute.Key{
+	"http.request.method", "http.route", "http.response.status_code", "url.scheme", "error.type",
+	"rpc.system", "rpc.system.name", "rpc.service", "rpc.method", "rpc.grpc.status_code", "rpc.response.status_code",
+}
+
+// boundedView keeps only serverAttrs on every server-side HTTP and gRPC
+// instrument, whatever instrumentation library version records them. It
+// drops the HTTP body size histograms: per route and status they were two
+// thirds of the gateway's series, and no dashboard reads them.
+func boundedView(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
+	if !strings.HasPrefix(i.Name, "http.server.") && !strings.HasPrefix(i.Name, "rpc.server.") {
+		return sdkmetric.Stream{}, false
+	}
+	s := sdkmetric.Stream{Name: i.Name, Description: i.Description, Unit: i.Unit, AttributeFilter: keepServerAttrs}
+	if strings.HasSuffix(i.Name, ".body.size") {
+		s.Aggregation = sdkmetric.AggregationDrop{}
+	}
+	return s, true
+}
+
+var keepServerAttrs = attribute.NewAllowKeysFilter(serverAttrs...)
 
 // Shutdown flushes and stops the providers.
 func (t *Telemetry) Shutdown(ctx context.Context) error {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +14,8 @@ import (
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchenapi"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchendb"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Config is the kitchen service's configuration.
@@ -44,7 +47,37 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
 			})
 			kitchenv1.RegisterKitchenServiceServer(d.GRPC, srv)
-			return nil
+			return observeQueue(store)
 		},
 	})
+}
+
+// observeQueue reports the kitchen queue (queued and baking tickets) as the
+// gauge pizzashop.kitchen.queue. Counting may scan the tickets on the
+// embedded store, so a count serves the scrapes of queueCountEvery.
+func observeQueue(store *kitchendb.Store) error {
+	const queueCountEvery = 10 * time.Second
+	var (
+		mu sync.Mutex
+		n  int64
+		at time.Time
+	)
+	_, err := otel.Meter("github.com/pizzashop/pizzashop/services/kitchen").Int64ObservableGauge("pizzashop.kitchen.queue",
+		metric.WithDescription("Tickets queued or baking: the queue a new ticket joins"),
+		metric.WithInt64Callback(func(ctx context.Context, o metric.Int64Observer) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(at) >= queueCountEvery {
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				c, err := store.CountOpen(cctx)
+				if err != nil {
+					return nil // the store is down: no value rather than a stale one
+				}
+				n, at = int64(c), time.Now()
+			}
+			o.Observe(n)
+			return nil
+		}))
+	return err
 }

@@ -8,7 +8,9 @@ import (
 
 // accessLog writes one line per request: method, path, status, duration_ms,
 // bytes and the client's X-Request-Id. It never logs headers, query strings
-// or bodies, so no credential can reach the log. Logged with the request
+// or bodies, so no credential can reach the log, and logs path segments and
+// request ids verbatim only when they are well-formed ids without a card
+// number (see safePath). Logged with the request
 // context, the line carries the span's trace_id. Probes log at debug.
 func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -30,13 +32,17 @@ func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", safePath(r.URL.Path)),
 			slog.Int("status", status),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.Int64("bytes", rec.bytes),
 		}
 		if id := r.Header.Get("X-Request-Id"); id != "" {
-			attrs = append(attrs, slog.String("request_id", id))
+			if wellFormedID(id) {
+				attrs = append(attrs, slog.String("request_id", id))
+			} else {
+				attrs = append(attrs, slog.Bool("request_id_malformed", true))
+			}
 		}
 		log.LogAttrs(ctx, level, "http request", attrs...)
 	})

@@ -6,10 +6,8 @@
 package edge
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 
 	webfiles "github.com/pizzashop/pizzashop/gateway/web"
+	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
@@ -56,6 +55,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// OpenAPI is served at /openapi.json; empty leaves the route out.
 	OpenAPI []byte
+	// AsyncAPI, the event catalogue, is served at /asyncapi.json; empty
+	// leaves the route out. The reference page /docs renders both.
+	AsyncAPI []byte
 	// Metrics is served at /metrics; nil leaves the route out.
 	Metrics http.Handler
 	// ReadyTimeout bounds one readiness probe of the upstreams; 0 means 2s.
@@ -63,6 +65,15 @@ type Options struct {
 	// ReadyCacheTTL is how long a readiness result is reused, so that a storm
 	// of probes does not fan out to every upstream; 0 means 1s.
 	ReadyCacheTTL time.Duration
+	// Signer checks credentials before a request body is read (see
+	// limitBody); nil reads bodies up to MaxBodyBytes from anyone.
+	Signer *auth.Signer
+	// AnonymousBodyBytes bounds the body of a request without a valid
+	// credential when Signer is set; 0 means DefaultAnonymousBodyBytes.
+	AnonymousBodyBytes int64
+	// BodyTimeout bounds the time to receive a body; 0 means
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
 }
 
 // Handler is the gateway's HTTP handler.
@@ -72,6 +83,10 @@ type Handler struct {
 	json    *jsonMarshaler
 	maxBody int64
 	ready   *readiness
+
+	signer      *auth.Signer
+	anonBody    int64
+	bodyTimeout time.Duration
 
 	// draining ends open live streams once shutdown begins, so that
 	// http.Server.Shutdown is not held up by them for the whole grace period.
@@ -98,9 +113,12 @@ func New(o Options) (*Handler, error) {
 	}
 
 	h := &Handler{
-		log:     o.Logger,
-		json:    newJSONMarshaler(),
-		maxBody: o.MaxBodyBytes,
+		log:         o.Logger,
+		json:        newJSONMarshaler(),
+		maxBody:     o.MaxBodyBytes,
+		signer:      o.Signer,
+		anonBody:    cmp.Or(o.AnonymousBodyBytes, DefaultAnonymousBodyBytes),
+		bodyTimeout: cmp.Or(o.BodyTimeout, DefaultBodyTimeout),
 	}
 	h.draining, h.drain = context.WithCancel(context.Background())
 
@@ -169,7 +187,10 @@ func New(o Options) (*Handler, error) {
 		pages = append(pages, page{route, web[route]})
 	}
 	if len(o.OpenAPI) > 0 {
-		pages = append(pages, page{"/openapi.json", serveOpenAPI(o.OpenAPI)})
+		pages = append(pages, page{"/openapi.json", serveDocument("openapi", o.OpenAPI)})
+	}
+	if len(o.AsyncAPI) > 0 {
+		pages = append(pages, page{"/asyncapi.json", serveDocument("asyncapi", o.AsyncAPI)})
 	}
 	if o.Metrics != nil {
 		pages = append(pages, page{"/metrics", o.Metrics.ServeHTTP})
@@ -184,10 +205,11 @@ func New(o Options) (*Handler, error) {
 	}
 
 	// Outermost first: tracing sees everything, the access log runs inside the
-	// span so its lines carry trace_id, and the body limit applies before
-	// routing.
+	// span so its lines carry trace_id, and the header checks and the body
+	// limit apply before routing.
 	var root http.Handler = mux
 	root = h.limitBody(root)
+	root = h.checkHeaders(root)
 	root = accessLog(h.log, root)
 	root = otelhttp.NewHandler(root, "gateway",
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
@@ -271,17 +293,4 @@ func serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-}
-
-// serveOpenAPI serves the OpenAPI document with a content-derived ETag, so
-// tools that poll it get 304 until the gateway is redeployed with a new one.
-func serveOpenAPI(spec []byte) http.HandlerFunc {
-	sum := sha256.Sum256(spec)
-	etag := `"openapi-` + hex.EncodeToString(sum[:8]) + `"`
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Header().Set("ETag", etag)
-		http.ServeContent(w, r, "openapi.json", time.Time{}, bytes.NewReader(spec))
-	}
 }

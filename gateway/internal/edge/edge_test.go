@@ -411,8 +411,8 @@ func TestPages(t *testing.T) {
 			if err := json.Unmarshal(body, &doc); err != nil {
 				t.Fatalf("GET /openapi.json: %v", err)
 			}
-			if _, ok := doc["swagger"]; !ok {
-				t.Errorf("GET /openapi.json has no \"swagger\" key")
+			if _, ok := doc["openapi"]; !ok {
+				t.Errorf("GET /openapi.json has no \"openapi\" key")
 			}
 		}},
 		{"/metrics", "", func(t *testing.T, body []byte) {
@@ -447,8 +447,8 @@ func TestEmbeddedOpenAPI(t *testing.T) {
 	if err := json.Unmarshal(openapi.Spec, &doc); err != nil {
 		t.Fatalf("openapi.Spec: %v", err)
 	}
-	if doc["swagger"] != "2.0" {
-		t.Errorf("openapi.Spec swagger = %v, want 2.0", doc["swagger"])
+	if doc["openapi"] != "3.1.0" {
+		t.Errorf("openapi.Spec openapi = %v, want 3.1.0", doc["openapi"])
 	}
 	s := newStack(t, func(_ *stack, o *edge.Options) { o.OpenAPI = openapi.Spec })
 	resp, body := s.do(t, "GET", "/openapi.json", nil, nil)

@@ -1,11 +1,14 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -40,9 +43,9 @@ const (
 
 // serveError is the mux's error handler: every failed call answers a JSON
 // google.rpc.Status with the HTTP status of its code, or of its reason.
-func (h *Handler) serveError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if tooLarge(r, err) {
-		h.writeStatus(w, http.StatusRequestEntityTooLarge, h.tooLargeStatus())
+func (h *Handler) serveError(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	if tooLarge(err) {
+		h.writeStatus(w, http.StatusRequestEntityTooLarge, tooLargeStatus(h.maxBody))
 		return
 	}
 	httpStatus := 0
@@ -50,6 +53,12 @@ func (h *Handler) serveError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 		httpStatus, err = hse.HTTPStatus, hse.Err
 	}
 	st := h.public(ctx, status.Convert(err))
+	if st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "message larger than max") {
+		// A service's request size cap (grpcx.MaxRequestBytes), reached by
+		// a body within the gateway's own limit.
+		httpStatus = http.StatusRequestEntityTooLarge
+		st = status.New(codes.InvalidArgument, "request is too large")
+	}
 	if httpStatus == 0 {
 		httpStatus = httpStatusOf(st)
 	}
@@ -72,11 +81,11 @@ func (h *Handler) serveRoutingError(_ context.Context, _ *runtime.ServeMux, _ ru
 	var st *status.Status
 	switch httpStatus {
 	case http.StatusNotFound:
-		st = status.Newf(codes.NotFound, "no such route: %s %s", r.Method, r.URL.Path)
+		st = status.Newf(codes.NotFound, "no such route: %s %s", r.Method, safePath(r.URL.Path))
 	case http.StatusMethodNotAllowed:
-		st = status.Newf(codes.Unimplemented, "method %s is not allowed on %s", r.Method, r.URL.Path)
+		st = status.Newf(codes.Unimplemented, "method %s is not allowed on %s", r.Method, safePath(r.URL.Path))
 	case http.StatusBadRequest:
-		st = status.Newf(codes.InvalidArgument, "malformed request path %q", r.URL.Path)
+		st = status.Newf(codes.InvalidArgument, "malformed request path %q", safePath(r.URL.Path))
 	default:
 		st = status.New(codes.Internal, msgInternal)
 	}
@@ -145,6 +154,60 @@ func (h *Handler) writeStatus(w http.ResponseWriter, httpStatus int, st *status.
 	_, _ = w.Write(append(buf, '\n'))
 }
 
-func (h *Handler) tooLargeStatus() *status.Status {
-	return status.New(codes.InvalidArgument, fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
+// errorHeaders ends the status line of the answers net/http writes itself,
+// before any handler runs, to requests it cannot parse. Answers from
+// handlers always carry a Date header and sort Connection before
+// Content-Type, so they never match.
+const errorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// serverErrorMessages are the messages of those answers, by status. The
+// server's own text may quote the offending bytes, so it is not passed on.
+var serverErrorMessages = map[int]string{
+	http.StatusBadRequest:                  "malformed HTTP request: check the request line and headers (control characters such as NUL or DEL are not allowed in headers)",
+	http.StatusRequestHeaderFieldsTooLarge: "request headers are too large",
+	http.StatusNotImplemented:              "unsupported transfer encoding",
+	http.StatusHTTPVersionNotSupported:     "unsupported HTTP version",
+	http.StatusExpectationFailed:           "unsupported Expect header",
+}
+
+// jsonServerError rewrites one of net/http's own plain-text error answers
+// as JSON google.rpc.Status; ok is false for anything else.
+func jsonServerError(p []byte) (out []byte, ok bool) {
+	if len(p) < 13 || !bytes.HasPrefix(p, []byte("HTTP/1.")) || p[8] != ' ' {
+		return nil, false
+	}
+	end := bytes.Index(p, []byte(errorHeaders))
+	if end < 0 || bytes.Contains(p[:end], []byte("\r\n")) {
+		return nil, false
+	}
+	code, err := strconv.Atoi(string(p[9:12]))
+	if err != nil || code < 400 {
+		return nil, false
+	}
+	msg, known := serverErrorMessages[code]
+	if !known {
+		msg = http.StatusText(code)
+	}
+	grpcCode := codes.InvalidArgument
+	if code >= 500 {
+		grpcCode = codes.Unimplemented
+	}
+	return rawResponse(code, status.New(grpcCode, msg), ""), true
+}
+
+// rawJSON marshals statuses written straight to a connection the way
+// writeStatus does.
+var rawJSON = newJSONMarshaler()
+
+// rawResponse is a whole HTTP/1.1 answer carrying st, that closes the
+// connection. extra holds more header lines, each ending in CRLF.
+func rawResponse(httpStatus int, st *status.Status, extra string) []byte {
+	body, err := rawJSON.Marshal(st.Proto())
+	if err != nil {
+		body = []byte(`{"code":13,"message":"internal error","details":[]}`)
+	}
+	body = append(body, '\n')
+	head := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: %d\r\n%s\r\n",
+		httpStatus, http.StatusText(httpStatus), len(body), extra)
+	return append([]byte(head), body...)
 }

@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// The web pages (the home page, the kitchen display, the delivery board) are
-// static files embedded in the binary (package gateway/web). They are public:
+// The web pages (the storefront at /, the menu manager, the kitchen display,
+// the delivery board) are static files embedded in the binary (package
+// gateway/web). They are public:
 // they hold no data and get everything they show from the authenticated API.
 // A page foo.html is served at /foo (index.html at /), every other file at
 // /web/<name>.

@@ -153,7 +153,7 @@ func newStack(t testing.TB, opts ...stackOption) *stack {
 		Order:        orderConn,
 		Logger:       logging.New(s.logs, "gateway", "debug"),
 		MaxBodyBytes: 1024,
-		OpenAPI:      []byte(`{"swagger":"2.0","info":{"title":"test"}}`),
+		OpenAPI:      []byte(`{"openapi":"3.1.0","info":{"title":"test"}}`),
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = io.WriteString(w, "# metrics\n")
 		}),

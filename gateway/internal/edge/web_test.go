@@ -56,7 +56,11 @@ func TestWebPages(t *testing.T) {
 		wantLinks []string // hrefs the page must have
 		wantIDs   []string // elements the page's script needs
 	}{
-		{"/", []string{"/kitchen", "/delivery", "/v1/menu", "/openapi.json"}, nil},
+		{"/", []string{"/kitchen", "/delivery", "/manage", "/v1/menu", "/openapi.json", "#/signin", "#/register"},
+			[]string{"main", "builder", "pizza-list", "size-list", "topping-list", "topping-limit", "price", "to-checkout",
+				"signin-form", "si-email", "si-password", "register-form", "rg-password", "checkout-form", "place",
+				"view-order", "order-body", "cancel", "orders-list", "orders-more", "signout"}},
+		{"/manage", []string{"/"}, []string{"signin-form", "token", "signout", "pizzas", "toppings", "add-pizza", "add-topping"}},
 		{"/kitchen", []string{"/"}, []string{"signin-form", "token", "signout", "conn", "banner", "col-queued", "col-baking", "recent", "toasts", "reject-dialog"}},
 		{"/delivery", []string{"/"}, []string{"signin-form", "token", "signout", "conn", "banner", "group-waiting", "group-out", "col-pickup", "recent", "toasts"}},
 	}

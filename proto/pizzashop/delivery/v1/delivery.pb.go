@@ -10,6 +10,7 @@
 package deliveryv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv3/options"
 	v11 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	v1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -867,7 +868,7 @@ var File_pizzashop_delivery_v1_delivery_proto protoreflect.FileDescriptor
 
 const file_pizzashop_delivery_v1_delivery_proto_rawDesc = "" +
 	"\n" +
-	"$pizzashop/delivery/v1/delivery.proto\x12\x15pizzashop.delivery.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1epizzashop/order/v1/order.proto\"\xb7\x05\n" +
+	"$pizzashop/delivery/v1/delivery.proto\x12\x15pizzashop.delivery.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1epizzashop/order/v1/order.proto\x1a.protoc-gen-openapiv3/options/annotations.proto\"\xb7\x05\n" +
 	"\bDelivery\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
 	"\x06status\x18\x02 \x01(\x0e2%.pizzashop.delivery.v1.DeliveryStatusR\x06status\x12A\n" +
@@ -925,14 +926,21 @@ const file_pizzashop_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x17DELIVERY_STATUS_WAITING\x10\x01\x12$\n" +
 	" DELIVERY_STATUS_OUT_FOR_DELIVERY\x10\x02\x12\x1d\n" +
 	"\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1d\n" +
-	"\x19DELIVERY_STATUS_PICKED_UP\x10\x042\xdf\a\n" +
-	"\x0fDeliveryService\x12\x8e\x01\n" +
-	"\x0eListDeliveries\x12,.pizzashop.delivery.v1.ListDeliveriesRequest\x1a-.pizzashop.delivery.v1.ListDeliveriesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/delivery/deliveries\x12\x94\x01\n" +
-	"\vGetDelivery\x12).pizzashop.delivery.v1.GetDeliveryRequest\x1a*.pizzashop.delivery.v1.GetDeliveryResponse\".\x82\xd3\xe4\x93\x02(b\bdelivery\x12\x1c/v1/delivery/deliveries/{id}\x12\xaf\x01\n" +
-	"\x10DispatchDelivery\x12..pizzashop.delivery.v1.DispatchDeliveryRequest\x1a/.pizzashop.delivery.v1.DispatchDeliveryResponse\":\x82\xd3\xe4\x93\x024:\x01*b\bdelivery\"%/v1/delivery/deliveries/{id}:dispatch\x12\xab\x01\n" +
-	"\x0fDeliverDelivery\x12-.pizzashop.delivery.v1.DeliverDeliveryRequest\x1a..pizzashop.delivery.v1.DeliverDeliveryResponse\"9\x82\xd3\xe4\x93\x023:\x01*b\bdelivery\"$/v1/delivery/deliveries/{id}:deliver\x12\xa7\x01\n" +
-	"\x0ePickupDelivery\x12,.pizzashop.delivery.v1.PickupDeliveryRequest\x1a-.pizzashop.delivery.v1.PickupDeliveryResponse\"8\x82\xd3\xe4\x93\x022:\x01*b\bdelivery\"#/v1/delivery/deliveries/{id}:pickup\x12\x99\x01\n" +
-	"\x0fWatchDeliveries\x12-.pizzashop.delivery.v1.WatchDeliveriesRequest\x1a..pizzashop.delivery.v1.WatchDeliveriesResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/delivery/deliveries:watch0\x01BGZEgithub.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1;deliveryv1b\x06proto3"
+	"\x19DELIVERY_STATUS_PICKED_UP\x10\x042\x9d\n" +
+	"\n" +
+	"\x0fDeliveryService\x12\xbd\x01\n" +
+	"\x0eListDeliveries\x12,.pizzashop.delivery.v1.ListDeliveriesRequest\x1a-.pizzashop.delivery.v1.ListDeliveriesResponse\"N\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f400 401 403 503\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/delivery/deliveries\x12\xc3\x01\n" +
+	"\vGetDelivery\x12).pizzashop.delivery.v1.GetDeliveryRequest\x1a*.pizzashop.delivery.v1.GetDeliveryResponse\"]\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f401 403 404 503\x82\xd3\xe4\x93\x02(b\bdelivery\x12\x1c/v1/delivery/deliveries/{id}\x12\xea\x01\n" +
+	"\x10DispatchDelivery\x12..pizzashop.delivery.v1.DispatchDeliveryRequest\x1a/.pizzashop.delivery.v1.DispatchDeliveryResponse\"u\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x024:\x01*b\bdelivery\"%/v1/delivery/deliveries/{id}:dispatch\x12\xe6\x01\n" +
+	"\x0fDeliverDelivery\x12-.pizzashop.delivery.v1.DeliverDeliveryRequest\x1a..pizzashop.delivery.v1.DeliverDeliveryResponse\"t\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x023:\x01*b\bdelivery\"$/v1/delivery/deliveries/{id}:deliver\x12\xe2\x01\n" +
+	"\x0ePickupDelivery\x12,.pizzashop.delivery.v1.PickupDeliveryRequest\x1a-.pizzashop.delivery.v1.PickupDeliveryResponse\"s\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x022:\x01*b\bdelivery\"#/v1/delivery/deliveries/{id}:pickup\x12\xc8\x01\n" +
+	"\x0fWatchDeliveries\x12-.pizzashop.delivery.v1.WatchDeliveriesRequest\x1a..pizzashop.delivery.v1.WatchDeliveriesResponse\"T\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f400 401 403 503\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/delivery/deliveries:watch0\x01BGZEgithub.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1;deliveryv1b\x06proto3"
 
 var (
 	file_pizzashop_delivery_v1_delivery_proto_rawDescOnce sync.Once

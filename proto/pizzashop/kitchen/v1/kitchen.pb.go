@@ -11,6 +11,7 @@
 package kitchenv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv3/options"
 	v1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	v11 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -964,7 +965,7 @@ var File_pizzashop_kitchen_v1_kitchen_proto protoreflect.FileDescriptor
 
 const file_pizzashop_kitchen_v1_kitchen_proto_rawDesc = "" +
 	"\n" +
-	"\"pizzashop/kitchen/v1/kitchen.proto\x12\x14pizzashop.kitchen.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1epizzashop/order/v1/order.proto\"\xfa\x04\n" +
+	"\"pizzashop/kitchen/v1/kitchen.proto\x12\x14pizzashop.kitchen.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1epizzashop/order/v1/order.proto\x1a.protoc-gen-openapiv3/options/annotations.proto\"\xfa\x04\n" +
 	"\x06Ticket\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12:\n" +
 	"\x06status\x18\x02 \x01(\x0e2\".pizzashop.kitchen.v1.TicketStatusR\x06status\x12\x1d\n" +
@@ -1026,15 +1027,22 @@ const file_pizzashop_kitchen_v1_kitchen_proto_rawDesc = "" +
 	"\x14TICKET_STATUS_BAKING\x10\x02\x12\x17\n" +
 	"\x13TICKET_STATUS_READY\x10\x03\x12\x1a\n" +
 	"\x16TICKET_STATUS_REJECTED\x10\x04\x12\x1b\n" +
-	"\x17TICKET_STATUS_CANCELLED\x10\x052\xda\a\n" +
-	"\x0eKitchenService\x12\x7f\n" +
-	"\vListTickets\x12(.pizzashop.kitchen.v1.ListTicketsRequest\x1a).pizzashop.kitchen.v1.ListTicketsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/kitchen/tickets\x12\x86\x01\n" +
-	"\tGetTicket\x12&.pizzashop.kitchen.v1.GetTicketRequest\x1a'.pizzashop.kitchen.v1.GetTicketResponse\"(\x82\xd3\xe4\x93\x02\"b\x06ticket\x12\x18/v1/kitchen/tickets/{id}\x12\x95\x01\n" +
-	"\vStartTicket\x12(.pizzashop.kitchen.v1.StartTicketRequest\x1a).pizzashop.kitchen.v1.StartTicketResponse\"1\x82\xd3\xe4\x93\x02+:\x01*b\x06ticket\"\x1e/v1/kitchen/tickets/{id}:start\x12\x95\x01\n" +
-	"\vReadyTicket\x12(.pizzashop.kitchen.v1.ReadyTicketRequest\x1a).pizzashop.kitchen.v1.ReadyTicketResponse\"1\x82\xd3\xe4\x93\x02+:\x01*b\x06ticket\"\x1e/v1/kitchen/tickets/{id}:ready\x12\x99\x01\n" +
-	"\fRejectTicket\x12).pizzashop.kitchen.v1.RejectTicketRequest\x1a*.pizzashop.kitchen.v1.RejectTicketResponse\"2\x82\xd3\xe4\x93\x02,:\x01*b\x06ticket\"\x1f/v1/kitchen/tickets/{id}:reject\x12e\n" +
-	"\fCancelTicket\x12).pizzashop.kitchen.v1.CancelTicketRequest\x1a*.pizzashop.kitchen.v1.CancelTicketResponse\x12\x8a\x01\n" +
-	"\fWatchTickets\x12).pizzashop.kitchen.v1.WatchTicketsRequest\x1a*.pizzashop.kitchen.v1.WatchTicketsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/kitchen/tickets:watch0\x01BEZCgithub.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1;kitchenv1b\x06proto3"
+	"\x17TICKET_STATUS_CANCELLED\x10\x052\x95\n" +
+	"\n" +
+	"\x0eKitchenService\x12\xae\x01\n" +
+	"\vListTickets\x12(.pizzashop.kitchen.v1.ListTicketsRequest\x1a).pizzashop.kitchen.v1.ListTicketsResponse\"J\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f400 401 403 503\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/kitchen/tickets\x12\xb5\x01\n" +
+	"\tGetTicket\x12&.pizzashop.kitchen.v1.GetTicketRequest\x1a'.pizzashop.kitchen.v1.GetTicketResponse\"W\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f401 403 404 503\x82\xd3\xe4\x93\x02\"b\x06ticket\x12\x18/v1/kitchen/tickets/{id}\x12\xd0\x01\n" +
+	"\vStartTicket\x12(.pizzashop.kitchen.v1.StartTicketRequest\x1a).pizzashop.kitchen.v1.StartTicketResponse\"l\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02+:\x01*b\x06ticket\"\x1e/v1/kitchen/tickets/{id}:start\x12\xd0\x01\n" +
+	"\vReadyTicket\x12(.pizzashop.kitchen.v1.ReadyTicketRequest\x1a).pizzashop.kitchen.v1.ReadyTicketResponse\"l\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02+:\x01*b\x06ticket\"\x1e/v1/kitchen/tickets/{id}:ready\x12\xd4\x01\n" +
+	"\fRejectTicket\x12).pizzashop.kitchen.v1.RejectTicketRequest\x1a*.pizzashop.kitchen.v1.RejectTicketResponse\"m\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02,:\x01*b\x06ticket\"\x1f/v1/kitchen/tickets/{id}:reject\x12e\n" +
+	"\fCancelTicket\x12).pizzashop.kitchen.v1.CancelTicketRequest\x1a*.pizzashop.kitchen.v1.CancelTicketResponse\x12\xb5\x01\n" +
+	"\fWatchTickets\x12).pizzashop.kitchen.v1.WatchTicketsRequest\x1a*.pizzashop.kitchen.v1.WatchTicketsResponse\"L\xfaP(B&\n" +
+	"\x15x-pizzashop-responses\x12\r\x1a\v401 403 503\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/kitchen/tickets:watch0\x01BEZCgithub.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1;kitchenv1b\x06proto3"
 
 var (
 	file_pizzashop_kitchen_v1_kitchen_proto_rawDescOnce sync.Once

@@ -11,7 +11,7 @@
 package menuv1
 
 import (
-	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv3/options"
 	v1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -1073,7 +1073,7 @@ var File_pizzashop_menu_v1_menu_proto protoreflect.FileDescriptor
 
 const file_pizzashop_menu_v1_menu_proto_rawDesc = "" +
 	"\n" +
-	"\x1cpizzashop/menu/v1/menu.proto\x12\x11pizzashop.menu.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"]\n" +
+	"\x1cpizzashop/menu/v1/menu.proto\x12\x11pizzashop.menu.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a.protoc-gen-openapiv3/options/annotations.proto\"]\n" +
 	"\tSizePrice\x12-\n" +
 	"\x04size\x18\x01 \x01(\x0e2\x19.pizzashop.common.v1.SizeR\x04size\x12!\n" +
 	"\famount_minor\x18\x02 \x01(\x03R\vamountMinor\"\xde\x01\n" +
@@ -1138,20 +1138,29 @@ const file_pizzashop_menu_v1_menu_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"M\n" +
 	"\x15UpdateToppingResponse\x124\n" +
-	"\atopping\x18\x01 \x01(\v2\x1a.pizzashop.menu.v1.ToppingR\atopping2\xb5\x06\n" +
-	"\vMenuService\x12h\n" +
-	"\aGetMenu\x12!.pizzashop.menu.v1.GetMenuRequest\x1a\".pizzashop.menu.v1.GetMenuResponse\"\x16\x82\xd3\xe4\x93\x02\x10b\x04menu\x12\b/v1/menu\x12t\n" +
+	"\atopping\x18\x01 \x01(\v2\x1a.pizzashop.menu.v1.ToppingR\atopping2\x90\t\n" +
+	"\vMenuService\x12\xb8\x01\n" +
+	"\aGetMenu\x12!.pizzashop.menu.v1.GetMenuRequest\x1a\".pizzashop.menu.v1.GetMenuResponse\"f\xfaPMB%\n" +
+	"\x12x-pizzashop-header\x12\x0f\x1a\rIf-None-MatchB\"\n" +
+	"\x15x-pizzashop-responses\x12\t\x1a\a304 503J\x00\x82\xd3\xe4\x93\x02\x10b\x04menu\x12\b/v1/menu\x12\xa1\x01\n" +
 	"\n" +
-	"PriceOrder\x12$.pizzashop.menu.v1.PriceOrderRequest\x1a%.pizzashop.menu.v1.PriceOrderResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/menu:price\x12\x83\x01\n" +
-	"\vCreatePizza\x12%.pizzashop.menu.v1.CreatePizzaRequest\x1a&.pizzashop.menu.v1.CreatePizzaResponse\"%\x82\xd3\xe4\x93\x02\x1f:\x05pizzab\x05pizza\"\x0f/v1/menu/pizzas\x12\x8e\x01\n" +
-	"\vUpdatePizza\x12%.pizzashop.menu.v1.UpdatePizzaRequest\x1a&.pizzashop.menu.v1.UpdatePizzaResponse\"0\x82\xd3\xe4\x93\x02*:\x05pizzab\x05pizza2\x1a/v1/menu/pizzas/{pizza.id}\x12\x8f\x01\n" +
-	"\rCreateTopping\x12'.pizzashop.menu.v1.CreateToppingRequest\x1a(.pizzashop.menu.v1.CreateToppingResponse\"+\x82\xd3\xe4\x93\x02%:\atoppingb\atopping\"\x11/v1/menu/toppings\x12\x9c\x01\n" +
-	"\rUpdateTopping\x12'.pizzashop.menu.v1.UpdateToppingRequest\x1a(.pizzashop.menu.v1.UpdateToppingResponse\"8\x82\xd3\xe4\x93\x022:\atoppingb\atopping2\x1e/v1/menu/toppings/{topping.id}B\x9f\x03\x92A\xdc\x02\x12\xd5\x01\n" +
-	"\rPizzashop API\x12\xb0\x01Order one pizza for delivery or pickup, follow it live, and run the kitchen and the delivery board. Send `Authorization: Bearer <token>`; `make token` prints one for local use.*\f\n" +
+	"PriceOrder\x12$.pizzashop.menu.v1.PriceOrderRequest\x1a%.pizzashop.menu.v1.PriceOrderResponse\"F\xfaP*B&\n" +
+	"\x15x-pizzashop-responses\x12\r\x1a\v400 413 503J\x00\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/menu:price\x12\xba\x01\n" +
+	"\vCreatePizza\x12%.pizzashop.menu.v1.CreatePizzaRequest\x1a&.pizzashop.menu.v1.CreatePizzaResponse\"\\\xfaP4B2\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 409 413 503\x82\xd3\xe4\x93\x02\x1f:\x05pizzab\x05pizza\"\x0f/v1/menu/pizzas\x12\xc5\x01\n" +
+	"\vUpdatePizza\x12%.pizzashop.menu.v1.UpdatePizzaRequest\x1a&.pizzashop.menu.v1.UpdatePizzaResponse\"g\xfaP4B2\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 404 413 503\x82\xd3\xe4\x93\x02*:\x05pizzab\x05pizza2\x1a/v1/menu/pizzas/{pizza.id}\x12\xc6\x01\n" +
+	"\rCreateTopping\x12'.pizzashop.menu.v1.CreateToppingRequest\x1a(.pizzashop.menu.v1.CreateToppingResponse\"b\xfaP4B2\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 409 413 503\x82\xd3\xe4\x93\x02%:\atoppingb\atopping\"\x11/v1/menu/toppings\x12\xd3\x01\n" +
+	"\rUpdateTopping\x12'.pizzashop.menu.v1.UpdateToppingRequest\x1a(.pizzashop.menu.v1.UpdateToppingResponse\"o\xfaP4B2\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 404 413 503\x82\xd3\xe4\x93\x022:\atoppingb\atopping2\x1e/v1/menu/toppings/{topping.id}B\x97\x04\xfaP\xd4\x03\n" +
+	"\xe7\x02\n" +
+	"\rPizzashop API\x1a\xb6\x02Order one pizza for delivery or pickup, follow it live, and run the kitchen and the delivery board. Send `Authorization: Bearer <token>`: register or sign in for a customer token; `make token` prints a staff one for local use. Errors are JSON `google.rpc.Status` bodies whose message names the offending field.2\x18\n" +
 	"\n" +
-	"Apache-2.02\x031.0*\x02\x01\x022\x10application/json:\x10application/jsonZL\n" +
-	"J\n" +
-	"\x06bearer\x12@\b\x02\x12+A signed Pizzashop token: `Bearer <token>`.\x1a\rAuthorization \x02b\f\n" +
+	"Apache-2.0\x12\n" +
+	"Apache-2.0:\x031.02Z\n" +
+	"X\n" +
+	"\x06bearer\x12N\b\x02\x12BA signed Pizzashop token (HS256) naming the caller and their role.*\x06bearer:\f\n" +
 	"\n" +
 	"\n" +
 	"\x06bearer\x12\x00Z=github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1;menuv1b\x06proto3"

@@ -7,6 +7,7 @@
 package orderv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv3/options"
 	v1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -125,7 +126,10 @@ type RegisterCustomerRequest struct {
 	// Phone. Required.
 	Phone string `protobuf:"bytes,3,opt,name=phone,proto3" json:"phone,omitempty"`
 	// Default delivery address. Optional.
-	Address       *v1.Address `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	Address *v1.Address `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	// Password for signing in later, 8 to 128 characters. Required. The
+	// server keeps only a salted, memory-hard hash of it.
+	Password      string `protobuf:"bytes,5,opt,name=password,proto3" json:"password,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +190,13 @@ func (x *RegisterCustomerRequest) GetAddress() *v1.Address {
 		return x.Address
 	}
 	return nil
+}
+
+func (x *RegisterCustomerRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
 }
 
 // RegisterCustomerResponse carries the customer and their credential.
@@ -335,11 +346,130 @@ func (x *GetCurrentCustomerResponse) GetCustomer() *Customer {
 	return nil
 }
 
+// SignInRequest is a returning customer's email and password.
+type SignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Email given at registration. Required.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// Password given at registration. Required.
+	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInRequest) Reset() {
+	*x = SignInRequest{}
+	mi := &file_pizzashop_order_v1_customer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInRequest) ProtoMessage() {}
+
+func (x *SignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pizzashop_order_v1_customer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
+func (*SignInRequest) Descriptor() ([]byte, []int) {
+	return file_pizzashop_order_v1_customer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SignInRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *SignInRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// SignInResponse carries the customer and a fresh credential.
+type SignInResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customer.
+	Customer *Customer `protobuf:"bytes,1,opt,name=customer,proto3" json:"customer,omitempty"`
+	// Send as "Authorization: Bearer <token>".
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// When the token stops working; sign in again after it.
+	TokenExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=token_expire_time,json=tokenExpireTime,proto3" json:"token_expire_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SignInResponse) Reset() {
+	*x = SignInResponse{}
+	mi := &file_pizzashop_order_v1_customer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInResponse) ProtoMessage() {}
+
+func (x *SignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pizzashop_order_v1_customer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInResponse.ProtoReflect.Descriptor instead.
+func (*SignInResponse) Descriptor() ([]byte, []int) {
+	return file_pizzashop_order_v1_customer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SignInResponse) GetCustomer() *Customer {
+	if x != nil {
+		return x.Customer
+	}
+	return nil
+}
+
+func (x *SignInResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *SignInResponse) GetTokenExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TokenExpireTime
+	}
+	return nil
+}
+
 var File_pizzashop_order_v1_customer_proto protoreflect.FileDescriptor
 
 const file_pizzashop_order_v1_customer_proto_rawDesc = "" +
 	"\n" +
-	"!pizzashop/order/v1/customer.proto\x12\x12pizzashop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\"\xcf\x01\n" +
+	"!pizzashop/order/v1/customer.proto\x12\x12pizzashop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a.protoc-gen-openapiv3/options/annotations.proto\"\xcf\x01\n" +
 	"\bCustomer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -347,22 +477,34 @@ const file_pizzashop_order_v1_customer_proto_rawDesc = "" +
 	"\x05phone\x18\x04 \x01(\tR\x05phone\x126\n" +
 	"\aaddress\x18\x05 \x01(\v2\x1c.pizzashop.common.v1.AddressR\aaddress\x12;\n" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x91\x01\n" +
+	"createTime\"\xad\x01\n" +
 	"\x17RegisterCustomerRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n" +
 	"\x05phone\x18\x03 \x01(\tR\x05phone\x126\n" +
-	"\aaddress\x18\x04 \x01(\v2\x1c.pizzashop.common.v1.AddressR\aaddress\"\xb2\x01\n" +
+	"\aaddress\x18\x04 \x01(\v2\x1c.pizzashop.common.v1.AddressR\aaddress\x12\x1a\n" +
+	"\bpassword\x18\x05 \x01(\tR\bpassword\"\xb2\x01\n" +
 	"\x18RegisterCustomerResponse\x128\n" +
 	"\bcustomer\x18\x01 \x01(\v2\x1c.pizzashop.order.v1.CustomerR\bcustomer\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12F\n" +
 	"\x11token_expire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokenExpireTime\"\x1b\n" +
 	"\x19GetCurrentCustomerRequest\"V\n" +
 	"\x1aGetCurrentCustomerResponse\x128\n" +
-	"\bcustomer\x18\x01 \x01(\v2\x1c.pizzashop.order.v1.CustomerR\bcustomer2\xb5\x02\n" +
-	"\x0fCustomerService\x12\x87\x01\n" +
-	"\x10RegisterCustomer\x12+.pizzashop.order.v1.RegisterCustomerRequest\x1a,.pizzashop.order.v1.RegisterCustomerResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/customers\x12\x97\x01\n" +
-	"\x12GetCurrentCustomer\x12-.pizzashop.order.v1.GetCurrentCustomerRequest\x1a..pizzashop.order.v1.GetCurrentCustomerResponse\"\"\x82\xd3\xe4\x93\x02\x1cb\bcustomer\x12\x10/v1/customers/meBAZ?github.com/pizzashop/pizzashop/proto/pizzashop/order/v1;orderv1b\x06proto3"
+	"\bcustomer\x18\x01 \x01(\v2\x1c.pizzashop.order.v1.CustomerR\bcustomer\"A\n" +
+	"\rSignInRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\xa8\x01\n" +
+	"\x0eSignInResponse\x128\n" +
+	"\bcustomer\x18\x01 \x01(\v2\x1c.pizzashop.order.v1.CustomerR\bcustomer\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12F\n" +
+	"\x11token_expire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokenExpireTime2\xbd\x04\n" +
+	"\x0fCustomerService\x12\xb8\x01\n" +
+	"\x10RegisterCustomer\x12+.pizzashop.order.v1.RegisterCustomerRequest\x1a,.pizzashop.order.v1.RegisterCustomerResponse\"I\xfaP.B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f400 409 413 503J\x00\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/v1/customers\x12\xa5\x01\n" +
+	"\x06SignIn\x12!.pizzashop.order.v1.SignInRequest\x1a\".pizzashop.order.v1.SignInResponse\"T\xfaP2B.\n" +
+	"\x15x-pizzashop-responses\x12\x15\x1a\x13400 401 413 429 503J\x00\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/customers:signIn\x12\xc6\x01\n" +
+	"\x12GetCurrentCustomer\x12-.pizzashop.order.v1.GetCurrentCustomerRequest\x1a..pizzashop.order.v1.GetCurrentCustomerResponse\"Q\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f401 403 404 503\x82\xd3\xe4\x93\x02\x1cb\bcustomer\x12\x10/v1/customers/meBAZ?github.com/pizzashop/pizzashop/proto/pizzashop/order/v1;orderv1b\x06proto3"
 
 var (
 	file_pizzashop_order_v1_customer_proto_rawDescOnce sync.Once
@@ -376,32 +518,38 @@ func file_pizzashop_order_v1_customer_proto_rawDescGZIP() []byte {
 	return file_pizzashop_order_v1_customer_proto_rawDescData
 }
 
-var file_pizzashop_order_v1_customer_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_pizzashop_order_v1_customer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_pizzashop_order_v1_customer_proto_goTypes = []any{
 	(*Customer)(nil),                   // 0: pizzashop.order.v1.Customer
 	(*RegisterCustomerRequest)(nil),    // 1: pizzashop.order.v1.RegisterCustomerRequest
 	(*RegisterCustomerResponse)(nil),   // 2: pizzashop.order.v1.RegisterCustomerResponse
 	(*GetCurrentCustomerRequest)(nil),  // 3: pizzashop.order.v1.GetCurrentCustomerRequest
 	(*GetCurrentCustomerResponse)(nil), // 4: pizzashop.order.v1.GetCurrentCustomerResponse
-	(*v1.Address)(nil),                 // 5: pizzashop.common.v1.Address
-	(*timestamppb.Timestamp)(nil),      // 6: google.protobuf.Timestamp
+	(*SignInRequest)(nil),              // 5: pizzashop.order.v1.SignInRequest
+	(*SignInResponse)(nil),             // 6: pizzashop.order.v1.SignInResponse
+	(*v1.Address)(nil),                 // 7: pizzashop.common.v1.Address
+	(*timestamppb.Timestamp)(nil),      // 8: google.protobuf.Timestamp
 }
 var file_pizzashop_order_v1_customer_proto_depIdxs = []int32{
-	5, // 0: pizzashop.order.v1.Customer.address:type_name -> pizzashop.common.v1.Address
-	6, // 1: pizzashop.order.v1.Customer.create_time:type_name -> google.protobuf.Timestamp
-	5, // 2: pizzashop.order.v1.RegisterCustomerRequest.address:type_name -> pizzashop.common.v1.Address
-	0, // 3: pizzashop.order.v1.RegisterCustomerResponse.customer:type_name -> pizzashop.order.v1.Customer
-	6, // 4: pizzashop.order.v1.RegisterCustomerResponse.token_expire_time:type_name -> google.protobuf.Timestamp
-	0, // 5: pizzashop.order.v1.GetCurrentCustomerResponse.customer:type_name -> pizzashop.order.v1.Customer
-	1, // 6: pizzashop.order.v1.CustomerService.RegisterCustomer:input_type -> pizzashop.order.v1.RegisterCustomerRequest
-	3, // 7: pizzashop.order.v1.CustomerService.GetCurrentCustomer:input_type -> pizzashop.order.v1.GetCurrentCustomerRequest
-	2, // 8: pizzashop.order.v1.CustomerService.RegisterCustomer:output_type -> pizzashop.order.v1.RegisterCustomerResponse
-	4, // 9: pizzashop.order.v1.CustomerService.GetCurrentCustomer:output_type -> pizzashop.order.v1.GetCurrentCustomerResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	7,  // 0: pizzashop.order.v1.Customer.address:type_name -> pizzashop.common.v1.Address
+	8,  // 1: pizzashop.order.v1.Customer.create_time:type_name -> google.protobuf.Timestamp
+	7,  // 2: pizzashop.order.v1.RegisterCustomerRequest.address:type_name -> pizzashop.common.v1.Address
+	0,  // 3: pizzashop.order.v1.RegisterCustomerResponse.customer:type_name -> pizzashop.order.v1.Customer
+	8,  // 4: pizzashop.order.v1.RegisterCustomerResponse.token_expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 5: pizzashop.order.v1.GetCurrentCustomerResponse.customer:type_name -> pizzashop.order.v1.Customer
+	0,  // 6: pizzashop.order.v1.SignInResponse.customer:type_name -> pizzashop.order.v1.Customer
+	8,  // 7: pizzashop.order.v1.SignInResponse.token_expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 8: pizzashop.order.v1.CustomerService.RegisterCustomer:input_type -> pizzashop.order.v1.RegisterCustomerRequest
+	5,  // 9: pizzashop.order.v1.CustomerService.SignIn:input_type -> pizzashop.order.v1.SignInRequest
+	3,  // 10: pizzashop.order.v1.CustomerService.GetCurrentCustomer:input_type -> pizzashop.order.v1.GetCurrentCustomerRequest
+	2,  // 11: pizzashop.order.v1.CustomerService.RegisterCustomer:output_type -> pizzashop.order.v1.RegisterCustomerResponse
+	6,  // 12: pizzashop.order.v1.CustomerService.SignIn:output_type -> pizzashop.order.v1.SignInResponse
+	4,  // 13: pizzashop.order.v1.CustomerService.GetCurrentCustomer:output_type -> pizzashop.order.v1.GetCurrentCustomerResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pizzashop_order_v1_customer_proto_init() }
@@ -415,7 +563,7 @@ func file_pizzashop_order_v1_customer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pizzashop_order_v1_customer_proto_rawDesc), len(file_pizzashop_order_v1_customer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	CustomerService_RegisterCustomer_FullMethodName   = "/pizzashop.order.v1.CustomerService/RegisterCustomer"
+	CustomerService_SignIn_FullMethodName             = "/pizzashop.order.v1.CustomerService/SignIn"
 	CustomerService_GetCurrentCustomer_FullMethodName = "/pizzashop.order.v1.CustomerService/GetCurrentCustomer"
 )
 
@@ -27,11 +28,17 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// CustomerService registers customers and hands them a credential.
+// CustomerService registers customers, signs them in and hands them a
+// credential.
 type CustomerServiceClient interface {
 	// RegisterCustomer creates a customer and returns a signed customer token.
 	// No credential is needed.
 	RegisterCustomer(ctx context.Context, in *RegisterCustomerRequest, opts ...grpc.CallOption) (*RegisterCustomerResponse, error)
+	// SignIn checks a customer's email and password and returns a fresh
+	// customer token. No credential is needed. An unknown email and a wrong
+	// password get the same UNAUTHENTICATED answer; repeated failures for one
+	// email or from one client are refused with RESOURCE_EXHAUSTED for a while.
+	SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error)
 	// GetCurrentCustomer returns the customer named by the caller's credential.
 	GetCurrentCustomer(ctx context.Context, in *GetCurrentCustomerRequest, opts ...grpc.CallOption) (*GetCurrentCustomerResponse, error)
 }
@@ -54,6 +61,16 @@ func (c *customerServiceClient) RegisterCustomer(ctx context.Context, in *Regist
 	return out, nil
 }
 
+func (c *customerServiceClient) SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SignInResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignInResponse)
+	err := c.cc.Invoke(ctx, CustomerService_SignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *customerServiceClient) GetCurrentCustomer(ctx context.Context, in *GetCurrentCustomerRequest, opts ...grpc.CallOption) (*GetCurrentCustomerResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetCurrentCustomerResponse)
@@ -68,11 +85,17 @@ func (c *customerServiceClient) GetCurrentCustomer(ctx context.Context, in *GetC
 // All implementations must embed UnimplementedCustomerServiceServer
 // for forward compatibility.
 //
-// CustomerService registers customers and hands them a credential.
+// CustomerService registers customers, signs them in and hands them a
+// credential.
 type CustomerServiceServer interface {
 	// RegisterCustomer creates a customer and returns a signed customer token.
 	// No credential is needed.
 	RegisterCustomer(context.Context, *RegisterCustomerRequest) (*RegisterCustomerResponse, error)
+	// SignIn checks a customer's email and password and returns a fresh
+	// customer token. No credential is needed. An unknown email and a wrong
+	// password get the same UNAUTHENTICATED answer; repeated failures for one
+	// email or from one client are refused with RESOURCE_EXHAUSTED for a while.
+	SignIn(context.Context, *SignInRequest) (*SignInResponse, error)
 	// GetCurrentCustomer returns the customer named by the caller's credential.
 	GetCurrentCustomer(context.Context, *GetCurrentCustomerRequest) (*GetCurrentCustomerResponse, error)
 	mustEmbedUnimplementedCustomerServiceServer()
@@ -87,6 +110,9 @@ type UnimplementedCustomerServiceServer struct{}
 
 func (UnimplementedCustomerServiceServer) RegisterCustomer(context.Context, *RegisterCustomerRequest) (*RegisterCustomerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterCustomer not implemented")
+}
+func (UnimplementedCustomerServiceServer) SignIn(context.Context, *SignInRequest) (*SignInResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignIn not implemented")
 }
 func (UnimplementedCustomerServiceServer) GetCurrentCustomer(context.Context, *GetCurrentCustomerRequest) (*GetCurrentCustomerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCurrentCustomer not implemented")
@@ -130,6 +156,24 @@ func _CustomerService_RegisterCustomer_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CustomerService_SignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustomerServiceServer).SignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CustomerService_SignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustomerServiceServer).SignIn(ctx, req.(*SignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CustomerService_GetCurrentCustomer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCurrentCustomerRequest)
 	if err := dec(in); err != nil {
@@ -158,6 +202,10 @@ var CustomerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterCustomer",
 			Handler:    _CustomerService_RegisterCustomer_Handler,
+		},
+		{
+			MethodName: "SignIn",
+			Handler:    _CustomerService_SignIn_Handler,
 		},
 		{
 			MethodName: "GetCurrentCustomer",

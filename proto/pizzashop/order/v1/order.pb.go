@@ -10,7 +10,7 @@
 package orderv1
 
 import (
-	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv3/options"
 	v1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	v11 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -1065,7 +1065,7 @@ var File_pizzashop_order_v1_order_proto protoreflect.FileDescriptor
 
 const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\n" +
-	"\x1epizzashop/order/v1/order.proto\x12\x12pizzashop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1cpizzashop/menu/v1/menu.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"v\n" +
+	"\x1epizzashop/order/v1/order.proto\x12\x12pizzashop.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a pizzashop/common/v1/common.proto\x1a\x1cpizzashop/menu/v1/menu.proto\x1a.protoc-gen-openapiv3/options/annotations.proto\"v\n" +
 	"\tOrderItem\x12\x19\n" +
 	"\bpizza_id\x18\x01 \x01(\tR\apizzaId\x12-\n" +
 	"\x04size\x18\x02 \x01(\x0e2\x19.pizzashop.common.v1.SizeR\x04size\x12\x1f\n" +
@@ -1144,19 +1144,23 @@ const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PAYMENT_METHOD_CASH\x10\x01\x12\x17\n" +
-	"\x13PAYMENT_METHOD_CARD\x10\x022\xd6\x06\n" +
-	"\fOrderService\x12\xd4\x02\n" +
-	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"\xf3\x01\x92A\xd3\x01r\xd0\x01\n" +
-	"\xcd\x01\n" +
-	"\x0fIdempotency-Key\x12\xb7\x01Makes retries safe: the same key and body return the original order (kept 24 hours); another body answers 422; a request still in flight answers 409. At most 200 printable characters.\x18\x01\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
-	"/v1/orders\x12u\n" +
-	"\bGetOrder\x12#.pizzashop.order.v1.GetOrderRequest\x1a$.pizzashop.order.v1.GetOrderResponse\"\x1e\x82\xd3\xe4\x93\x02\x18b\x05order\x12\x0f/v1/orders/{id}\x12o\n" +
+	"\x13PAYMENT_METHOD_CARD\x10\x022\xa2\a\n" +
+	"\fOrderService\x12\xe1\x01\n" +
+	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"\x80\x01\xfaPaB'\n" +
+	"\x12x-pizzashop-header\x12\x11\x1a\x0fIdempotency-KeyB6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 409 413 422 503\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
+	"/v1/orders\x12\xa0\x01\n" +
+	"\bGetOrder\x12#.pizzashop.order.v1.GetOrderRequest\x1a$.pizzashop.order.v1.GetOrderResponse\"I\xfaP(B&\n" +
+	"\x15x-pizzashop-responses\x12\r\x1a\v401 404 503\x82\xd3\xe4\x93\x02\x18b\x05order\x12\x0f/v1/orders/{id}\x12\x9a\x01\n" +
 	"\n" +
-	"ListOrders\x12%.pizzashop.order.v1.ListOrdersRequest\x1a&.pizzashop.order.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/orders\x12\x88\x01\n" +
-	"\vCancelOrder\x12&.pizzashop.order.v1.CancelOrderRequest\x1a'.pizzashop.order.v1.CancelOrderResponse\"(\x82\xd3\xe4\x93\x02\":\x01*b\x05order\"\x16/v1/orders/{id}:cancel\x12|\n" +
+	"ListOrders\x12%.pizzashop.order.v1.ListOrdersRequest\x1a&.pizzashop.order.v1.ListOrdersResponse\"=\xfaP(B&\n" +
+	"\x15x-pizzashop-responses\x12\r\x1a\v400 401 503\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/orders\x12\xc3\x01\n" +
+	"\vCancelOrder\x12&.pizzashop.order.v1.CancelOrderRequest\x1a'.pizzashop.order.v1.CancelOrderResponse\"c\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02\":\x01*b\x05order\"\x16/v1/orders/{id}:cancel\x12\xa7\x01\n" +
 	"\n" +
-	"WatchOrder\x12%.pizzashop.order.v1.WatchOrderRequest\x1a&.pizzashop.order.v1.WatchOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{id}:watch0\x01BAZ?github.com/pizzashop/pizzashop/proto/pizzashop/order/v1;orderv1b\x06proto3"
+	"WatchOrder\x12%.pizzashop.order.v1.WatchOrderRequest\x1a&.pizzashop.order.v1.WatchOrderResponse\"H\xfaP(B&\n" +
+	"\x15x-pizzashop-responses\x12\r\x1a\v401 404 503\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{id}:watch0\x01BAZ?github.com/pizzashop/pizzashop/proto/pizzashop/order/v1;orderv1b\x06proto3"
 
 var (
 	file_pizzashop_order_v1_order_proto_rawDescOnce sync.Once

@@ -36,6 +36,9 @@ type Server struct {
 	// (grpcx.DefaultKeepAlive when zero).
 	KeepAlive time.Duration
 	closeOnce sync.Once
+
+	// boards shares the board streams' snapshots (watch.go).
+	boards boards
 }
 
 // NewServer returns the delivery server. conn feeds the board streams.

@@ -1,10 +1,13 @@
 package deliveryapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"sync"
 	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
 
 	"github.com/nats-io/nats.go"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
@@ -22,16 +25,50 @@ const (
 	watchBuffer = 256
 	// snapshotPage is how many open deliveries one store read fetches.
 	snapshotPage = 200
+	// snapshotTimeout bounds one shared snapshot read.
+	snapshotTimeout = 5 * time.Second
 	// reconnectCheck is how often a stream checks whether the NATS
 	// connection was re-established, losing the changes published while
 	// it was down.
 	reconnectCheck = time.Second
 )
 
+// boards holds the snapshot reads the board streams share, one per
+// fulfillment filter.
+type boards struct {
+	once  sync.Once
+	snaps *grpcx.Snapshots[delivery.Fulfillment, []delivery.Delivery]
+}
+
+// snapshot returns the open deliveries of fulfillment only (0: all), read
+// after the call began, sharing the read with every board of the same
+// filter asking meanwhile. The deliveries must not be changed.
+func (b *boards) snapshot(ctx context.Context, store *deliverydb.Store, only delivery.Fulfillment) ([]delivery.Delivery, error) {
+	b.once.Do(func() {
+		b.snaps = grpcx.NewSnapshots(snapshotTimeout, func(ctx context.Context, only delivery.Fulfillment) ([]delivery.Delivery, error) {
+			f := deliverydb.Filter{Statuses: delivery.OpenStatuses, Fulfillment: only}
+			var all []delivery.Delivery
+			var after *delivery.Delivery
+			for {
+				page, err := store.List(ctx, f, snapshotPage, after)
+				if err != nil {
+					return nil, err
+				}
+				all = append(all, page...)
+				if len(page) < snapshotPage {
+					return all, nil
+				}
+				after = &page[len(page)-1]
+			}
+		})
+	})
+	return b.snaps.Get(ctx, only)
+}
+
 // WatchDeliveries sends the open deliveries of the requested fulfillment,
 // then every change to a delivery of that fulfillment. A board that falls
 // behind, or whose changes were lost while NATS was away, gets a fresh
-// snapshot.
+// snapshot, shared with the boards asking at about the same time.
 func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream deliveryv1.DeliveryService_WatchDeliveriesServer) error {
 	only, err := fulfillmentFilter("fulfillment", req.GetFulfillment())
 	if err != nil {
@@ -88,22 +125,14 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 	snapshot := func() error {
 		held := open
 		open = map[string]bool{}
-		f := deliverydb.Filter{Statuses: delivery.OpenStatuses, Fulfillment: only}
-		var after *delivery.Delivery
-		for {
-			page, err := s.store.List(ctx, f, snapshotPage, after)
-			if err != nil {
+		all, err := s.boards.snapshot(ctx, s.store, only)
+		if err != nil {
+			return err
+		}
+		for _, d := range all {
+			if err := send(toProto(d), true); err != nil {
 				return err
 			}
-			for _, d := range page {
-				if err := send(toProto(d), true); err != nil {
-					return err
-				}
-			}
-			if len(page) < snapshotPage {
-				break
-			}
-			after = &page[len(page)-1]
 		}
 		// A delivery the board holds as open that closed while its change
 		// was lost: send how it ended.

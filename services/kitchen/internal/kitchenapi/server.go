@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/errs"
-	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"github.com/pizzashop/pizzashop/pkg/ids"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
@@ -51,6 +50,9 @@ type Server struct {
 		n  int
 		at time.Time
 	}
+
+	// displays shares the display streams' snapshots (watch.go).
+	displays displays
 }
 
 // queueTTL is how long a counted queue length is trusted; inserts by this
@@ -298,81 +300,4 @@ func (s *Server) CancelTicket(ctx context.Context, req *kitchenv1.CancelTicketRe
 		return nil, err
 	}
 	return &kitchenv1.CancelTicketResponse{Ticket: toProto(t)}, nil
-}
-
-// WatchTickets sends the open tickets, then every ticket change.
-func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1.KitchenService_WatchTicketsServer) error {
-	ctx := stream.Context()
-	events := make(chan *kitchenv1.Ticket, 256)
-	overflow := make(chan struct{}, 1)
-	sub, err := s.conn.Subscribe("kitchen.*.*", func(m *nats.Msg) {
-		var ev kitchenv1.TicketStatusChanged
-		if proto.Unmarshal(m.Data, &ev) != nil {
-			return
-		}
-		select {
-		case events <- ev.GetTicket():
-		default:
-			select {
-			case overflow <- struct{}{}:
-			default:
-			}
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("subscribe kitchen events: %w", err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// Make sure the server has the subscription before reading the snapshot.
-	if err := s.conn.FlushTimeout(5 * time.Second); err != nil {
-		return fmt.Errorf("subscribe kitchen events: %w", err)
-	}
-
-	seen := map[string]int64{}
-	snapshot := func() error {
-		open, err := s.store.List(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking}, 1000, nil)
-		if err != nil {
-			return err
-		}
-		for _, t := range open {
-			seen[t.ID] = t.Revision
-			if err := stream.Send(&kitchenv1.WatchTicketsResponse{Ticket: toProto(t), Snapshot: true}); err != nil {
-				return err
-			}
-		}
-		return stream.Send(&kitchenv1.WatchTicketsResponse{SnapshotComplete: true})
-	}
-	// Subscribed first, so nothing falls between the snapshot and the changes.
-	if err := snapshot(); err != nil {
-		return err
-	}
-	idle := grpcx.NewIdle(s.opts.KeepAlive)
-	defer idle.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-idle.C:
-			if idle.Due() {
-				if err := stream.Send(&kitchenv1.WatchTicketsResponse{}); err != nil {
-					return err
-				}
-			}
-		case <-overflow:
-			// Too slow to keep up: start over from a fresh snapshot.
-			if err := snapshot(); err != nil {
-				return err
-			}
-			idle.Sent()
-		case t := <-events:
-			if t.GetRevision() <= seen[t.GetId()] {
-				continue
-			}
-			seen[t.GetId()] = t.GetRevision()
-			if err := stream.Send(&kitchenv1.WatchTicketsResponse{Ticket: t}); err != nil {
-				return err
-			}
-			idle.Sent()
-		}
-	}
 }

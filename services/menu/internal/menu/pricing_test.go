@@ -2,6 +2,7 @@ package menu_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +254,17 @@ func TestMenuUpdateTime(t *testing.T) {
 	}
 	if got := (menu.Menu{}).UpdateTime(); !got.IsZero() {
 		t.Errorf("empty Menu.UpdateTime() = %v, want zero", got)
+	}
+}
+
+func TestPriceLooksAtFewToppings(t *testing.T) {
+	m := testMenu()
+	ids := make([]string, 10_000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("nope-%d", i)
+	}
+	_, err := m.Price("margherita", menu.SizeSmall, ids)
+	if n := len(errs.Fields(err)); n > menu.MaxToppings+2 {
+		t.Errorf("Price(10,000 unknown toppings) reported %d problems, want at most %d", n, menu.MaxToppings+2)
 	}
 }

@@ -3,6 +3,7 @@ package menuapi
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/auth"
@@ -52,6 +53,9 @@ func (s *Server) GetMenu(ctx context.Context, _ *menuv1.GetMenuRequest) (*menuv1
 
 // PriceOrder prices one pizza from the current menu.
 func (s *Server) PriceOrder(ctx context.Context, req *menuv1.PriceOrderRequest) (*menuv1.PriceOrderResponse, error) {
+	if err := checkPriceRequest(req); err != nil {
+		return nil, err // before any work: anyone may call this
+	}
 	m, err := s.store.Menu(ctx)
 	if err != nil {
 		return nil, err
@@ -61,6 +65,23 @@ func (s *Server) PriceOrder(ctx context.Context, req *menuv1.PriceOrderRequest) 
 		return nil, err
 	}
 	return &menuv1.PriceOrderResponse{Price: breakdownToProto(b), MenuVersion: m.Version()}, nil
+}
+
+// checkPriceRequest bounds a pricing request's lists and ids, so that its
+// cost and the size of its error do not grow with the input.
+func checkPriceRequest(req *menuv1.PriceOrderRequest) error {
+	if n := len(req.GetToppingIds()); n > menu.MaxToppings {
+		return errs.Invalid("topping_ids", "at most %d toppings per pizza, got %d", menu.MaxToppings, n)
+	}
+	if len(req.GetPizzaId()) > menu.MaxIDLen {
+		return errs.Invalid("pizza_id", "must be at most %d characters", menu.MaxIDLen)
+	}
+	for i, id := range req.GetToppingIds() {
+		if len(id) > menu.MaxIDLen {
+			return errs.Invalid(fmt.Sprintf("topping_ids[%d]", i), "must be at most %d characters", menu.MaxIDLen)
+		}
+	}
+	return nil
 }
 
 // CreatePizza adds a pizza.

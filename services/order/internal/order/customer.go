@@ -26,9 +26,36 @@ var ErrEmailTaken = errs.New(errs.KindAlreadyExists, "EMAIL_TAKEN", "a customer 
 // ErrCustomerNotFound: no customer has that id.
 var ErrCustomerNotFound = errs.New(errs.KindNotFound, "CUSTOMER_NOT_FOUND", "customer not found")
 
+// ErrSignInFailed: the email is unknown or the password wrong. The two are
+// one error on purpose, so that sign-in does not reveal who is registered.
+var ErrSignInFailed = errs.New(errs.KindUnauthenticated, "SIGN_IN_FAILED", "email or password is not correct")
+
+// ErrTooManyAttempts: sign-in was tried too often for this email or from
+// this client; the caller should wait.
+var ErrTooManyAttempts = errs.New(errs.KindTooManyRequests, "TOO_MANY_SIGN_IN_ATTEMPTS", "too many sign-in attempts")
+
+// Password length bounds, in characters. The upper bound keeps hashing
+// cheap to refuse for absurd inputs.
+const (
+	MinPasswordLen = 8
+	MaxPasswordLen = 128
+)
+
+// ValidatePassword checks a new password's length. Anything else (a pass
+// phrase, symbols, spaces) is the customer's choice.
+func ValidatePassword(pw string) error {
+	if n := utf8.RuneCountInString(pw); n < MinPasswordLen || n > MaxPasswordLen {
+		return errs.Invalid("password", "must be %d to %d characters, got %d", MinPasswordLen, MaxPasswordLen, n)
+	}
+	return nil
+}
+
+// NormalizeEmail is the form emails are compared in.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
 // NewProfile validates a registration.
 func NewProfile(id, name, email, phone string, addr *Address, now time.Time) (Profile, error) {
-	p := Profile{ID: id, Name: strings.TrimSpace(name), Email: strings.ToLower(strings.TrimSpace(email)),
+	p := Profile{ID: id, Name: strings.TrimSpace(name), Email: NormalizeEmail(email),
 		Phone: strings.TrimSpace(phone), CreateTime: now.UTC()}
 	var problems []error
 	if n := utf8.RuneCountInString(p.Name); n == 0 || n > 80 {

@@ -41,6 +41,7 @@ var Policy = auth.Policy{
 	orderv1.OrderService_CancelOrder_FullMethodName:           auth.Only(auth.RoleCustomer, auth.RoleAdmin),
 	orderv1.OrderService_WatchOrder_FullMethodName:            auth.Authenticated,
 	orderv1.CustomerService_RegisterCustomer_FullMethodName:   auth.Anyone,
+	orderv1.CustomerService_SignIn_FullMethodName:             auth.Anyone,
 	orderv1.CustomerService_GetCurrentCustomer_FullMethodName: auth.Only(auth.RoleCustomer),
 }
 
@@ -66,6 +67,8 @@ type Options struct {
 	CallTimeout time.Duration
 	// KeepAlive is the longest silence on an order's live stream.
 	KeepAlive time.Duration
+	// SignIn bounds password guessing (customers.go).
+	SignIn SignInOptions
 }
 
 // Server implements OrderService and CustomerService.
@@ -81,6 +84,7 @@ type Server struct {
 	log     *slog.Logger
 	opts    Options
 	now     func() time.Time
+	signIn  *signInGuard
 }
 
 // Watcher delivers the changes of one order as they are published.
@@ -105,7 +109,8 @@ func NewServer(store *orderdb.Store, menu menuv1.MenuServiceClient, kitchen kitc
 	if opts.CallTimeout == 0 {
 		opts.CallTimeout = 3 * time.Second
 	}
-	return &Server{store: store, menu: menu, kitchen: kitchen, signer: signer, watch: watch, log: log, opts: opts, now: time.Now}
+	return &Server{store: store, menu: menu, kitchen: kitchen, signer: signer, watch: watch, log: log, opts: opts, now: time.Now,
+		signIn: newSignInGuard(opts.SignIn)}
 }
 
 func caller(ctx context.Context) (auth.Claims, error) {

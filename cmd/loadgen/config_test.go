@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseOptions(t *testing.T) {
+	t.Setenv("PIZZASHOP_HTTP_ADDR", "127.0.0.1:18080")
+	t.Setenv("PIZZASHOP_BASE_PORT", "19090")
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.url != "http://127.0.0.1:18080" || o.basePort != 19090 {
+		t.Errorf("defaults = %s, base %d; want the moved ports of pizzashop run", o.url, o.basePort)
+	}
+	if len(o.sources) != 6 || o.sources[0].addr != "127.0.0.1:19190" || o.sources[5].addr != "127.0.0.1:18080" {
+		t.Errorf("sources = %v, want launcher..delivery on 19190.. and the gateway", o.sources)
+	}
+	o, err = parseOptions([]string{"-lifecycle", "-url", "http://localhost:18080/"}, io.Discard)
+	if err != nil || o.mode != modeLifecycle || o.url != "http://localhost:18080" {
+		t.Errorf("-lifecycle -url ...: mode %q url %q err %v", o.mode, o.url, err)
+	}
+	if o, err = parseOptions([]string{"-lifecycle=false"}, io.Discard); err != nil || o.mode != modePlace {
+		t.Errorf("-lifecycle=false: mode %q err %v, want %s", o.mode, err, modePlace)
+	}
+
+	bad := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-url", "http://10.0.0.8:8080"}, "loopback"},
+		{[]string{"-url", "ftp://127.0.0.1"}, "want http://"},
+		{[]string{"-mode", "bake"}, `-mode "bake"`},
+		{[]string{"-rate", "0"}, "-rate 0"},
+		{[]string{"-clients", "-1"}, "-clients -1"},
+		{[]string{"-ramp", "-clients", "4"}, "-ramp"},
+		{[]string{"-ramp", "-rate", "100", "-ramp-max", "50"}, "-ramp-max"},
+		{[]string{"-delivery-share", "2"}, "-delivery-share 2"},
+		{[]string{"-base-port", "70000"}, "-base-port 70000"},
+		{[]string{"-metrics", "gateway"}, "name=value"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	}
+	for _, b := range bad {
+		if _, err := parseOptions(b.args, io.Discard); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("parseOptions(%q) = %v, want an error naming %q", b.args, err, b.want)
+		}
+	}
+	t.Setenv("PIZZASHOP_BASE_PORT", "abc")
+	if _, err := parseOptions(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "PIZZASHOP_BASE_PORT") {
+		t.Errorf("PIZZASHOP_BASE_PORT=abc: err = %v, want it named", err)
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseCPUSeconds(t *testing.T) {
+	expo := `# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 12
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.37
+process_cpu_seconds_total_other 99
+`
+	got, err := parseCPUSeconds(strings.NewReader(expo))
+	if err != nil || got != 12.37 {
+		t.Errorf("parseCPUSeconds = %g, %v; want 12.37", got, err)
+	}
+	if _, err := parseCPUSeconds(strings.NewReader("go_goroutines 3\n")); !errors.Is(err, errNoCPUMetric) {
+		t.Errorf("parseCPUSeconds without the metric: err = %v, want errNoCPUMetric", err)
+	}
+	if _, err := parseCPUSeconds(strings.NewReader("process_cpu_seconds_total x\n")); err == nil {
+		t.Error("parseCPUSeconds of a value that is no number: no error")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// A command name holding spaces and a ')' must not shift the fields.
+	stat := "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 130 0 0 20 0 9 0 100 200000 300 18446744073709551615"
+	got, err := parseProcStat(stat)
+	if err != nil || got != 3.8 {
+		t.Errorf("parseProcStat = %g, %v; want 3.8 (250+130 ticks)", got, err)
+	}
+	if _, err := parseProcStat("4242 (x) S 1 2"); err == nil {
+		t.Error("parseProcStat of a short line: no error")
+	}
+	// Our own process reads.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", os.Getpid()))
+	if err != nil {
+		t.Skip("no /proc here")
+	}
+	if v, err := parseProcStat(string(b)); err != nil || v < 0 {
+		t.Errorf("parseProcStat(own stat) = %g, %v", v, err)
+	}
+}
+
+func TestCPUReport(t *testing.T) {
+	sources := []cpuSource{{name: "launcher", addr: "127.0.0.1:9190"}, {name: "order", addr: "127.0.0.1:9192"}, {name: "store", pid: 7}}
+	before := cpuSnapshot{"launcher": 10, "order": 2}
+	after := cpuSnapshot{"launcher": 12, "order": 2.5, "store": 1}
+	r := cpuReport(sources, before, after, 500)
+	if r.TotalSeconds != 2.5 || r.TotalMsPerOrder != 5 {
+		t.Errorf("total = %g s, %g ms/order; want 2.5 s, 5 ms/order", r.TotalSeconds, r.TotalMsPerOrder)
+	}
+	if len(r.Processes) != 2 || r.Processes[0].Name != "launcher" || r.Processes[0].MsPerOrder != 4 || r.Processes[1].MsPerOrder != 1 {
+		t.Errorf("processes = %+v, want launcher 4 ms/order then order 1 ms/order", r.Processes)
+	}
+	if len(r.Missing) != 1 || r.Missing[0] != "store" {
+		t.Errorf("missing = %v, want [store] (not read before)", r.Missing)
+	}
+	sum := 0.0
+	for _, p := range r.Processes {
+		sum += p.MsPerOrder
+	}
+	if sum != r.TotalMsPerOrder {
+		t.Errorf("processes add up to %g ms/order, total says %g", sum, r.TotalMsPerOrder)
+	}
+}
+
+func TestCPUSources(t *testing.T) {
+	got, err := cpuSources("", "", 19090, "127.0.0.1:18080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "launcher=http://127.0.0.1:19190/metrics menu=http://127.0.0.1:19191/metrics order=http://127.0.0.1:19192/metrics " +
+		"kitchen=http://127.0.0.1:19193/metrics delivery=http://127.0.0.1:19194/metrics gateway=http://127.0.0.1:18080/metrics"
+	if s := sourcesString(got); s != want {
+		t.Errorf("sources of base 19090 =\n%s\nwant\n%s", s, want)
+	}
+	got, err = cpuSources("gateway=127.0.0.1:1234,order=127.0.0.1:99", "store=42", 9090, "ignored:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, want := sourcesString(got), "gateway=http://127.0.0.1:1234/metrics order=http://127.0.0.1:99/metrics store=/proc/42/stat"; s != want {
+		t.Errorf("sources from flags = %s, want %s", s, want)
+	}
+	for _, bad := range [][2]string{{"gateway", ""}, {"gateway=nohost", ""}, {"a=1.2.3.4:5,a=1.2.3.4:6", ""}, {"", "x=notapid"}, {"", "launcher=5"}} {
+		if _, err := cpuSources(bad[0], bad[1], 9090, "127.0.0.1:8080"); err == nil {
+			t.Errorf("cpuSources(-metrics %q, -pid %q): no error", bad[0], bad[1])
+		}
+	}
+}
+
+func sourcesString(ss []cpuSource) string {
+	var parts []string
+	for _, s := range ss {
+		parts = append(parts, s.name+"="+s.String())
+	}
+	return strings.Join(parts, " ")
+}

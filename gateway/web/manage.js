@@ -1,0 +1,203 @@
+// The menu manager: managers (admin role) edit the names, descriptions and
+// three prices of pizzas and toppings, add new ones and mark them sold out.
+// Every change is a call to the menu API; the page then shows the menu as
+// the API returns it.
+
+import { ApiError, el, readError, session, toast } from './board.js';
+
+const $ = (id) => document.getElementById(id);
+const tokens = session('admin');
+const SIZES = [['SIZE_SMALL', 'Small'], ['SIZE_MEDIUM', 'Medium'], ['SIZE_LARGE', 'Large']];
+
+let currency = 'USD';
+let digits = 2;
+
+async function api(method, path, body) {
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method,
+      headers: { 'Authorization': 'Bearer ' + tokens.get(), 'Content-Type': 'application/json', 'Accept': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, { message: 'network error: the gateway could not be reached' });
+  }
+  if (!resp.ok) {
+    const err = await readError(resp);
+    if (err.unauthorized) showSignIn(`The token was refused: ${err.message}`);
+    throw err;
+  }
+  return resp.json();
+}
+
+// Prices are typed in major units ("12.50") and sent in minor units.
+const toMajor = (minor) => (Number(minor || 0) / 10 ** digits).toFixed(digits);
+
+function toMinor(text, label) {
+  const s = String(text).trim().replace(',', '.');
+  if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`${label} price "${text}" is not a number like 12.50`);
+  const n = Math.round(Number(s) * 10 ** digits);
+  if (n <= 0) throw new Error(`${label} price must be more than zero`);
+  return n;
+}
+
+function pricesFrom(inputs) {
+  return SIZES.map(([size, label], i) => ({ size, amountMinor: String(toMinor(inputs[i].value, label)) }));
+}
+
+function field(id, label, value, { textarea = false, ...attrs } = {}) {
+  const input = el(textarea ? 'textarea' : 'input', { id, name: id, ...attrs });
+  input.value = value || '';
+  return el('div', { class: 'field' }, el('label', { for: id, text: label }), input);
+}
+
+/** itemRow is one pizza or topping: its fields, Save, and the sold-out switch. */
+function itemRow(kind, item) {
+  const p = `${kind}-${item.id}`;
+  const prices = Object.fromEntries((item.prices || []).map((x) => [x.size, x.amountMinor]));
+  const priceFields = SIZES.map(([size, label]) => field(`${p}-${size.toLowerCase()}`, `${label} (${currency})`, toMajor(prices[size]), { inputmode: 'decimal', required: true }));
+  const error = el('p', { class: 'error', role: 'alert', hidden: true });
+  const form = el('form', { novalidate: true, 'aria-label': `${item.name}` },
+    field(`${p}-name`, 'Name', item.name, { required: true, maxlength: 60 }),
+    kind === 'pizza' ? field(`${p}-description`, 'Description', item.description, { textarea: true, rows: 2, maxlength: 300 }) : null,
+    el('div', { class: 'prices3' }, ...priceFields),
+    error,
+    el('div', { class: 'actions' },
+      el('span', { class: 'state ' + (item.available ? 'on' : 'off'), text: item.available ? 'Available' : 'Sold out' }),
+      el('button', { class: 'btn', type: 'submit', text: 'Save' }),
+      el('button', { class: 'btn plain toggle', type: 'button', 'aria-pressed': item.available ? 'false' : 'true', text: item.available ? 'Mark sold out' : 'Mark available' })));
+
+  const path = `/v1/menu/${kind === 'pizza' ? 'pizzas' : 'toppings'}/${encodeURIComponent(item.id)}`;
+  const send = async (body, what) => {
+    error.hidden = true;
+    for (const b of form.querySelectorAll('button')) b.disabled = true;
+    try {
+      await api('PATCH', path, body);
+      toast(what);
+      await load();
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      for (const b of form.querySelectorAll('button')) b.disabled = false;
+    }
+  };
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    let body;
+    try {
+      body = { name: $(`${p}-name`).value.trim(), prices: pricesFrom(priceFields.map((f) => f.querySelector('input'))) };
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      return;
+    }
+    if (kind === 'pizza') body.description = $(`${p}-description`).value.trim();
+    send(body, `${body.name} saved.`);
+  });
+  form.querySelector('.toggle').addEventListener('click', () => {
+    send({ available: !item.available }, `${item.name} is ${item.available ? 'sold out' : 'available again'}.`);
+  });
+  return el('li', { class: 'manage-item' + (item.available ? '' : ' soldout'), dataset: { id: item.id } }, form);
+}
+
+async function load() {
+  const data = await api('GET', '/v1/menu');
+  const m = data.menu || data;
+  currency = m.currencyCode || 'USD';
+  digits = new Intl.NumberFormat(undefined, { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
+  $('currency').textContent = currency;
+  const keep = document.activeElement && document.activeElement.id;
+  $('pizzas').replaceChildren(...(m.pizzas || []).map((p) => itemRow('pizza', p)));
+  $('toppings').replaceChildren(...(m.toppings || []).map((t) => itemRow('topping', t)));
+  if (keep && $(keep)) $(keep).focus();
+}
+
+function addForm(formId, kind) {
+  const form = $(formId);
+  const error = $(`${formId}-error`);
+  const prefix = kind === 'pizza' ? 'np' : 'nt';
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    error.hidden = true;
+    let body;
+    try {
+      body = { name: $(`${prefix}-name`).value.trim(), available: true,
+        prices: pricesFrom(['small', 'medium', 'large'].map((s) => $(`${prefix}-${s}`))) };
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+      return;
+    }
+    if (kind === 'pizza') body.description = $('np-description').value.trim();
+    const button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      await api('POST', `/v1/menu/${kind === 'pizza' ? 'pizzas' : 'toppings'}`, body);
+      form.reset();
+      toast(`${body.name} added.`);
+      await load();
+    } catch (err) {
+      error.textContent = err.message;
+      error.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+function showSignIn(message) {
+  tokens.clear();
+  $('board').hidden = true;
+  $('signout').hidden = true;
+  $('signin').hidden = false;
+  $('signin-error').hidden = !message;
+  $('signin-error').textContent = message || '';
+  $('token').value = '';
+  $('token').focus();
+}
+
+async function showBoard() {
+  $('signin').hidden = true;
+  $('board').hidden = false;
+  $('signout').hidden = false;
+  try {
+    await load();
+  } catch (err) {
+    if (!err.unauthorized) toast(`The menu could not be loaded: ${err.message}`, 'error');
+  }
+}
+
+/**
+ * tokenProblem reads the token's claims to catch a wrong or expired token
+ * at once; the menu service checks it again on every change.
+ */
+function tokenProblem(token) {
+  try {
+    const claims = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    if (claims.role !== 'admin') return `This token is for the ${claims.role} role; the menu manager needs an admin token.`;
+    if (claims.exp && claims.exp * 1000 <= Date.now()) return 'This token has expired. Mint a new one.';
+    return '';
+  } catch {
+    return 'This is not a Pizzashop token.';
+  }
+}
+
+$('signin-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const token = $('token').value.trim().replace(/^Bearer\s+/i, '');
+  if (!token) return;
+  const problem = tokenProblem(token);
+  if (problem) {
+    showSignIn(problem);
+    return;
+  }
+  tokens.set(token);
+  showBoard();
+});
+$('signout').addEventListener('click', () => showSignIn(''));
+addForm('add-pizza', 'pizza');
+addForm('add-topping', 'topping');
+if (tokens.get() && !tokenProblem(tokens.get())) showBoard();
+else showSignIn(tokens.get() ? tokenProblem(tokens.get()) : '');

@@ -1,0 +1,154 @@
+package orderapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/auth"
+	"github.com/pizzashop/pizzashop/pkg/errs"
+	commonv1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
+	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
+	"github.com/pizzashop/pizzashop/services/order/internal/order"
+	"google.golang.org/grpc/metadata"
+)
+
+// fromClient is a call that came through the gateway from addr.
+func fromClient(addr string) context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-forwarded-for", "203.0.113.9, "+addr))
+}
+
+func register(t *testing.T, s *Server, email, password string) *orderv1.RegisterCustomerResponse {
+	t.Helper()
+	resp, err := s.RegisterCustomer(context.Background(), &orderv1.RegisterCustomerRequest{
+		Name: "Ann Example", Email: email, Phone: "+1 555 0100", Password: password,
+		Address: &commonv1.Address{Line1: "1 Main St", City: "Springfield", PostalCode: "12345"},
+	})
+	if err != nil {
+		t.Fatalf("RegisterCustomer(%s): %v", email, err)
+	}
+	return resp
+}
+
+func TestRegisterAndSignIn(t *testing.T) {
+	s, _ := newServer(t)
+	reg := register(t, s, "Ann@Example.com", "pizza for two")
+	if reg.GetToken() == "" || reg.GetCustomer().GetEmail() != "ann@example.com" {
+		t.Fatalf("RegisterCustomer = %v, want a token and the normalized email", reg)
+	}
+
+	resp, err := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: " ANN@example.com ", Password: "pizza for two"})
+	if err != nil {
+		t.Fatalf("SignIn with the right password: %v", err)
+	}
+	if resp.GetCustomer().GetId() != reg.GetCustomer().GetId() || resp.GetCustomer().GetAddress().GetCity() != "Springfield" {
+		t.Errorf("SignIn customer = %v, want the registered one with their address", resp.GetCustomer())
+	}
+	claims, err := s.signer.Verify(resp.GetToken())
+	if err != nil || claims.Subject != reg.GetCustomer().GetId() || claims.Role != auth.RoleCustomer {
+		t.Errorf("SignIn token claims = %+v, %v; want the customer's id with role customer", claims, err)
+	}
+	if exp := resp.GetTokenExpireTime().AsTime(); exp.Unix() != claims.ExpiresAt.Unix() {
+		t.Errorf("token_expire_time = %v, want the token's expiry %v", exp, claims.ExpiresAt)
+	}
+
+	// The password is stored only as an argon2id hash.
+	_, hash, err := s.store.Credential(context.Background(), "ann@example.com")
+	if err != nil || !strings.HasPrefix(hash, "$argon2id$") || strings.Contains(hash, "pizza for two") {
+		t.Errorf("stored credential = %q, %v; want an argon2id hash only", hash, err)
+	}
+
+	// An unknown email and a wrong password get the very same answer.
+	_, wrong := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: "ann@example.com", Password: "pizza for one"})
+	_, unknown := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: "bob@example.com", Password: "pizza for two"})
+	if !errors.Is(wrong, order.ErrSignInFailed) || !errors.Is(unknown, order.ErrSignInFailed) || wrong.Error() != unknown.Error() {
+		t.Errorf("SignIn(wrong password) = %v, SignIn(unknown email) = %v; want one ErrSignInFailed for both", wrong, unknown)
+	}
+}
+
+func TestRegisterRejects(t *testing.T) {
+	s, _ := newServer(t)
+	register(t, s, "taken@example.com", "long enough")
+	for _, tt := range []struct {
+		name  string
+		req   *orderv1.RegisterCustomerRequest
+		field string
+	}{
+		{"short password", &orderv1.RegisterCustomerRequest{Name: "A", Email: "a@example.com", Phone: "+1 555 0100", Password: "short"}, "password"},
+		{"no password", &orderv1.RegisterCustomerRequest{Name: "A", Email: "a@example.com", Phone: "+1 555 0100"}, "password"},
+		{"password and email", &orderv1.RegisterCustomerRequest{Name: "A", Email: "nope", Phone: "+1 555 0100", Password: "x"}, "email"},
+		{"card in the name", &orderv1.RegisterCustomerRequest{Name: "4111 1111 1111 1111", Email: "a@example.com", Phone: "+1 555 0100", Password: "long enough"}, "name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.RegisterCustomer(context.Background(), tt.req)
+			if errs.KindOf(err) != errs.KindInvalid {
+				t.Fatalf("RegisterCustomer = %v, want an invalid-argument error", err)
+			}
+			found := false
+			for _, f := range errs.Fields(err) {
+				found = found || f.Field == tt.field
+			}
+			if !found {
+				t.Errorf("RegisterCustomer = %v, want a problem with field %q", err, tt.field)
+			}
+		})
+	}
+	// A password that looks like a card number is only hashed, never kept.
+	if _, err := s.RegisterCustomer(context.Background(), &orderv1.RegisterCustomerRequest{
+		Name: "Card Pw", Email: "cardpw@example.com", Phone: "+1 555 0100", Password: "4111111111111111"}); err != nil {
+		t.Errorf("RegisterCustomer with a digits-only password = %v, want it accepted", err)
+	}
+	_, err := s.RegisterCustomer(context.Background(), &orderv1.RegisterCustomerRequest{
+		Name: "Other", Email: "TAKEN@example.com", Phone: "+1 555 0100", Password: "long enough"})
+	if !errors.Is(err, order.ErrEmailTaken) {
+		t.Errorf("RegisterCustomer with a taken email = %v, want ErrEmailTaken", err)
+	}
+}
+
+func TestSignInRateLimit(t *testing.T) {
+	s, _ := newServer(t)
+	s.signIn = newSignInGuard(SignInOptions{PerAccount: 3, PerClient: 5, Window: time.Minute,
+		Password: auth.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1}})
+	register(t, s, "ann@example.com", "right password")
+
+	// Per account: three failures from anywhere lock the account, even for
+	// the right password, with the same answer for an unknown email.
+	for i, addr := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		if _, err := s.SignIn(fromClient(addr), &orderv1.SignInRequest{Email: "ann@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+			t.Fatalf("guess %d = %v, want ErrSignInFailed", i+1, err)
+		}
+	}
+	_, err := s.SignIn(fromClient("198.51.100.4"), &orderv1.SignInRequest{Email: "ann@example.com", Password: "right password"})
+	if !errors.Is(err, order.ErrTooManyAttempts) || !strings.Contains(err.Error(), "try again in 1 minute") {
+		t.Errorf("SignIn after 3 failures = %v, want ErrTooManyAttempts saying when to retry", err)
+	}
+
+	// Per client: five failures from one address over several accounts.
+	for i := range 5 {
+		email := []string{"b@example.com", "c@example.com", "d@example.com", "e@example.com", "f@example.com"}[i]
+		if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: email, Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+			t.Fatalf("guess %d from one client = %v, want ErrSignInFailed", i+1, err)
+		}
+	}
+	if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: "g@example.com", Password: "guess"}); !errors.Is(err, order.ErrTooManyAttempts) {
+		t.Errorf("sixth guess from one client = %v, want ErrTooManyAttempts", err)
+	}
+	// Another client is not held back by it.
+	if _, err := s.SignIn(fromClient("192.0.2.8"), &orderv1.SignInRequest{Email: "g@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+		t.Errorf("a guess from another client = %v, want ErrSignInFailed", err)
+	}
+}
+
+func TestSignInNeedsEmailAndPassword(t *testing.T) {
+	s, _ := newServer(t)
+	_, err := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{})
+	var fields []string
+	for _, f := range errs.Fields(err) {
+		fields = append(fields, f.Field)
+	}
+	if errs.KindOf(err) != errs.KindInvalid || strings.Join(fields, ",") != "email,password" {
+		t.Errorf("SignIn{} = %v (fields %v), want invalid email and password", err, fields)
+	}
+}
