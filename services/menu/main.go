@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/svc"
@@ -38,7 +40,18 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return err
 			}
 			store.Written = d.Relay(store.Collections())
-			menuv1.RegisterMenuServiceServer(d.GRPC, menuapi.NewServer(store))
+			srv := menuapi.NewServer(store)
+			// Every replica empties its menu cache on every change, its own
+			// or another's.
+			sub, err := d.Bus.Conn.Subscribe(menuapi.SubjectChanged, func(*nats.Msg) { srv.MenuChanged() })
+			if err != nil {
+				return fmt.Errorf("subscribe to %s: %w", menuapi.SubjectChanged, err)
+			}
+			d.Go("menu change listener", func(ctx context.Context) error {
+				<-ctx.Done()
+				return sub.Unsubscribe()
+			})
+			menuv1.RegisterMenuServiceServer(d.GRPC, srv)
 			return nil
 		},
 	})

@@ -30,13 +30,24 @@ var Policy = auth.Policy{
 type Server struct {
 	menuv1.UnimplementedMenuServiceServer
 	store *menudb.Store
+	menu  *menuCache
 	now   func() time.Time
 }
 
+// menuMaxAge bounds how long a cached menu is served without an event
+// saying it changed: the net under a menu.changed event missed while NATS
+// was away.
+const menuMaxAge = time.Minute
+
 // NewServer returns a server over store.
 func NewServer(store *menudb.Store) *Server {
-	return &Server{store: store, now: now}
+	return &Server{store: store, menu: newMenuCache(store.Menu, menuMaxAge), now: now}
 }
+
+// MenuChanged tells the server that the menu changed, here or in another
+// replica: the next read goes to the store. Call it for every menu.changed
+// event.
+func (s *Server) MenuChanged() { s.menu.invalidate() }
 
 // now is cut to the millisecond, the precision the store keeps, so that a
 // response and its event show the same update time as later reads.
@@ -44,7 +55,7 @@ func now() time.Time { return time.Now().Truncate(time.Millisecond) }
 
 // GetMenu returns the whole menu.
 func (s *Server) GetMenu(ctx context.Context, _ *menuv1.GetMenuRequest) (*menuv1.GetMenuResponse, error) {
-	m, err := s.store.Menu(ctx)
+	m, err := s.menu.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +67,7 @@ func (s *Server) PriceOrder(ctx context.Context, req *menuv1.PriceOrderRequest) 
 	if err := checkPriceRequest(req); err != nil {
 		return nil, err // before any work: anyone may call this
 	}
-	m, err := s.store.Menu(ctx)
+	m, err := s.menu.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +136,7 @@ func (s *Server) create(ctx context.Context, k menu.Kind, d menu.Draft) (menu.It
 	if err != nil {
 		return menu.Item{}, err
 	}
+	defer s.menu.invalidate()
 	if err := s.store.Create(ctx, k, it, ev); err != nil {
 		return menu.Item{}, err
 	}
@@ -183,6 +195,7 @@ func (s *Server) update(ctx context.Context, k menu.Kind, id string, patch menu.
 	if err != nil {
 		return menu.Item{}, err
 	}
+	defer s.menu.invalidate()
 	return s.store.Update(ctx, k, id,
 		func(old menu.Item) (menu.Item, error) { return old.Apply(k, string(k), patch, s.now()) },
 		func(it menu.Item) (outbox.Entry, error) { return changedEvent(ctx, k, false, it, version) })
