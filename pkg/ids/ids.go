@@ -6,7 +6,9 @@ package ids
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
+	"encoding/binary"
 	"strings"
 )
 
@@ -34,4 +36,18 @@ func Valid(id string) bool {
 		}
 	}
 	return true
+}
+
+// Derive returns the id that parts name, in the form New gives: the same
+// parts always give the same id, and different parts, in practice, never do.
+// An order placed with an Idempotency-Key gets Derive("order", customer, key),
+// so the store's unique key is what refuses a second order for one key.
+func Derive(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		// Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+		_ = binary.Write(h, binary.BigEndian, uint64(len(p)))
+		h.Write([]byte(p))
+	}
+	return strings.ToLower(encoding.EncodeToString(h.Sum(nil)[:16]))
 }

@@ -36,3 +36,18 @@ func TestNew(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+func TestDerive(t *testing.T) {
+	a := Derive("order", "ann", "key-1")
+	if !Valid(a) || len(a) != len(New()) {
+		t.Errorf("Derive = %q, want a valid id as long as New's", a)
+	}
+	if b := Derive("order", "ann", "key-1"); b != a {
+		t.Errorf("Derive twice = %q, %q; want the same id", a, b)
+	}
+	for _, parts := range [][]string{{"order", "ann", "key-2"}, {"order", "bob", "key-1"}, {"order", "annkey-1"}, {"order", "ann", "key", "-1"}} {
+		if got := Derive(parts...); got == a {
+			t.Errorf("Derive(%q) = %q, the id of (order, ann, key-1)", parts, got)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -113,3 +114,13 @@ func Translate(err error, notFound, exists error) error {
 
 // IsDuplicate reports whether err is a unique-index violation.
 func IsDuplicate(err error) bool { return mongo.IsDuplicateKeyError(err) }
+
+// Project returns the options of a FindOne that reads only the fields
+// projection selects, or the whole document when it is nil.
+func Project(projection bson.D) *options.FindOneOptionsBuilder {
+	o := options.FindOne()
+	if projection != nil {
+		o.SetProjection(projection)
+	}
+	return o
+}

@@ -188,6 +188,41 @@ func eventKind(subject string) string {
 	return subject
 }
 
+// PublishRawAsync is PublishRaw without waiting: it sends the event and
+// returns at once; wait returns when JetStream has stored it (duplicate
+// true when the stream already had it) or ctx ends. Many events on the wire
+// at once cost a fraction of one round trip each.
+func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType string, data []byte) (wait func(context.Context) (duplicate bool, err error), err error) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+subject,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", subject),
+			attribute.String("messaging.message.id", eventID)))
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	SetEventHeaders(msg.Header, eventType)
+	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(msg.Header))
+	fut, err := b.JS.PublishMsgAsync(msg, jetstream.WithMsgID(eventID))
+	if err != nil {
+		span.RecordError(err)
+		span.End()
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return func(ctx context.Context) (bool, error) {
+		defer span.End()
+		select {
+		case ack := <-fut.Ok():
+			return ack.Duplicate, nil
+		case err := <-fut.Err():
+			span.RecordError(err)
+			return false, fmt.Errorf("publish %s: %w", subject, err)
+		case <-ctx.Done():
+			span.RecordError(ctx.Err())
+			return false, fmt.Errorf("publish %s: %w", subject, ctx.Err())
+		}
+	}, nil
+}
+
 // HeaderCarrier carries W3C trace context in NATS headers. It keeps header
 // keys exactly as given, which propagation.HeaderCarrier does not.
 type HeaderCarrier nats.Header

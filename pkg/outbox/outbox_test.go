@@ -587,21 +587,21 @@ func (f publisherFunc) PublishRaw(ctx context.Context, subject, eventID, eventTy
 	return f(ctx, subject, eventID, eventType, data)
 }
 
-// TestRunWritten checks the fast path: a document a writer names is
-// published at once, without waiting for a scan, and kept for a retry when
-// publishing fails.
+// TestRunWritten checks the fast path: the entries a writer hands over are
+// published at once, from memory, without waiting for a scan; kept for a
+// retry when publishing fails; not sent again when a later write hands them
+// over with its own; and cleared from the documents once published.
 func TestRunWritten(t *testing.T) {
 	colls := newColls(t, 2)
 	insert(t, colls[0], "a")
 	insert(t, colls[1], "b")
-	insert(t, colls[0], "idle")
 	pub := &fakePublisher{fail: func(call int) error {
 		if call == 2 {
 			return errors.New("nats: timeout")
 		}
 		return nil
 	}}
-	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithInterval(time.Hour))
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithInterval(time.Hour), outbox.WithSettle(10*time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(ctx) }()
@@ -613,26 +613,25 @@ func TestRunWritten(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond) // let the first, empty scan go by
 
+	a1, b1, a2 := newEntry(t, ctx, "evt.a", "a1"), newEntry(t, ctx, "evt.b", "b1"), newEntry(t, ctx, "evt.a", "a2")
 	steps := []struct {
 		name  string
 		do    func()
 		wantN int
 		want  []string
 	}{
-		{"named document", func() {
-			write(t, colls[0], "a", 0, nil, newEntry(t, ctx, "evt.a", "a1"))
-			relay.Written(colls[0], "a")
+		{"handed over", func() {
+			write(t, colls[0], "a", 0, nil, a1)
+			relay.Written(colls[0], "a", 1, []outbox.Entry{a1})
 		}, 1, []string{"a1"}},
 		{"failed publish is retried", func() {
-			write(t, colls[1], "b", 0, nil, newEntry(t, ctx, "evt.b", "b1"))
-			relay.Written(colls[1], "b")
+			write(t, colls[1], "b", 0, nil, b1)
+			relay.Written(colls[1], "b", 1, []outbox.Entry{b1})
 		}, 3, []string{"a1", "b1"}},
-		{"named twice, missing and idle documents", func() {
-			relay.Written(colls[0], "missing")
-			relay.Written(colls[0], "idle")
-			write(t, colls[0], "a", 1, nil, newEntry(t, ctx, "evt.a", "a2"))
-			relay.Written(colls[0], "a")
-			relay.Written(colls[0], "a")
+		{"published entries are not sent again", func() {
+			write(t, colls[0], "a", 1, nil, a2)
+			relay.Written(colls[0], "a", 2, []outbox.Entry{a1, a2})
+			relay.Written(colls[0], "a", 2, nil) // nothing to hand over
 		}, 4, []string{"a1", "b1", "a2"}},
 	}
 	for _, st := range steps {
@@ -656,8 +655,17 @@ func TestRunWritten(t *testing.T) {
 		c  *mongo.Collection
 		id string
 	}{{colls[0], "a"}, {colls[1], "b"}} {
-		if d, _ := read(t, tc.c, tc.id); d.Pending || len(d.Outbox) != 0 {
-			t.Errorf("%s: pending %v outbox %v, want cleared", tc.id, d.Pending, ids(d.Outbox))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d, _ := read(t, tc.c, tc.id)
+			if !d.Pending && len(d.Outbox) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: pending %v outbox %v, want cleared", tc.id, d.Pending, ids(d.Outbox))
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 }
@@ -691,13 +699,12 @@ func TestConcurrentWrite(t *testing.T) {
 				t.Fatalf("last Flush: %v", err)
 			}
 		}},
-		{"Run told by Written", func(t *testing.T, relay *outbox.Relay, c *mongo.Collection, write func(int), wait func()) {
+		{"Run told by Update", func(t *testing.T, relay *outbox.Relay, c *mongo.Collection, write func(int), wait func()) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- relay.Run(ctx) }()
 			for i := range rounds {
 				write(i)
-				relay.Written(c, "doc")
 			}
 			wait()
 			cancel()
@@ -711,12 +718,29 @@ func TestConcurrentWrite(t *testing.T) {
 			ctx := testContext(t)
 			c := newColls(t, 1)[0]
 			bus, stream := newBus(t)
-			relay := outbox.NewRelay(bus, logging.Discard(), []*mongo.Collection{c}, outbox.WithInterval(time.Hour))
+			// Clears race the writes: a clear must never take an entry
+			// that was not published.
+			relay := outbox.NewRelay(bus, logging.Discard(), []*mongo.Collection{c}, outbox.WithInterval(time.Hour), outbox.WithSettle(time.Millisecond))
 			insert(t, c, "doc")
 			var want []string
+			// Each round is the read, change, guarded write every store
+			// makes, telling the relay of what it left in the outbox.
 			writeRound := func(i int) {
 				id := fmt.Sprintf("e%02d", i)
-				write(t, c, "doc", int64(i), bson.D{{Key: fmt.Sprintf("f_%02d", i), Value: i}}, newEntry(t, ctx, "evt.doc", id))
+				read := func(ctx context.Context) (bson.M, outbox.State, error) {
+					var st outbox.State
+					err := c.FindOne(ctx, bson.D{{Key: "_id", Value: "doc"}}).Decode(&st)
+					return bson.M{}, st, err
+				}
+				apply := func(*bson.M) (bool, []outbox.Entry, error) {
+					return true, []outbox.Entry{newEntry(t, ctx, "evt.doc", id)}, nil
+				}
+				fields := func(bson.M) bson.D {
+					return bson.D{{Key: fmt.Sprintf("f_%02d", i), Value: i}, {Key: outbox.FieldRevision, Value: int64(i + 1)}}
+				}
+				if _, ok, err := outbox.Update(ctx, c, "doc", read, apply, fields, relay.Written); err != nil || !ok {
+					t.Fatalf("Update round %d = %v, %v", i, ok, err)
+				}
 				want = append(want, id)
 			}
 			wait := func() {

@@ -34,11 +34,17 @@ func Write(ctx context.Context, c *mongo.Collection, id any, rev int64, set bson
 }
 
 func bumps(set bson.D, rev int64) bool {
+	n, ok := revisionIn(set)
+	return ok && n > rev
+}
+
+// revisionIn finds the revision a write sets.
+func revisionIn(set bson.D) (int64, bool) {
 	for _, e := range set {
 		if e.Key == FieldRevision {
 			n, ok := e.Value.(int64)
-			return ok && n > rev
+			return n, ok
 		}
 	}
-	return false
+	return 0, false
 }

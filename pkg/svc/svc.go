@@ -105,7 +105,7 @@ func (d *Deps) Go(name string, run func(ctx context.Context) error) {
 
 // Relay starts the outbox relay of colls as a worker and returns the
 // function a store calls after each write that left events.
-func (d *Deps) Relay(colls []*mongo.Collection) func(*mongo.Collection, any) {
+func (d *Deps) Relay(colls []*mongo.Collection) outbox.Notify {
 	r := outbox.NewRelay(d.Bus, d.Log, colls)
 	d.relays = append(d.relays, worker{"outbox relay", r.Run})
 	return r.Written

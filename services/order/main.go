@@ -25,7 +25,6 @@ type Config struct {
 	svc.Common
 	MenuAddr    string        `env:"MENU_ADDR" default:"127.0.0.1:9091"`
 	KitchenAddr string        `env:"KITCHEN_ADDR" default:"127.0.0.1:9093"`
-	KeyTTL      time.Duration `env:"IDEMPOTENCY_KEY_TTL" default:"24h"`
 	TokenTTL    time.Duration `env:"CUSTOMER_TOKEN_TTL" default:"720h"`
 	CallTimeout time.Duration `env:"CALL_TIMEOUT" default:"3s"`
 	// RelayDisabled stops publishing from the outbox; events pile up in the
@@ -67,25 +66,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 			} else {
 				store.Written = d.Relay(store.Collections())
 			}
-			d.Go("idempotency key purge", func(ctx context.Context) error {
-				t := time.NewTicker(10 * time.Minute)
-				defer t.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return nil
-					case <-t.C:
-						if n, err := store.PurgeKeys(ctx, time.Now()); err != nil {
-							d.Log.Warn("purge idempotency keys", "err", err)
-						} else if n > 0 {
-							d.Log.Info("purged expired idempotency keys", "count", n)
-						}
-					}
-				}
-			})
 			srv := orderapi.NewServer(store, menuv1.NewMenuServiceClient(menuConn), kitchenv1.NewKitchenServiceClient(kitchenConn),
 				d.Signer, orderapi.NATSWatcher{Conn: d.Bus.Conn}, d.Log,
-				orderapi.Options{KeyTTL: cfg.KeyTTL, TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout, KeepAlive: cfg.StreamKeepAlive})
+				orderapi.Options{TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout, KeepAlive: cfg.StreamKeepAlive})
 			d.Go("kitchen events consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, orderapi.KitchenConsumer, srv.HandleKitchen)
 			})

@@ -22,12 +22,12 @@ type Store struct {
 	deliveries *mongo.Collection
 	// Written is called after every write that left outbox entries, with
 	// the collection and _id of the document, to wake the relay.
-	Written func(c *mongo.Collection, id any)
+	Written outbox.Notify
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{deliveries: db.Collection("deliveries"), Written: func(*mongo.Collection, any) {}}
+	return &Store{deliveries: db.Collection("deliveries"), Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -137,19 +137,25 @@ func (s *Store) Insert(ctx context.Context, d delivery.Delivery, events ...outbo
 		return false, fmt.Errorf("insert delivery %s: %w", d.ID(), mongox.Translate(err, nil, nil))
 	}
 	if len(events) > 0 {
-		s.Written(s.deliveries, d.ID())
+		s.Written(s.deliveries, d.ID(), doc.Revision, events)
 	}
 	return true, nil
 }
 
 // Get reads one delivery.
 func (s *Store) Get(ctx context.Context, id string) (delivery.Delivery, error) {
+	d, _, err := s.get(ctx, id, withoutOutbox)
+	return d, err
+}
+
+// get reads one delivery with the fields of projection.
+func (s *Store) get(ctx context.Context, id string, projection bson.D) (delivery.Delivery, outbox.State, error) {
 	var doc deliveryDoc
-	err := s.deliveries.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&doc)
+	err := s.deliveries.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, mongox.Project(projection)).Decode(&doc)
 	if err != nil {
-		return delivery.Delivery{}, fmt.Errorf("get delivery %s: %w", id, mongox.Translate(err, delivery.ErrNotFound, nil))
+		return delivery.Delivery{}, outbox.State{}, fmt.Errorf("get delivery %s: %w", id, mongox.Translate(err, delivery.ErrNotFound, nil))
 	}
-	return doc.delivery(), nil
+	return doc.delivery(), outbox.State{Revision: doc.Revision, Outbox: doc.Outbox}, nil
 }
 
 // Filter selects deliveries. Zero values select everything.
@@ -206,10 +212,7 @@ var ErrConflict = outbox.ErrConflict
 // outbox.Update): apply may run more than once and must depend only on the
 // delivery it is given.
 func (s *Store) Update(ctx context.Context, id string, apply func(*delivery.Delivery) (bool, []outbox.Entry, error)) (delivery.Delivery, bool, error) {
-	read := func(ctx context.Context) (delivery.Delivery, int64, error) {
-		d, err := s.Get(ctx, id)
-		return d, d.Revision(), err
-	}
+	read := func(ctx context.Context) (delivery.Delivery, outbox.State, error) { return s.get(ctx, id, nil) }
 	d, changed, err := outbox.Update(ctx, s.deliveries, id, read, apply, deliveryFields, s.Written)
 	if err != nil {
 		return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, err)

@@ -91,7 +91,7 @@ func TestInsertTwiceKeepsTheFirst(t *testing.T) {
 	s, db := newStore(t)
 	ctx := testContext(t)
 	written := 0
-	s.Written = func(*mongo.Collection, any) { written++ }
+	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written++ }
 
 	first := waiting(t, "o1", delivery.FulfillmentDelivery, base)
 	insert(t, s, first, entry("delivery.waiting.o1"))
@@ -197,7 +197,7 @@ func TestUpdate(t *testing.T) {
 	s, db := newStore(t)
 	ctx := testContext(t)
 	written := 0
-	s.Written = func(*mongo.Collection, any) { written++ }
+	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written++ }
 	insert(t, s, waiting(t, "o1", delivery.FulfillmentDelivery, base))
 	written = 0
 

@@ -21,12 +21,12 @@ type Store struct {
 	tickets *mongo.Collection
 	// Written is called after every write that left outbox entries, with
 	// the collection and _id of the document, to wake the relay.
-	Written func(c *mongo.Collection, id any)
+	Written outbox.Notify
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{tickets: db.Collection("tickets"), Written: func(*mongo.Collection, any) {}}
+	return &Store{tickets: db.Collection("tickets"), Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -94,19 +94,25 @@ func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.E
 		return false, fmt.Errorf("insert ticket %s: %w", t.ID, mongox.Translate(err, nil, nil))
 	}
 	if len(events) > 0 {
-		s.Written(s.tickets, t.ID)
+		s.Written(s.tickets, t.ID, d.Revision, events)
 	}
 	return true, nil
 }
 
 // Get reads one ticket.
 func (s *Store) Get(ctx context.Context, id string) (kitchen.Ticket, error) {
+	t, _, err := s.get(ctx, id, withoutOutbox)
+	return t, err
+}
+
+// get reads one ticket with the fields of projection.
+func (s *Store) get(ctx context.Context, id string, projection bson.D) (kitchen.Ticket, outbox.State, error) {
 	var d ticketDoc
-	err := s.tickets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&d)
+	err := s.tickets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, mongox.Project(projection)).Decode(&d)
 	if err != nil {
-		return kitchen.Ticket{}, fmt.Errorf("get ticket %s: %w", id, mongox.Translate(err, kitchen.ErrNotFound, nil))
+		return kitchen.Ticket{}, outbox.State{}, fmt.Errorf("get ticket %s: %w", id, mongox.Translate(err, kitchen.ErrNotFound, nil))
 	}
-	return d.ticket(), nil
+	return d.ticket(), outbox.State{Revision: d.Revision, Outbox: d.Outbox}, nil
 }
 
 func statusFilter(statuses []kitchen.Status) bson.E {
@@ -160,10 +166,7 @@ var ErrConflict = outbox.ErrConflict
 // Update reads ticket id, lets apply change it, and writes it back with the
 // events apply returns, guarded by the revision it read (see outbox.Update).
 func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticket) (bool, []outbox.Entry, error)) (kitchen.Ticket, bool, error) {
-	read := func(ctx context.Context) (kitchen.Ticket, int64, error) {
-		t, err := s.Get(ctx, id)
-		return t, t.Revision, err
-	}
+	read := func(ctx context.Context) (kitchen.Ticket, outbox.State, error) { return s.get(ctx, id, nil) }
 	t, changed, err := outbox.Update(ctx, s.tickets, id, read, apply, ticketFields, s.Written)
 	if err != nil {
 		return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, err)

@@ -24,12 +24,12 @@ type Store struct {
 	currency string
 	// Written is called after every write that left outbox entries, with
 	// the collection and _id of the document, to wake the relay.
-	Written func(c *mongo.Collection, id any)
+	Written outbox.Notify
 }
 
 // New returns a store over db. currency is the ISO code of every price.
 func New(db *mongo.Database, currency string) *Store {
-	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Written: func(*mongo.Collection, any) {}}
+	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -128,12 +128,18 @@ func (s *Store) Menu(ctx context.Context) (menu.Menu, error) {
 
 // Get reads one item.
 func (s *Store) Get(ctx context.Context, k menu.Kind, id string) (menu.Item, error) {
+	it, _, err := s.get(ctx, k, id)
+	return it, err
+}
+
+// get reads one item and its outbox.
+func (s *Store) get(ctx context.Context, k menu.Kind, id string) (menu.Item, outbox.State, error) {
 	var d itemDoc
 	err := s.coll(k).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 	if err != nil {
-		return menu.Item{}, fmt.Errorf("get %s %q: %w", k, id, mongox.Translate(err, menu.ErrNotFound, nil))
+		return menu.Item{}, outbox.State{}, fmt.Errorf("get %s %q: %w", k, id, mongox.Translate(err, menu.ErrNotFound, nil))
 	}
-	return d.item(), nil
+	return d.item(), outbox.State{Revision: d.Revision, Outbox: d.Outbox}, nil
 }
 
 // Create stores a new item with its event.
@@ -143,7 +149,7 @@ func (s *Store) Create(ctx context.Context, k menu.Kind, it menu.Item, ev outbox
 	if _, err := s.coll(k).InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("create %s %q: %w", k, it.ID, mongox.Translate(err, nil, menu.ErrExists))
 	}
-	s.Written(s.coll(k), it.ID)
+	s.Written(s.coll(k), it.ID, d.Revision, d.Outbox)
 	return nil
 }
 
@@ -157,10 +163,7 @@ var ErrConflict = outbox.ErrConflict
 func (s *Store) Update(ctx context.Context, k menu.Kind, id string,
 	change func(menu.Item) (menu.Item, error), event func(menu.Item) (outbox.Entry, error),
 ) (menu.Item, error) {
-	read := func(ctx context.Context) (menu.Item, int64, error) {
-		it, err := s.Get(ctx, k, id)
-		return it, it.Revision, err
-	}
+	read := func(ctx context.Context) (menu.Item, outbox.State, error) { return s.get(ctx, k, id) }
 	apply := func(it *menu.Item) (bool, []outbox.Entry, error) {
 		changed, err := change(*it)
 		if err != nil {

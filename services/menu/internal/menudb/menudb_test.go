@@ -229,7 +229,7 @@ func TestCreateGet(t *testing.T) {
 			ctx := testContext(t)
 			s, db := newStore(t)
 			var written atomic.Int32
-			s.Written = func(*mongo.Collection, any) { written.Add(1) }
+			s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
 
 			it := newItem(t, k, "Tartufo Nero")
 			ev := testEntry(t)
@@ -280,7 +280,7 @@ func TestCreateDuplicate(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	var written atomic.Int32
-	s.Written = func(*mongo.Collection, any) { written.Add(1) }
+	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
 
 	seeded := newItem(t, menu.KindPizza, "Margherita")
 	if err := s.Create(ctx, menu.KindPizza, seeded, testEntry(t)); !errors.Is(err, menu.ErrExists) {
@@ -315,7 +315,7 @@ func TestUpdate(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	var written atomic.Int32
-	s.Written = func(*mongo.Collection, any) { written.Add(1) }
+	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
 
 	before, err := s.Get(ctx, menu.KindTopping, "ham")
 	if err != nil {
@@ -376,7 +376,7 @@ func TestUpdateRefused(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	var written atomic.Int32
-	s.Written = func(*mongo.Collection, any) { written.Add(1) }
+	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
 	boom := errors.New("boom")
 
 	tests := []struct {

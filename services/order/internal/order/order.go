@@ -186,12 +186,14 @@ type Order struct {
 	RejectionReason    string
 	// Revision counts the changes of the order; events carry it.
 	Revision int64
-	// IdempotencyKey is the customer's key for the request that placed it.
-	IdempotencyKey string
+	// RequestHash identifies the request that placed the order when it came
+	// with an Idempotency-Key: a retry of that request gets this order
+	// back; another request with the same key is refused.
+	RequestHash string
 }
 
 // New places an order for a validated request, priced by the menu.
-func New(id string, c Customer, r Request, p Price, idemKey string, now time.Time) (*Order, error) {
+func New(id string, c Customer, r Request, p Price, requestHash string, now time.Time) (*Order, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -203,7 +205,7 @@ func New(id string, c Customer, r Request, p Price, idemKey string, now time.Tim
 		ID: id, Customer: c, Item: r.Item, Fulfillment: r.Fulfillment, Payment: r.Payment,
 		Note: strings.TrimSpace(r.Note), Price: p, Status: StatusPlaced,
 		History:    []Change{{Status: StatusPlaced, Time: now}},
-		CreateTime: now, UpdateTime: now, Revision: 1, IdempotencyKey: idemKey,
+		CreateTime: now, UpdateTime: now, Revision: 1, RequestHash: requestHash,
 	}
 	if r.Fulfillment == FulfillmentDelivery {
 		a := *r.Address

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -48,7 +47,6 @@ var Policy = auth.Policy{
 // Errors the API adds to the domain's.
 var (
 	ErrKeyReused   = errs.New(errs.KindIdempotencyMismatch, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was already used with a different request")
-	ErrKeyInFlight = errs.New(errs.KindConflict, "IDEMPOTENCY_KEY_IN_FLIGHT", "a request with this Idempotency-Key is still being processed; retry shortly")
 	ErrMenuDown    = errs.New(errs.KindUnavailable, "MENU_UNAVAILABLE", "the menu service is unavailable; try again shortly")
 	ErrKitchenDown = errs.New(errs.KindUnavailable, "KITCHEN_UNAVAILABLE", "the kitchen service is unavailable; try again shortly")
 	ErrKitchenBusy = errs.New(errs.KindConflict, "KITCHEN_BUSY", "the kitchen is changing this order right now; try again")
@@ -56,11 +54,6 @@ var (
 
 // Options configure a Server.
 type Options struct {
-	// KeyTTL is how long idempotency keys are kept; at least 24 hours.
-	KeyTTL time.Duration
-	// InFlightTimeout is how long a request may hold its key before another
-	// request with the same key may take it over (the first one crashed).
-	InFlightTimeout time.Duration
 	// TokenTTL is how long customer tokens from RegisterCustomer last.
 	TokenTTL time.Duration
 	// CallTimeout bounds calls to the menu and the kitchen.
@@ -85,6 +78,8 @@ type Server struct {
 	opts    Options
 	now     func() time.Time
 	signIn  *signInGuard
+	// profiles keeps the names and phones orders carry.
+	profiles *profileCache
 }
 
 // Watcher delivers the changes of one order as they are published.
@@ -97,12 +92,6 @@ type Watcher interface {
 // NewServer returns a server.
 func NewServer(store *orderdb.Store, menu menuv1.MenuServiceClient, kitchen kitchenv1.KitchenServiceClient,
 	signer *auth.Signer, watch Watcher, log *slog.Logger, opts Options) *Server {
-	if opts.KeyTTL < 24*time.Hour {
-		opts.KeyTTL = 24 * time.Hour
-	}
-	if opts.InFlightTimeout == 0 {
-		opts.InFlightTimeout = 30 * time.Second
-	}
 	if opts.TokenTTL == 0 {
 		opts.TokenTTL = 30 * 24 * time.Hour
 	}
@@ -110,7 +99,7 @@ func NewServer(store *orderdb.Store, menu menuv1.MenuServiceClient, kitchen kitc
 		opts.CallTimeout = 3 * time.Second
 	}
 	return &Server{store: store, menu: menu, kitchen: kitchen, signer: signer, watch: watch, log: log, opts: opts, now: time.Now,
-		signIn: newSignInGuard(opts.SignIn)}
+		signIn: newSignInGuard(opts.SignIn), profiles: newProfileCache(store.GetCustomer, profileCacheSize, profileMaxAge)}
 }
 
 func caller(ctx context.Context) (auth.Claims, error) {
@@ -155,6 +144,13 @@ func rejectCards(m proto.Message) error {
 }
 
 // CreateOrder places an order.
+//
+// With an Idempotency-Key, the order's id is derived from the customer and
+// the key, so the store's unique _id lets exactly one order exist per key,
+// whatever the client does: retry, race, or come back after abandoning a
+// request still queued in the store. A repeat of the same request gets
+// that order; another request with the same key gets 422. A key stays
+// bound to its order for as long as the order is kept.
 func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderRequest) (*orderv1.CreateOrderResponse, error) {
 	c, err := caller(ctx)
 	if err != nil {
@@ -171,24 +167,28 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if err != nil {
 		return nil, err
 	}
-	var scoped string
+	id, hash := ids.New(), ""
 	if key != "" {
-		var prior *order.Order
-		prior, scoped, err = s.claimKey(ctx, c.Subject, key, requestHash(req))
-		if err != nil || prior != nil {
-			return respond(prior, err)
+		id, hash = ids.Derive("order", c.Subject, key), requestHash(req)
+	}
+	o, err := s.place(ctx, c, r, id, hash)
+	if key != "" && err != nil {
+		// Placed before: the same request gets its order back even if it
+		// could no longer be placed now (a topping sold out since).
+		if prior, perr := s.store.Get(ctx, id); perr == nil {
+			return respond(sameRequest(prior, c.Subject, hash))
 		}
 	}
-	o, err := s.place(ctx, c, r, scoped)
-	if err != nil {
-		if key != "" {
-			if rerr := s.store.ReleaseKey(context.WithoutCancel(ctx), c.Subject, key); rerr != nil {
-				s.log.WarnContext(ctx, "release idempotency key", "err", rerr)
-			}
-		}
-		return nil, err
+	return respond(o, err)
+}
+
+// sameRequest returns prior, the order a key placed, if the request with
+// hash is the one that placed it.
+func sameRequest(prior *order.Order, customer, hash string) (*order.Order, error) {
+	if prior.Customer.ID != customer || prior.RequestHash != hash {
+		return nil, ErrKeyReused
 	}
-	return respond(o, nil)
+	return prior, nil
 }
 
 func respond(o *order.Order, err error) (*orderv1.CreateOrderResponse, error) {
@@ -198,75 +198,20 @@ func respond(o *order.Order, err error) (*orderv1.CreateOrderResponse, error) {
 	return &orderv1.CreateOrderResponse{Order: ToProto(o)}, nil
 }
 
-// claimKey reserves an idempotency key. It returns the original order when
-// the same request already completed, an error when the key is busy or was
-// used for another request, and otherwise the key scoped to this
-// reservation, which the new order carries.
-//
-// Scoping the order's key to the reservation (key@millis) matters once a
-// key expires: a later request reusing the key makes a new reservation and
-// so a new order, instead of colliding with the old one.
-func (s *Server) claimKey(ctx context.Context, customer, key, hash string) (*order.Order, string, error) {
-	for range 3 {
-		now := s.now().UTC().Truncate(time.Millisecond) // as the store keeps it
-		prior, err := s.store.ReserveKey(ctx, customer, key, hash, now, s.opts.KeyTTL)
-		if err != nil {
-			return nil, "", err
-		}
-		if prior == nil {
-			return nil, scopeKey(key, now), nil
-		}
-		if prior.Hash != hash {
-			return nil, "", ErrKeyReused
-		}
-		if prior.Done {
-			o, err := s.store.Get(ctx, prior.OrderID)
-			return o, "", err
-		}
-		// In flight, or its request died before completing the key.
-		if o, err := s.store.FindByKey(ctx, customer, scopeKey(key, prior.CreateTime)); err == nil {
-			if err := s.store.CompleteKey(ctx, customer, key, o.ID); err != nil {
-				return nil, "", err
-			}
-			return o, "", nil
-		}
-		if now.Sub(prior.CreateTime) < s.opts.InFlightTimeout {
-			return nil, "", ErrKeyInFlight
-		}
-		if err := s.store.ReleaseKey(ctx, customer, key); err != nil {
-			return nil, "", err
-		}
-	}
-	return nil, "", ErrKeyInFlight
-}
-
-// scopeKey ties an idempotency key to one reservation of it.
-func scopeKey(key string, reserved time.Time) string {
-	return key + "@" + strconv.FormatInt(reserved.UnixMilli(), 10)
-}
-
-// unscope returns the key a customer sent, from a scoped one.
-func unscope(scoped string) string {
-	if i := strings.LastIndexByte(scoped, '@'); i >= 0 {
-		return scoped[:i]
-	}
-	return scoped
-}
-
-// place prices and stores a new order. scoped is its idempotency key
-// scoped to its reservation (see claimKey), or "".
-func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, scoped string) (*order.Order, error) {
+// place prices and stores a new order with id. hash identifies the request
+// when it came with an Idempotency-Key.
+func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, id, hash string) (*order.Order, error) {
 	price, err := s.price(ctx, r.Item)
 	if err != nil {
 		return nil, err
 	}
 	cust := order.Customer{ID: c.Subject, Name: c.Name}
-	if p, err := s.store.GetCustomer(ctx, c.Subject); err == nil {
+	if p, err := s.profiles.get(ctx, c.Subject); err == nil {
 		cust.Name, cust.Phone = p.Name, p.Phone
 	} else if !errors.Is(err, order.ErrCustomerNotFound) {
 		return nil, err
 	}
-	o, err := order.New(ids.New(), cust, r, price, scoped, s.now())
+	o, err := order.New(id, cust, r, price, hash, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -274,19 +219,8 @@ func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, scop
 	if err != nil {
 		return nil, err
 	}
-	err = s.store.Insert(ctx, o, ev)
-	if errors.Is(err, orderdb.ErrKeyTaken) {
-		// A twin request with the same reservation got there first.
-		return s.store.FindByKey(ctx, c.Subject, scoped)
-	}
-	if err != nil {
+	if err := s.store.Insert(ctx, o, ev); err != nil {
 		return nil, err
-	}
-	if scoped != "" {
-		if err := s.store.CompleteKey(ctx, c.Subject, unscope(scoped), o.ID); err != nil {
-			// The order exists and FindByKey finds it on a retry.
-			s.log.WarnContext(ctx, "complete idempotency key", "err", err)
-		}
 	}
 	return o, nil
 }

@@ -3,6 +3,8 @@ package orderapi
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +18,9 @@ import (
 	"github.com/pizzashop/pizzashop/services/order/internal/order"
 	"github.com/pizzashop/pizzashop/services/order/internal/orderdb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // fakeMenu prices every pizza at 900 USD; the menu's own rules are tested
@@ -74,7 +78,7 @@ func pickup(pizza string) *orderv1.CreateOrderRequest {
 	}
 }
 
-func TestIdempotencyKeyLifetime(t *testing.T) {
+func TestIdempotencyKey(t *testing.T) {
 	s, c := newServer(t)
 	ctx := asCustomer("ann", "key-1")
 	first, err := s.CreateOrder(ctx, pickup("margherita"))
@@ -83,48 +87,90 @@ func TestIdempotencyKeyLifetime(t *testing.T) {
 	}
 	id := first.GetOrder().GetId()
 
-	c.t = c.t.Add(time.Hour)
-	again, err := s.CreateOrder(ctx, pickup("margherita"))
-	if err != nil || again.GetOrder().GetId() != id {
-		t.Errorf("same key and body an hour later = %v, %v; want the original order %s", again.GetOrder().GetId(), err, id)
+	for _, later := range []time.Duration{time.Hour, 24 * time.Hour, 365 * 24 * time.Hour} {
+		c.t = c.t.Add(later)
+		again, err := s.CreateOrder(ctx, pickup("margherita"))
+		if err != nil || again.GetOrder().GetId() != id {
+			t.Errorf("same key and body %s later = %v, %v; want the original order %s", later, again.GetOrder().GetId(), err, id)
+		}
+		if _, err := s.CreateOrder(ctx, pickup("funghi")); !errors.Is(err, ErrKeyReused) {
+			t.Errorf("same key, other body %s later = %v, want ErrKeyReused", later, err)
+		}
 	}
-	c.t = c.t.Add(time.Hour)
-	if _, err := s.CreateOrder(ctx, pickup("funghi")); !errors.Is(err, ErrKeyReused) {
-		t.Errorf("same key, other body within 24h = %v, want ErrKeyReused", err)
+	other, err := s.CreateOrder(asCustomer("bob", "key-1"), pickup("margherita"))
+	if err != nil || other.GetOrder().GetId() == id {
+		t.Errorf("another customer's same key = %v, %v; want an order of its own", other.GetOrder().GetId(), err)
 	}
 
-	// Once the key has expired it may name a new request.
-	c.t = c.t.Add(23 * time.Hour)
-	later, err := s.CreateOrder(ctx, pickup("funghi"))
-	if err != nil {
-		t.Fatalf("key reused after it expired = %v, want a new order", err)
-	}
-	if later.GetOrder().GetId() == id || later.GetOrder().GetItem().GetPizzaId() != "funghi" {
-		t.Errorf("key reused after it expired = order %s for %s, want a new funghi order, not %s",
-			later.GetOrder().GetId(), later.GetOrder().GetItem().GetPizzaId(), id)
-	}
-	if replay, err := s.CreateOrder(ctx, pickup("funghi")); err != nil || replay.GetOrder().GetId() != later.GetOrder().GetId() {
-		t.Errorf("replay of the new request = %v, %v; want %s", replay.GetOrder().GetId(), err, later.GetOrder().GetId())
+	// A retry gets its order back even when it could not be placed now.
+	s.menu = failingMenu{}
+	again, err := s.CreateOrder(ctx, pickup("margherita"))
+	if err != nil || again.GetOrder().GetId() != id {
+		t.Errorf("retry while the menu fails = %v, %v; want the original order %s", again.GetOrder().GetId(), err, id)
 	}
 }
 
-func TestIdempotencyKeyInFlight(t *testing.T) {
-	s, c := newServer(t)
-	// A request claimed the key and died before placing its order.
-	hash := requestHash(pickup("margherita"))
-	if _, err := s.store.ReserveKey(context.Background(), "ann", "key-2", hash, c.t, s.opts.KeyTTL); err != nil {
+// TestIdempotencyKeyRace sends one request many times at once, as a client
+// that gives up and retries does: exactly one order comes of it, and every
+// answer is that order.
+func TestIdempotencyKeyRace(t *testing.T) {
+	s, _ := newServer(t)
+	ctx := asCustomer("ann", "race-1")
+	const n = 20
+	got := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			o, err := s.CreateOrder(ctx, pickup("margherita"))
+			if err != nil {
+				t.Errorf("CreateOrder: %v", err)
+				got <- ""
+				return
+			}
+			got <- o.GetOrder().GetId()
+		})
+	}
+	wg.Wait()
+	close(got)
+	ids := map[string]bool{}
+	for id := range got {
+		ids[id] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("%d racing requests with one key answered orders %v, want one", n, ids)
+	}
+	orders, _, err := s.store.List(context.Background(), "ann", 100, nil)
+	if err != nil || len(orders) != 1 {
+		t.Errorf("stored orders of ann = %d, %v; want 1", len(orders), err)
+	}
+}
+
+// TestPlaceReadsProfileOnce: the name and phone an order carries come from
+// memory once read.
+func TestPlaceReadsProfileOnce(t *testing.T) {
+	s, _ := newServer(t)
+	if err := s.store.CreateCustomer(context.Background(), order.Profile{ID: "ann", Name: "Ann", Email: "ann@example.com", Phone: "+1 555 0100"}); err != nil {
 		t.Fatal(err)
 	}
-	ctx := asCustomer("ann", "key-2")
-	c.t = c.t.Add(10 * time.Second)
-	if _, err := s.CreateOrder(ctx, pickup("margherita")); !errors.Is(err, ErrKeyInFlight) {
-		t.Errorf("same key while the first request may still run = %v, want ErrKeyInFlight", err)
+	for i := range 10 {
+		o, err := s.CreateOrder(asCustomer("ann", fmt.Sprintf("k%d", i)), pickup("margherita"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.GetOrder().GetCustomerName(); got != "Ann" {
+			t.Errorf("order %d customer name = %q, want Ann", i, got)
+		}
 	}
-	c.t = c.t.Add(s.opts.InFlightTimeout)
-	o, err := s.CreateOrder(ctx, pickup("margherita"))
-	if err != nil || o.GetOrder().GetId() == "" {
-		t.Errorf("same key after the first request was given up = %v, %v; want it placed", o, err)
+	if n := s.profiles.storeReads(); n != 1 {
+		t.Errorf("10 orders read the profile %d times, want 1", n)
 	}
+}
+
+// failingMenu is a menu service that is down.
+type failingMenu struct{ menuv1.MenuServiceClient }
+
+func (failingMenu) PriceOrder(context.Context, *menuv1.PriceOrderRequest, ...grpc.CallOption) (*menuv1.PriceOrderResponse, error) {
+	return nil, status.Error(codes.Unavailable, "menu down")
 }
 
 func TestStaleKitchenEventKeepsEstimate(t *testing.T) {

@@ -1,6 +1,8 @@
-// Package orderdb keeps orders, customers and idempotency keys in MongoDB.
-// Every order change is written with its event in the order document's
-// outbox, guarded by the order's revision, so no write spans two documents.
+// Package orderdb keeps orders and customers in MongoDB. Every order change
+// is written with its event in the order document's outbox, guarded by the
+// order's revision, so no write spans two documents. An order placed with an
+// Idempotency-Key has an id derived from the customer and the key, so the
+// store's unique _id is what refuses a second order for one key.
 package orderdb
 
 import (
@@ -25,16 +27,15 @@ import (
 type Store struct {
 	orders    *mongo.Collection
 	customers *mongo.Collection
-	keys      *mongo.Collection
-	// Written is called after every write that left outbox entries, with
-	// the collection and _id of the document, to wake the relay.
-	Written func(c *mongo.Collection, id any)
+	// Written is called after every write that leaves entries in an
+	// outbox, to hand them to the relay.
+	Written outbox.Notify
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
 	return &Store{orders: db.Collection("orders"), customers: db.Collection("customers"),
-		keys: db.Collection("idempotency_keys"), Written: func(*mongo.Collection, any) {}}
+		Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -45,16 +46,22 @@ func (s *Store) Init(ctx context.Context) error {
 	if err := mongox.EnsureIndexes(ctx, s.orders,
 		mongo.IndexModel{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
 		mongo.IndexModel{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
-		mongo.IndexModel{Keys: bson.D{{Key: "idem", Value: 1}}, Options: options.Index().SetUnique(true)},
 		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}},
 	); err != nil {
 		return err
 	}
-	if err := mongox.EnsureIndexes(ctx, s.customers,
-		mongo.IndexModel{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
-		return err
+	// Stores made before keys were folded into order ids had a unique index
+	// on a field new orders no longer carry.
+	if err := s.orders.Indexes().DropOne(ctx, "idem_1"); err != nil && !indexNotFound(err) {
+		return fmt.Errorf("drop index idem_1: %w", mongox.Translate(err, nil, nil))
 	}
-	return mongox.EnsureIndexes(ctx, s.keys, mongo.IndexModel{Keys: bson.D{{Key: "expire_time", Value: 1}}})
+	return mongox.EnsureIndexes(ctx, s.customers,
+		mongo.IndexModel{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true)})
+}
+
+func indexNotFound(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && (ce.Code == 27 || strings.Contains(ce.Message, "index not found"))
 }
 
 type lineDoc struct {
@@ -100,20 +107,10 @@ type orderDoc struct {
 	EstimatedReady time.Time      `bson:"estimated_ready_time,omitempty"`
 	Rejection      string         `bson:"rejection_reason,omitempty"`
 	Revision       int64          `bson:"revision"`
-	Idem           string         `bson:"idem"`
-	IdemKey        string         `bson:"idem_key,omitempty"`
+	RequestHash    string         `bson:"request_hash,omitempty"`
 	Outbox         []outbox.Entry `bson:"outbox"`
 	OutboxPending  bool           `bson:"outbox_pending"`
 }
-
-func idemValue(o *order.Order) string {
-	if o.IdempotencyKey == "" {
-		return "order:" + o.ID
-	}
-	return keyID(o.Customer.ID, o.IdempotencyKey)
-}
-
-func keyID(customerID, key string) string { return "key:" + customerID + "\x00" + key }
 
 func toDoc(o *order.Order) orderDoc {
 	d := orderDoc{
@@ -122,7 +119,7 @@ func toDoc(o *order.Order) orderDoc {
 		Fulfillment: int(o.Fulfillment), Payment: int(o.Payment), Note: o.Note,
 		PricePizza: lineDoc(o.Price.Pizza), PriceTotal: o.Price.Total, Currency: o.Price.Currency,
 		Status: int(o.Status), CreateTime: o.CreateTime, UpdateTime: o.UpdateTime, EstimatedReady: o.EstimatedReadyTime,
-		Rejection: o.RejectionReason, Revision: o.Revision, Idem: idemValue(o), IdemKey: o.IdempotencyKey,
+		Rejection: o.RejectionReason, Revision: o.Revision, RequestHash: o.RequestHash,
 		Outbox: []outbox.Entry{}, PriceToppings: []lineDoc{},
 	}
 	if o.Address != nil {
@@ -145,7 +142,7 @@ func (d orderDoc) order() *order.Order {
 		Fulfillment: order.Fulfillment(d.Fulfillment), Payment: order.Payment(d.Payment), Note: d.Note,
 		Price:  order.Price{Pizza: order.Line(d.PricePizza), Total: d.PriceTotal, Currency: d.Currency},
 		Status: order.Status(d.Status), CreateTime: d.CreateTime.UTC(), UpdateTime: d.UpdateTime.UTC(),
-		RejectionReason: d.Rejection, Revision: d.Revision, IdempotencyKey: d.IdemKey,
+		RejectionReason: d.Rejection, Revision: d.Revision, RequestHash: d.RequestHash,
 	}
 	if !d.EstimatedReady.IsZero() {
 		o.EstimatedReadyTime = d.EstimatedReady.UTC()
@@ -165,39 +162,35 @@ func (d orderDoc) order() *order.Order {
 
 var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
 
-// ErrKeyTaken is returned by Insert when an order already exists for the
-// same customer and idempotency key.
-var ErrKeyTaken = errors.New("an order already exists for this idempotency key")
+// ErrExists is returned by Insert when an order with the same id exists:
+// for an id derived from an Idempotency-Key, the order that key placed.
+var ErrExists = errors.New("an order with this id already exists")
 
 // Insert stores a new order with its event.
 func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) error {
 	d := toDoc(o)
 	d.Outbox, d.OutboxPending = []outbox.Entry{ev}, true
 	if _, err := s.orders.InsertOne(ctx, d); err != nil {
-		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrKeyTaken))
+		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrExists))
 	}
-	s.Written(s.orders, o.ID)
+	s.Written(s.orders, o.ID, d.Revision, d.Outbox)
 	return nil
 }
 
 // Get reads one order.
 func (s *Store) Get(ctx context.Context, id string) (*order.Order, error) {
-	var d orderDoc
-	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&d)
-	if err != nil {
-		return nil, fmt.Errorf("get order %s: %w", id, mongox.Translate(err, order.ErrNotFound, nil))
-	}
-	return d.order(), nil
+	o, _, err := s.get(ctx, id, withoutOutbox)
+	return o, err
 }
 
-// FindByKey reads the order a customer placed with an idempotency key.
-func (s *Store) FindByKey(ctx context.Context, customerID, key string) (*order.Order, error) {
+// get reads one order with the fields of projection.
+func (s *Store) get(ctx context.Context, id string, projection bson.D) (*order.Order, outbox.State, error) {
 	var d orderDoc
-	err := s.orders.FindOne(ctx, bson.D{{Key: "idem", Value: keyID(customerID, key)}}, options.FindOne().SetProjection(withoutOutbox)).Decode(&d)
+	err := s.orders.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, mongox.Project(projection)).Decode(&d)
 	if err != nil {
-		return nil, fmt.Errorf("find order by key: %w", mongox.Translate(err, order.ErrNotFound, nil))
+		return nil, outbox.State{}, fmt.Errorf("get order %s: %w", id, mongox.Translate(err, order.ErrNotFound, nil))
 	}
-	return d.order(), nil
+	return d.order(), outbox.State{Revision: d.Revision, Outbox: d.Outbox}, nil
 }
 
 // Cursor marks a position in a newest-first listing.
@@ -273,13 +266,7 @@ var ErrConflict = outbox.ErrConflict
 // events apply returns, in one write guarded by the revision it read (see
 // outbox.Update). When apply reports no change, nothing is written.
 func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) (changed bool, events []outbox.Entry, err error)) (*order.Order, bool, error) {
-	read := func(ctx context.Context) (*order.Order, int64, error) {
-		o, err := s.Get(ctx, id)
-		if err != nil {
-			return nil, 0, err
-		}
-		return o, o.Revision, nil
-	}
+	read := func(ctx context.Context) (*order.Order, outbox.State, error) { return s.get(ctx, id, nil) }
 	o, changed, err := outbox.Update(ctx, s.orders, id, read,
 		func(o **order.Order) (bool, []outbox.Entry, error) { return apply(*o) }, orderFields, s.Written)
 	if err != nil {

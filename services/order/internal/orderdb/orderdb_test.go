@@ -47,94 +47,31 @@ func newOrder(t *testing.T, id, customer, key string, at time.Time) *order.Order
 	return o
 }
 
-func TestReserveKey(t *testing.T) {
-	s, c := newStore(t), ctx(t)
-	ttl := 24 * time.Hour
-
-	if prior, err := s.ReserveKey(c, "ann", "k1", "hash-a", t0, ttl); prior != nil || err != nil {
-		t.Fatalf("first ReserveKey = %+v, %v; want nil, nil", prior, err)
-	}
-	prior, err := s.ReserveKey(c, "ann", "k1", "hash-b", t0.Add(time.Minute), ttl)
-	if err != nil || prior == nil || prior.Hash != "hash-a" || prior.Done {
-		t.Fatalf("second ReserveKey = %+v, %v; want the first request's key, in flight", prior, err)
-	}
-	// Keys are per customer.
-	if prior, err := s.ReserveKey(c, "bob", "k1", "hash-b", t0, ttl); prior != nil || err != nil {
-		t.Errorf("another customer's ReserveKey of the same key = %+v, %v; want a key of their own", prior, err)
-	}
-
-	if err := s.CompleteKey(c, "ann", "k1", "order-1"); err != nil {
-		t.Fatal(err)
-	}
-	prior, err = s.ReserveKey(c, "ann", "k1", "hash-a", t0.Add(23*time.Hour), ttl)
-	if err != nil || prior == nil || !prior.Done || prior.OrderID != "order-1" {
-		t.Errorf("ReserveKey within the TTL after completion = %+v, %v; want done with order-1", prior, err)
-	}
-	// A completed key is never released by a failing retry.
-	if err := s.ReleaseKey(c, "ann", "k1"); err != nil {
-		t.Fatal(err)
-	}
-	if prior, _ := s.ReserveKey(c, "ann", "k1", "hash-a", t0.Add(time.Hour), ttl); prior == nil || !prior.Done {
-		t.Errorf("completed key after ReleaseKey = %+v, want it kept", prior)
-	}
-	// After the TTL the key is free again.
-	if prior, err := s.ReserveKey(c, "ann", "k1", "hash-c", t0.Add(ttl+time.Second), ttl); prior != nil || err != nil {
-		t.Errorf("ReserveKey after the TTL = %+v, %v; want a fresh claim", prior, err)
-	}
-}
-
-func TestReleaseAndPurgeKeys(t *testing.T) {
-	s, c := newStore(t), ctx(t)
-	ttl := 24 * time.Hour
-	if _, err := s.ReserveKey(c, "ann", "failed", "h", t0, ttl); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ReleaseKey(c, "ann", "failed"); err != nil {
-		t.Fatal(err)
-	}
-	if prior, err := s.ReserveKey(c, "ann", "failed", "other", t0, ttl); prior != nil || err != nil {
-		t.Errorf("ReserveKey after a release = %+v, %v; want a fresh claim", prior, err)
-	}
-
-	for i, at := range []time.Time{t0.Add(-48 * time.Hour), t0.Add(-25 * time.Hour), t0.Add(-time.Hour)} {
-		if _, err := s.ReserveKey(c, "bob", fmt.Sprint("k", i), "h", at, ttl); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n, err := s.PurgeKeys(c, t0)
-	if err != nil || n != 2 {
-		t.Errorf("PurgeKeys = %d, %v; want the 2 keys older than 24h", n, err)
-	}
-	if prior, _ := s.ReserveKey(c, "bob", "k2", "h2", t0, ttl); prior == nil {
-		t.Error("the key reserved an hour ago was purged, want it kept for 24h")
-	}
-}
-
-func TestInsertGetAndKeys(t *testing.T) {
+func TestInsertGet(t *testing.T) {
 	s, c := newStore(t), ctx(t)
 	var written []any
-	s.Written = func(_ *mongo.Collection, id any) { written = append(written, id) }
-	o := newOrder(t, "o1", "ann", "key-1", t0)
+	s.Written = func(_ *mongo.Collection, id any, rev int64, entries []outbox.Entry) {
+		written = append(written, fmt.Sprint(id, "@", rev, "+", len(entries)))
+	}
+	o := newOrder(t, "o1", "ann", "hash-1", t0)
 	ev := outbox.Entry{ID: "e1", Subject: "order.placed.o1", CreateTime: t0}
 	if err := s.Insert(c, o, ev); err != nil {
 		t.Fatal(err)
 	}
-	if len(written) != 1 || written[0] != "o1" {
-		t.Errorf("Written calls = %v, want [o1]", written)
+	if want := []any{"o1@1+1"}; fmt.Sprint(written) != fmt.Sprint(want) {
+		t.Errorf("Written calls = %v, want %v (id@revision+entries)", written, want)
 	}
 	got, err := s.Get(c, "o1")
-	if err != nil || got.Status != order.StatusPlaced || got.Customer.ID != "ann" || got.Price.Total != 900 {
+	if err != nil || got.Status != order.StatusPlaced || got.Customer.ID != "ann" || got.Price.Total != 900 || got.RequestHash != "hash-1" {
 		t.Fatalf("Get(o1) = %+v, %v", got, err)
 	}
 	if _, err := s.Get(c, "missing"); !errors.Is(err, order.ErrNotFound) {
 		t.Errorf("Get(missing) = %v, want ErrNotFound", err)
 	}
-	// A second order with the same customer and key is refused by the store.
-	if err := s.Insert(c, newOrder(t, "o2", "ann", "key-1", t0), ev); !errors.Is(err, orderdb.ErrKeyTaken) {
-		t.Errorf("Insert with a taken key = %v, want ErrKeyTaken", err)
-	}
-	if byKey, err := s.FindByKey(c, "ann", "key-1"); err != nil || byKey.ID != "o1" {
-		t.Errorf("FindByKey = %v, %v; want o1", byKey, err)
+	// A second order with the same id, which a retried Idempotency-Key
+	// derives, is refused by the store.
+	if err := s.Insert(c, newOrder(t, "o1", "ann", "hash-1", t0), ev); !errors.Is(err, orderdb.ErrExists) {
+		t.Errorf("Insert of an existing id = %v, want ErrExists", err)
 	}
 	// Orders without a key never collide.
 	for _, id := range []string{"n1", "n2"} {
