@@ -133,8 +133,13 @@ func reply(request []byte, doc bsoncore.Document) []byte {
 	return out
 }
 
-// guard applies a single-statement update or delete's guard as described
-// above. It returns the request to forward, or the reply to send instead.
+// guard applies the guards of an update's or delete's statements as
+// described above. It returns the request to forward, or the reply to send
+// instead. A write of several statements (a bulk write) forwards only the
+// statements whose guard holds, each cut down to {_id: X}; those that fail
+// match nothing, as in MongoDB, and count 0 in the reply. When any statement
+// is of a kind the guard cannot check, the whole write goes through as it
+// came: correct, only slower.
 func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answer []byte) {
 	listKey := map[string]string{"update": "updates", "delete": "deletes"}[cmd]
 	if listKey == "" || s.reader == nil {
@@ -146,66 +151,97 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 		// guard could not answer for it. Pass it through.
 		return req, nil
 	}
-	stmt, put, ok := statement(&m, listKey)
-	if !ok {
+	stmts, put, ok := statements(&m, listKey)
+	if !ok || len(stmts) > maxGuardedStatements {
 		return req, nil
 	}
-	if upsert, ok := stmt.Lookup("upsert").BooleanOK(); ok && upsert {
-		return req, nil
+	type checked struct {
+		id    bsoncore.Value
+		conds []bsoncore.Element
+		stmt  bsoncore.Document
 	}
-	q, ok := stmt.Lookup("q").DocumentOK()
-	if !ok {
-		return req, nil
-	}
-	id, conds, ok := plainGuard(q)
-	if !ok {
-		return req, nil
+	var all []checked
+	seen := map[string]bool{}
+	for _, stmt := range stmts {
+		if upsert, ok := stmt.Lookup("upsert").BooleanOK(); ok && upsert {
+			return req, nil
+		}
+		q, ok := stmt.Lookup("q").DocumentOK()
+		if !ok {
+			return req, nil
+		}
+		id, conds, ok := plainGuard(q)
+		if !ok || seen[string(id.Data)] {
+			// Two statements on one document: the second must see the
+			// first's change, which only FerretDB can give it.
+			return req, nil
+		}
+		seen[string(id.Data)] = true
+		all = append(all, checked{id, conds, stmt})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var keep []bsoncore.Document
+	for _, c := range all {
+		holds, err := s.guardHolds(ctx, db, coll, c.id, c.conds)
+		if err != nil {
+			return req, nil
+		}
+		s.guarded.Add(1)
+		if !holds {
+			continue
+		}
+		// The guard holds: the write may go by _id alone.
+		onlyID := bsoncore.BuildDocument(nil, bsoncore.AppendValueElement(nil, "_id", c.id))
+		var elems [][]byte
+		stmtElems, _ := c.stmt.Elements()
+		for _, e := range stmtElems {
+			if e.Key() == "q" {
+				elems = append(elems, bsoncore.AppendDocumentElement(nil, "q", onlyID))
+				continue
+			}
+			elems = append(elems, e)
+		}
+		keep = append(keep, bsoncore.BuildDocument(nil, elems...))
+	}
+	if len(keep) == 0 {
+		return nil, reply(req, noMatch(cmd))
+	}
+	put(keep)
+	return m.encode(), nil
+}
+
+// maxGuardedStatements bounds the reads one write's guards make.
+const maxGuardedStatements = 128
+
+// guardHolds reads document id and reports whether it exists and has every
+// field of conds equal to its value.
+func (s *writeSerializer) guardHolds(ctx context.Context, db, coll string, id bsoncore.Value, conds []bsoncore.Element) (bool, error) {
 	s.commands.add("guardRead", coll, "id", 1)
 	raw, err := s.reader.Database(db).Collection(coll).FindOne(ctx, bson.D{{Key: "_id", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}}}).Raw()
 	switch {
 	case errors.Is(err, mongo.ErrNoDocuments):
-		s.guarded.Add(1)
-		return nil, reply(req, noMatch(cmd))
+		return false, nil
 	case err != nil:
-		return req, nil
+		return false, err
 	}
 	doc := bsoncore.Document(raw)
 	for _, c := range conds {
 		v, err := doc.LookupErr(c.Key())
 		if err != nil || !sameValue(v, c.Value()) {
-			s.guarded.Add(1)
-			return nil, reply(req, noMatch(cmd))
+			return false, nil
 		}
 	}
-	s.guarded.Add(1)
-	// The guard holds: the write may go by _id alone.
-	onlyID := bsoncore.BuildDocument(nil, bsoncore.AppendValueElement(nil, "_id", id))
-	var elems [][]byte
-	stmtElems, _ := stmt.Elements()
-	for _, e := range stmtElems {
-		if e.Key() == "q" {
-			elems = append(elems, bsoncore.AppendDocumentElement(nil, "q", onlyID))
-			continue
-		}
-		elems = append(elems, e)
-	}
-	put(bsoncore.BuildDocument(nil, elems...))
-	return m.encode(), nil
+	return true, nil
 }
 
-// statement finds the one statement of a write, in a document sequence or
-// in the body, and returns a function that replaces it.
-func statement(m *opMessage, listKey string) (bsoncore.Document, func(bsoncore.Document), bool) {
+// statements finds the statements of a write, in a document sequence or in
+// the body, and returns a function that replaces them.
+func statements(m *opMessage, listKey string) ([]bsoncore.Document, func([]bsoncore.Document), bool) {
 	for i := range m.sections {
 		sec := &m.sections[i]
 		if sec.kind == 1 && sec.id == listKey {
-			if len(sec.docs) != 1 {
-				return nil, nil, false
-			}
-			return sec.docs[0], func(d bsoncore.Document) { sec.docs[0] = d }, true
+			return sec.docs, func(d []bsoncore.Document) { sec.docs = d }, len(sec.docs) > 0
 		}
 	}
 	for i := range m.sections {
@@ -218,20 +254,27 @@ func statement(m *opMessage, listKey string) (bsoncore.Document, func(bsoncore.D
 			return nil, nil, false
 		}
 		vals, err := arr.Values()
-		if err != nil || len(vals) != 1 {
+		if err != nil || len(vals) == 0 {
 			return nil, nil, false
 		}
-		d, ok := vals[0].DocumentOK()
-		if !ok {
-			return nil, nil, false
+		var docs []bsoncore.Document
+		for _, v := range vals {
+			d, ok := v.DocumentOK()
+			if !ok {
+				return nil, nil, false
+			}
+			docs = append(docs, d)
 		}
-		return d, func(stmt bsoncore.Document) {
+		return docs, func(stmts []bsoncore.Document) {
 			var elems [][]byte
 			bodyElems, _ := sec.body.Elements()
 			for _, e := range bodyElems {
 				if e.Key() == listKey {
-					a := bsoncore.NewArrayBuilder().AppendDocument(stmt).Build()
-					elems = append(elems, bsoncore.AppendArrayElement(nil, listKey, a))
+					b := bsoncore.NewArrayBuilder()
+					for _, st := range stmts {
+						b.AppendDocument(st)
+					}
+					elems = append(elems, bsoncore.AppendArrayElement(nil, listKey, b.Build()))
 					continue
 				}
 				elems = append(elems, e)

@@ -95,3 +95,56 @@ func TestGuardedWrites(t *testing.T) {
 	}
 	t.Logf("50 guarded updates on 2000 documents: %s each", time.Since(start)/50)
 }
+
+// TestGuardedBulkWrite: a bulk write of guarded updates, as the outbox relay
+// sends to clear outboxes, is checked statement by statement, goes to
+// FerretDB by _id only (no statement scans), and matches what MongoDB
+// would: the statements whose guard holds.
+func TestGuardedBulkWrite(t *testing.T) {
+	f, err := startFerretDB(t.TempDir(), "127.0.0.1:0", discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.stop)
+	ctx := context.Background()
+	client, err := mongo.Connect(options.Client().ApplyURI(f.uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(ctx) })
+	c := client.Database("guard").Collection("bulk")
+	for i := range 3 {
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%d", i)}, {Key: "revision", Value: int64(1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "cleared", Value: true}}}}
+	models := []mongo.WriteModel{
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: "d0"}, {Key: "revision", Value: int64(1)}}).SetUpdate(set),
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: "d1"}, {Key: "revision", Value: int64(7)}}).SetUpdate(set), // moved on
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: "missing"}, {Key: "revision", Value: int64(1)}}).SetUpdate(set),
+		mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: "d2"}, {Key: "revision", Value: int32(1)}}).SetUpdate(set),
+	}
+	res, err := c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err != nil || res.MatchedCount != 2 || res.ModifiedCount != 2 {
+		t.Fatalf("BulkWrite = %+v, %v; want 2 matched and modified (d0, d2)", res, err)
+	}
+	for id, want := range map[string]bool{"d0": true, "d1": false, "d2": true} {
+		var d struct {
+			Cleared bool `bson:"cleared"`
+		}
+		if err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d); err != nil || d.Cleared != want {
+			t.Errorf("%s cleared = %v, %v; want %v", id, d.Cleared, err, want)
+		}
+	}
+	for _, st := range f.proxy.commands.snapshot() {
+		if st.Collection == "bulk" && st.Lookup == "scan" {
+			t.Errorf("%d %s statements on %s scanned the collection, want every one by _id", st.Count, st.Command, st.Collection)
+		}
+	}
+	// All guards failing answers without FerretDB.
+	res, err = c.BulkWrite(ctx, models[1:3])
+	if err != nil || res.MatchedCount != 0 {
+		t.Errorf("BulkWrite of failing guards = %+v, %v; want 0 matched", res, err)
+	}
+}
