@@ -28,6 +28,10 @@ run: build ## Run the whole shop locally: embedded NATS + FerretDB under ./data,
 run-traces: build $(JAEGER) ## make run plus a trace viewer (Jaeger) on http://localhost:16686: every request and event of an order
 	$(BIN)/pizzashop run --jaeger $(JAEGER)
 
+.PHONY: walkthrough
+walkthrough: build ## Run the README walk-through against the running shop (make run in another terminal, fresh data)
+	scripts/walkthrough.sh
+
 .PHONY: build
 build: ## Build every binary into ./bin
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BINARIES)
