@@ -136,10 +136,11 @@ func (c shopConfig) listenAddrs() [][2]string {
 }
 
 // managedEnv are the variables the launcher sets for its children; the
-// parent's values of them are not passed through.
+// parent's values of them are not passed through. OTEL_SERVICE_NAME is
+// never passed on: one name for five processes would merge them.
 var managedEnv = []string{
 	"GRPC_ADDR", "METRICS_ADDR", "HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR", "DELIVERY_ADDR",
-	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL", "PIZZASHOP_DEMO",
+	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL", "PIZZASHOP_DEMO", "OTEL_SERVICE_NAME",
 }
 
 // childEnv is the launcher's own environment without managedEnv, plus set.

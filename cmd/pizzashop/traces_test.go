@@ -185,3 +185,24 @@ func orderTraceSpans(t *testing.T, traces string) []string {
 	}
 	return spans
 }
+
+// The services keep their own names under one launcher, and with the trace
+// viewer send their spans to it whatever the parent's environment says.
+func TestChildEnvForTraces(t *testing.T) {
+	c := shopConfig{basePort: 19090}
+	parent := []string{"PATH=/bin", "OTEL_SERVICE_NAME=shop", "OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317"}
+	env := childEnv(parent, c.traceEnv())
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "OTEL_SERVICE_NAME=") }) {
+		t.Errorf("childEnv passes OTEL_SERVICE_NAME on to every service: %q", env)
+	}
+	// os/exec keeps the last of duplicate keys.
+	last := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "OTEL_EXPORTER_OTLP_ENDPOINT="); ok {
+			last = v
+		}
+	}
+	if last != "http://127.0.0.1:19290" {
+		t.Errorf("the services would export spans to %q, want the viewer at http://127.0.0.1:19290 (env %q)", last, env)
+	}
+}
