@@ -9,6 +9,7 @@ VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo d
 LDFLAGS    := -s -w -X github.com/pizzashop/pizzashop/pkg/app.Version=$(VERSION)
 BIN        := bin
 BUF        := .bin/buf
+JAEGER     := .bin/jaeger
 # Every module of the workspace, as package patterns for go test / go vet.
 MODULES    := $(shell go list -m -f '{{.Dir}}/...' 2>/dev/null)
 BINARIES   := ./services/menu ./services/order ./services/kitchen ./services/delivery ./gateway ./cmd/pizzashop
@@ -22,6 +23,14 @@ help: ## List the targets
 .PHONY: run
 run: build ## Run the whole shop locally: embedded NATS + FerretDB under ./data, every service, gateway on :8080
 	$(BIN)/pizzashop run
+
+.PHONY: run-traces
+run-traces: build $(JAEGER) ## make run plus a trace viewer (Jaeger) on http://localhost:16686: every request and event of an order
+	$(BIN)/pizzashop run --jaeger $(JAEGER)
+
+.PHONY: walkthrough
+walkthrough: build ## Run the README walk-through against the running shop (make run in another terminal, fresh data)
+	scripts/walkthrough.sh
 
 .PHONY: build
 build: ## Build every binary into ./bin
@@ -119,6 +128,11 @@ check-generate: generate ## Fail if the committed generated code is not what `ma
 .PHONY: tools
 tools: $(BUF) ## Build the pinned code generation tools
 	GOWORK=off go -C tools build -o /dev/null tool
+
+# Jaeger v2, pinned in tools/jaeger and built from the Go module proxy
+# (a few minutes, once).
+$(JAEGER): tools/jaeger/go.mod
+	GOWORK=off go -C tools/jaeger build -trimpath -o ../../$(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
 
 $(BUF): tools/buf/go.mod
 	GOWORK=off go -C tools/buf build -o ../../$(BUF) github.com/bufbuild/buf/cmd/buf

@@ -21,11 +21,11 @@ type child struct {
 	reported bool // its exit and last lines have been shown on the terminal
 }
 
-// startChild starts path with env, its output going to sink. The child stays
+// startChild starts path with args and env, its output going to sink. The child stays
 // in the launcher's process group, so a Ctrl-C in the terminal reaches it
 // directly too.
-func startChild(name, path string, env []string, sink *logSink) (*child, error) {
-	cmd := exec.Command(path)
+func startChild(name, path string, env []string, sink *logSink, args ...string) (*child, error) {
+	cmd := exec.Command(path, args...)
 	cmd.Env = env
 	// One writer for both streams: os/exec then uses one pipe and one
 	// goroutine, so lines of stdout and stderr never interleave mid-line.

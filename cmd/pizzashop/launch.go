@@ -32,6 +32,8 @@ type shopConfig struct {
 	stackFlags
 	bin          string
 	httpAddr     string
+	jaeger       string // the Jaeger binary; empty runs no trace viewer
+	tracesAddr   string
 	basePort     int
 	readyTimeout time.Duration
 	stopTimeout  time.Duration
@@ -66,13 +68,18 @@ func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
 		return c, usageErrorf("PIZZASHOP_BASE_PORT=%q is not a port number", os.Getenv("PIZZASHOP_BASE_PORT"))
 	}
 	fs.IntVar(&c.basePort, "base-port", base, "gRPC of service N (menu 1, order 2, kitchen 3, delivery 4) on base+N, its metrics on base+100+N (env PIZZASHOP_BASE_PORT)")
+	fs.StringVar(&c.jaeger, "jaeger", os.Getenv("PIZZASHOP_JAEGER"), "run this Jaeger binary as the trace viewer, receiving OTLP on base+200 (make run-traces builds one into .bin; env PIZZASHOP_JAEGER)")
+	fs.StringVar(&c.tracesAddr, "traces", envOr("PIZZASHOP_TRACES_ADDR", defaultTracesAddr), "listen address of the trace viewer, with --jaeger (env PIZZASHOP_TRACES_ADDR)")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 90*time.Second, "how long to wait for the gateway's /readyz")
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", 15*time.Second, "how long each process may take to stop before it is killed")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
-	if maxBase := 65535 - 100 - len(serviceNames); c.basePort < 1 || c.basePort > maxBase {
+	if maxBase := 65535 - 201; c.basePort < 1 || c.basePort > maxBase {
 		return c, usageErrorf("--base-port %d: want 1 to %d", c.basePort, maxBase)
+	}
+	if c.jaeger != "" && !executable(c.jaeger) {
+		return c, usageErrorf("--jaeger %s: no such executable; make run-traces builds one into .bin", c.jaeger)
 	}
 	if c.bin == "" {
 		exe, err := os.Executable()
@@ -123,14 +130,18 @@ func (c shopConfig) listenAddrs() [][2]string {
 	for i, name := range serviceNames {
 		addrs = append(addrs, [2]string{c.grpcAddr(i + 1), name + " gRPC"}, [2]string{c.metricsAddr(i + 1), name + " metrics"})
 	}
+	if c.jaeger != "" {
+		addrs = append(addrs, [2]string{c.tracesAddr, "trace viewer"}, [2]string{c.otlpAddr(), "Jaeger OTLP"}, [2]string{c.jaegerGRPCAddr(), "Jaeger gRPC"})
+	}
 	return append(addrs, [2]string{c.httpAddr, "gateway HTTP"})
 }
 
 // managedEnv are the variables the launcher sets for its children; the
-// parent's values of them are not passed through.
+// parent's values of them are not passed through. OTEL_SERVICE_NAME is
+// never passed on: one name for five processes would merge them.
 var managedEnv = []string{
 	"GRPC_ADDR", "METRICS_ADDR", "HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR", "DELIVERY_ADDR",
-	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL", "PIZZASHOP_DEMO",
+	"MONGO_URI", "NATS_URL", "AUTH_SECRET", "LOG_LEVEL", "PIZZASHOP_DEMO", "OTEL_SERVICE_NAME",
 }
 
 // childEnv is the launcher's own environment without managedEnv, plus set.
@@ -189,7 +200,7 @@ func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg:    cfg,
 		term:   &syncWriter{w: stdout},
 		logDir: filepath.Join(cfg.data, "logs"),
-		exits:  make(chan *child, len(serviceNames)+1),
+		exits:  make(chan *child, len(serviceNames)+2),
 	}
 	err = l.supervise(ctx, begin)
 	l.shutdown()
@@ -235,6 +246,12 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 		// The shop on this machine is a local demo: the services may sign
 		// with the development key when AUTH_SECRET is unset.
 		"PIZZASHOP_DEMO": "true",
+	}
+	if l.cfg.jaeger != "" {
+		if err := l.startTraces(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+		maps.Copy(common, l.cfg.traceEnv())
 	}
 	for k, v := range l.cfg.peerAddrs() {
 		// Every process learns where every service is; each reads the ones
@@ -406,7 +423,8 @@ func (l *launcher) shutdown() {
 	if running > 0 {
 		l.term.Printf("stopping %d processes (Ctrl-C again to kill them)\n", running)
 	}
-	tiers := [][]string{{gatewayName}, {"order"}, {"menu", "kitchen", "delivery"}}
+	// Jaeger stops last: the services flush their final spans to it.
+	tiers := [][]string{{gatewayName}, {"order"}, {"menu", "kitchen", "delivery"}, {jaegerName}}
 	for _, tier := range tiers {
 		var wg sync.WaitGroup
 		for _, c := range l.children {
@@ -462,7 +480,11 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	fmt.Fprintf(&b, "  Gateway         %s/\n", web)
 	fmt.Fprintf(&b, "  Menu            %s/v1/menu\n", web)
 	fmt.Fprintf(&b, "  OpenAPI         %s/openapi.json\n", web)
-	fmt.Fprintf(&b, "  Health          %s/healthz  %s/readyz\n\n", web, web)
+	fmt.Fprintf(&b, "  Health          %s/healthz  %s/readyz\n", web, web)
+	if l.cfg.jaeger != "" {
+		fmt.Fprintf(&b, "  Traces          http://%s/  (every request and event, newest first)\n", dialAddr(l.cfg.tracesAddr))
+	}
+	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", nameWidth, gatewayName, l.cfg.httpAddr, web)
 	runs := ""
 	if l.stack != nil {

@@ -6,6 +6,8 @@
 //	pizzashop [run] [flags]     the whole shop, until Ctrl-C (make run)
 //	pizzashop token --role R --sub S [--name N] [--ttl 24h]
 //	pizzashop devstack [flags]  only NATS and FerretDB, until Ctrl-C
+//	pizzashop deadletters list | replay SEQ... | --all
+//	pizzashop events tail [SUBJECT] | get STREAM SEQ
 package main
 
 import (
@@ -34,23 +36,26 @@ Usage:
   pizzashop token --role ROLE --sub ID [--name NAME] [--ttl 24h]
                                print a credential to send as "Authorization: Bearer <token>"
   pizzashop devstack [flags]   start only NATS and FerretDB
-  pizzashop deadletters list   list the messages consumers gave up on (NATS_URL or --nats)
+  pizzashop deadletters list   list the messages consumers gave up on
   pizzashop deadletters replay SEQ... | --all
                                publish them again on their original subjects
   pizzashop events tail [SUBJECT]
-                               print live events as JSON with their headers (NATS_URL or --nats)
+                               print live events as JSON with their headers
   pizzashop events get STREAM SEQ
                                print one stored event, for example: events get ORDER 12
   pizzashop help               show this text
 
-Run "pizzashop <command> -h" for the flags of a command.
+Commands that talk to a running shop (deadletters, events) find its NATS at
+NATS_URL, else at PIZZASHOP_NATS_ADDR as "pizzashop run" uses it, else
+127.0.0.1:4222; --nats overrides. Run "pizzashop <command> -h" for the flags
+of a command.
 `
 
 // run dispatches to the subcommand named by args[0]; flags alone mean run.
 // Output goes to stdout and stderr so tests can capture it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := "run", args
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || isHelp(args[0])) {
 		cmd, rest = args[0], args[1:]
 	}
 	switch cmd {
@@ -64,12 +69,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDeadLetters(ctx, rest, stdout, stderr)
 	case "events":
 		return runEvents(ctx, rest, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	return usageErrorf("unknown command %q", cmd)
 }
+
+// isHelp reports whether a first argument asks for the command list rather
+// than being a flag of run.
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
 
 // usageError is a mistake in the command line: exit status 2.
 type usageError struct{ msg string }

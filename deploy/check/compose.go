@@ -309,9 +309,13 @@ func checkComposeCompanions(r *report, root string, p *types.Project) {
 		r.failf(dsDir, "no Grafana datasource provisioning file")
 		r.file(dsDir, start, "")
 	}
+	uids := map[string]bool{}
 	for _, f := range files {
-		checkGrafanaDatasources(r, f, known)
+		for _, uid := range checkGrafanaDatasources(r, f, known) {
+			uids[uid] = true
+		}
 	}
+	checkGrafanaDashboards(r, root, p, uids)
 }
 
 func readYAML(r *report, path string, into any) bool {
@@ -449,16 +453,20 @@ func checkOtelConfig(r *report, path string, known func(string) bool) {
 	r.file(path, start, fmt.Sprintf("%d pipelines", len(cfg.Service.Pipelines)))
 }
 
-func checkGrafanaDatasources(r *report, path string, known func(string) bool) {
+// checkGrafanaDatasources checks one datasource provisioning file and
+// returns the uids it provisions.
+func checkGrafanaDatasources(r *report, path string, known func(string) bool) []string {
 	start := len(r.problems)
 	var cfg struct {
 		APIVersion  int `json:"apiVersion"`
 		Datasources []struct {
 			Name string `json:"name"`
+			UID  string `json:"uid"`
 			Type string `json:"type"`
 			URL  string `json:"url"`
 		} `json:"datasources"`
 	}
+	var uids []string
 	if readYAML(r, path, &cfg) {
 		if cfg.APIVersion != 1 {
 			r.failf(path, "apiVersion must be 1")
@@ -466,6 +474,9 @@ func checkGrafanaDatasources(r *report, path string, known func(string) bool) {
 		kinds := map[string]bool{}
 		for _, ds := range cfg.Datasources {
 			kinds[ds.Type] = true
+			if ds.UID != "" {
+				uids = append(uids, ds.UID)
+			}
 			u, err := url.Parse(ds.URL)
 			if err != nil || u.Host == "" {
 				r.failf(path, "datasource %q: url %q is not a URL", ds.Name, ds.URL)
@@ -482,6 +493,7 @@ func checkGrafanaDatasources(r *report, path string, known func(string) bool) {
 		}
 	}
 	r.file(path, start, fmt.Sprintf("%d datasources", len(cfg.Datasources)))
+	return uids
 }
 
 func flagValue(args []string, flag string) string {

@@ -32,7 +32,7 @@ func requiredEnv(binary string) []string {
 	if binary == "gateway" {
 		return []string{
 			"HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR", "DELIVERY_ADDR",
-			"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "LOG_LEVEL",
+			"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "LOG_LEVEL", "AUTH_SECRET",
 		}
 	}
 	env := []string{

@@ -117,7 +117,8 @@ function showErrors(form, err) {
   const general = form.querySelector('[role=alert].error');
   const rest = [];
   let first = null;
-  for (const { field, message } of err.fields) {
+  const fields = err instanceof ApiError ? err.fields : [];
+  for (const { field, message } of fields) {
     const input = form.querySelector(`[name="${CSS.escape(field)}"]`) ||
       form.querySelector(`[name^="${CSS.escape(field)}."]`);
     const box = input && input.id ? $(input.id + '-err') : null;
@@ -126,12 +127,14 @@ function showErrors(form, err) {
       continue;
     }
     input.setAttribute('aria-invalid', 'true');
-    box.textContent = (box.textContent ? box.textContent + ' ' : '') + capitalize(message) + '.';
+    const label = form.querySelector(`label[for="${input.id}"]`);
+    const text = label ? `${label.textContent.replace(/\s*\(.*\)$/, '')} ${message}` : capitalize(message);
+    box.textContent = (box.textContent ? box.textContent + ' ' : '') + text + '.';
     box.hidden = false;
     first = first || input;
   }
-  if (rest.length || !err.fields.length) {
-    general.textContent = rest.length ? rest.join('; ') : err.message;
+  if (rest.length || !fields.length) {
+    general.textContent = rest.length ? rest.join('; ') : sentence(err.message);
     general.hidden = false;
   }
   if (first) {
@@ -143,6 +146,7 @@ function showErrors(form, err) {
 }
 
 const capitalize = (s) => (s ? s[0].toUpperCase() + s.slice(1) : s);
+const sentence = (s) => (s && !/[.!?]$/.test(s) ? capitalize(s) + '.' : capitalize(s));
 
 function busy(button, on) {
   button.disabled = on;
@@ -254,6 +258,8 @@ function renderMenu() {
   }));
   toppingLimit(false);
   if (focused && $(focused)) $(focused).focus();
+  // The first render, for measuring time to menu (performance.getEntriesByName).
+  if (!performance.getEntriesByName('menu-rendered').length) performance.mark('menu-rendered');
   updatePrice();
 }
 
@@ -280,9 +286,12 @@ function onBuilderChange(ev) {
     cart.toppingIds = t.checked ? [...cart.toppingIds, t.value] : cart.toppingIds.filter((x) => x !== t.value);
   }
   saveCart();
-  if (t.name === 'topping') toppingLimit(false);
-  else renderMenu(); // sizes show the chosen pizza's prices; toppings the chosen size's
-  updatePrice();
+  if (t.name === 'topping') {
+    toppingLimit(false);
+    updatePrice();
+  } else {
+    renderMenu(); // sizes show the chosen pizza's prices, toppings the chosen size's; it reprices
+  }
 }
 
 /** updatePrice asks the server for the price of the cart as it is now. */
@@ -337,6 +346,7 @@ function needSignIn(where, why) {
 
 /** expired handles a refused token: sign in again, then carry on. */
 function expired() {
+  if (!auth.token()) return; // already handled by another call that failed with it
   auth.clear();
   renderIdentity();
   const here = location.hash && location.hash !== '#/signin' ? location.hash : '#/';
@@ -418,10 +428,11 @@ function signOut() {
 // changed order is a new attempt with a new key.
 const attempt = { key: '', body: '' };
 
+// Keys are 26 random letters (122 bits): no digits, so that no key can
+// look like a card number to the shop's card scan, which refuses those.
 function newKey() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  const b = crypto.getRandomValues(new Uint8Array(26));
+  return 'co-' + Array.from(b, (x) => String.fromCharCode(97 + (x % 26))).join('');
 }
 
 function renderCheckout() {
@@ -479,8 +490,9 @@ async function onCheckout(ev) {
     attempt.body = '';
     shop.cart = { pizzaId: '', size: '', toppingIds: [] };
     saveCart();
+    renderMenu(); // an empty builder for the next pizza
     $('co-note').value = '';
-    location.hash = '#/orders/' + encodeURIComponent(data.order.id);
+    location.hash = '#/orders/' + encodeURIComponent((data.order || data).id);
   } catch (err) {
     if (err.httpStatus !== 401) showErrors(form, err);
   } finally {
@@ -586,7 +598,7 @@ function renderOrder(o) {
       o.note ? el('dt', { text: 'Note' }) : null, o.note ? el('dd', { text: o.note }) : null,
       el('dt', { text: 'Order' }), el('dd', { class: 'ident', text: o.id })),
   ];
-  $('order-body').replaceChildren(...parts);
+  $('order-body').replaceChildren(...parts.filter(Boolean));
   $('cancel').hidden = !CANCELLABLE.has(o.status);
 }
 
@@ -599,9 +611,10 @@ async function onCancel() {
   busy(button, true);
   try {
     const { data } = await api('POST', `/v1/orders/${encodeURIComponent(follow.id)}:cancel`, { body: {}, needsAuth: true });
-    if (data.order) {
-      follow.order = data.order;
-      renderOrder(data.order);
+    const o = data.order || data;
+    if (o && o.id === follow.id) {
+      follow.order = o;
+      renderOrder(o);
     }
   } catch (err) {
     if (err.httpStatus === 401) return;

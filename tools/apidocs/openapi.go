@@ -66,7 +66,7 @@ var statusResponses = map[int]statusResponse{
 	422: {name: "IdempotencyKeyReused",
 		description: "This Idempotency-Key was already used with a different body. Use a new key for a new request."},
 	429: {name: "TooManyRequests",
-		description: "Too many failed attempts for this email or from this client; wait before trying again."},
+		description: "Too many at once: failed sign-in attempts for this email or from this client, or live streams open for this caller or on the server. Wait, or close a stream, before trying again."},
 	503: {name: "ServiceUnavailable",
 		description: "A service or the store is briefly unavailable; nothing was changed. Retry after the delay in Retry-After.",
 		headers: map[string]any{"Retry-After": map[string]any{

@@ -14,6 +14,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/pizzashop/pizzashop/gateway/internal/edge"
 	"github.com/pizzashop/pizzashop/gateway/openapi"
@@ -229,6 +231,31 @@ func TestAnswersAreDocumented(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each event of the catalogue is a message of the protos, named by its
+// Content-Type as pkg/natsx publishes it (cmd/pizzashop's events test reads
+// that header off real messages).
+func TestCatalogueMessagesAreTheEvents(t *testing.T) {
+	doc := loadEventDoc(t)
+	n := 0
+	for id, m := range doc.Components.Messages {
+		if id == "DeadLetter" {
+			continue
+		}
+		n++
+		name, ok := strings.CutPrefix(m.ContentType, "application/protobuf; proto=")
+		if !ok {
+			t.Errorf("message %s: contentType %q, want application/protobuf; proto=<message>", id, m.ContentType)
+			continue
+		}
+		if _, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(name)); err != nil {
+			t.Errorf("message %s: %s is not a message of the protos: %v", id, name, err)
+		}
+	}
+	if n != 4 {
+		t.Errorf("the catalogue has %d events, want 4 (menu, order, kitchen, delivery)", n)
 	}
 }
 

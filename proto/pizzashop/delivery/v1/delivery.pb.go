@@ -926,7 +926,7 @@ const file_pizzashop_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x17DELIVERY_STATUS_WAITING\x10\x01\x12$\n" +
 	" DELIVERY_STATUS_OUT_FOR_DELIVERY\x10\x02\x12\x1d\n" +
 	"\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1d\n" +
-	"\x19DELIVERY_STATUS_PICKED_UP\x10\x042\x9d\n" +
+	"\x19DELIVERY_STATUS_PICKED_UP\x10\x042\xa1\n" +
 	"\n" +
 	"\x0fDeliveryService\x12\xbd\x01\n" +
 	"\x0eListDeliveries\x12,.pizzashop.delivery.v1.ListDeliveriesRequest\x1a-.pizzashop.delivery.v1.ListDeliveriesResponse\"N\xfaP,B*\n" +
@@ -938,9 +938,9 @@ const file_pizzashop_delivery_v1_delivery_proto_rawDesc = "" +
 	"\x0fDeliverDelivery\x12-.pizzashop.delivery.v1.DeliverDeliveryRequest\x1a..pizzashop.delivery.v1.DeliverDeliveryResponse\"t\xfaP8B6\n" +
 	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x023:\x01*b\bdelivery\"$/v1/delivery/deliveries/{id}:deliver\x12\xe2\x01\n" +
 	"\x0ePickupDelivery\x12,.pizzashop.delivery.v1.PickupDeliveryRequest\x1a-.pizzashop.delivery.v1.PickupDeliveryResponse\"s\xfaP8B6\n" +
-	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x022:\x01*b\bdelivery\"#/v1/delivery/deliveries/{id}:pickup\x12\xc8\x01\n" +
-	"\x0fWatchDeliveries\x12-.pizzashop.delivery.v1.WatchDeliveriesRequest\x1a..pizzashop.delivery.v1.WatchDeliveriesResponse\"T\xfaP,B*\n" +
-	"\x15x-pizzashop-responses\x12\x11\x1a\x0f400 401 403 503\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/delivery/deliveries:watch0\x01BGZEgithub.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1;deliveryv1b\x06proto3"
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x022:\x01*b\bdelivery\"#/v1/delivery/deliveries/{id}:pickup\x12\xcc\x01\n" +
+	"\x0fWatchDeliveries\x12-.pizzashop.delivery.v1.WatchDeliveriesRequest\x1a..pizzashop.delivery.v1.WatchDeliveriesResponse\"X\xfaP0B.\n" +
+	"\x15x-pizzashop-responses\x12\x15\x1a\x13400 401 403 429 503\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/delivery/deliveries:watch0\x01BGZEgithub.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1;deliveryv1b\x06proto3"
 
 var (
 	file_pizzashop_delivery_v1_delivery_proto_rawDescOnce sync.Once

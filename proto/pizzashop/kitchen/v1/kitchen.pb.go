@@ -1027,7 +1027,7 @@ const file_pizzashop_kitchen_v1_kitchen_proto_rawDesc = "" +
 	"\x14TICKET_STATUS_BAKING\x10\x02\x12\x17\n" +
 	"\x13TICKET_STATUS_READY\x10\x03\x12\x1a\n" +
 	"\x16TICKET_STATUS_REJECTED\x10\x04\x12\x1b\n" +
-	"\x17TICKET_STATUS_CANCELLED\x10\x052\x95\n" +
+	"\x17TICKET_STATUS_CANCELLED\x10\x052\x99\n" +
 	"\n" +
 	"\x0eKitchenService\x12\xae\x01\n" +
 	"\vListTickets\x12(.pizzashop.kitchen.v1.ListTicketsRequest\x1a).pizzashop.kitchen.v1.ListTicketsResponse\"J\xfaP,B*\n" +
@@ -1040,9 +1040,9 @@ const file_pizzashop_kitchen_v1_kitchen_proto_rawDesc = "" +
 	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02+:\x01*b\x06ticket\"\x1e/v1/kitchen/tickets/{id}:ready\x12\xd4\x01\n" +
 	"\fRejectTicket\x12).pizzashop.kitchen.v1.RejectTicketRequest\x1a*.pizzashop.kitchen.v1.RejectTicketResponse\"m\xfaP8B6\n" +
 	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02,:\x01*b\x06ticket\"\x1f/v1/kitchen/tickets/{id}:reject\x12e\n" +
-	"\fCancelTicket\x12).pizzashop.kitchen.v1.CancelTicketRequest\x1a*.pizzashop.kitchen.v1.CancelTicketResponse\x12\xb5\x01\n" +
-	"\fWatchTickets\x12).pizzashop.kitchen.v1.WatchTicketsRequest\x1a*.pizzashop.kitchen.v1.WatchTicketsResponse\"L\xfaP(B&\n" +
-	"\x15x-pizzashop-responses\x12\r\x1a\v401 403 503\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/kitchen/tickets:watch0\x01BEZCgithub.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1;kitchenv1b\x06proto3"
+	"\fCancelTicket\x12).pizzashop.kitchen.v1.CancelTicketRequest\x1a*.pizzashop.kitchen.v1.CancelTicketResponse\x12\xb9\x01\n" +
+	"\fWatchTickets\x12).pizzashop.kitchen.v1.WatchTicketsRequest\x1a*.pizzashop.kitchen.v1.WatchTicketsResponse\"P\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f401 403 429 503\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/kitchen/tickets:watch0\x01BEZCgithub.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1;kitchenv1b\x06proto3"
 
 var (
 	file_pizzashop_kitchen_v1_kitchen_proto_rawDescOnce sync.Once

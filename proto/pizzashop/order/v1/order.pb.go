@@ -1144,7 +1144,7 @@ const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PAYMENT_METHOD_CASH\x10\x01\x12\x17\n" +
-	"\x13PAYMENT_METHOD_CARD\x10\x022\xa2\a\n" +
+	"\x13PAYMENT_METHOD_CARD\x10\x022\xa6\a\n" +
 	"\fOrderService\x12\xe1\x01\n" +
 	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"\x80\x01\xfaPaB'\n" +
 	"\x12x-pizzashop-header\x12\x11\x1a\x0fIdempotency-KeyB6\n" +
@@ -1157,10 +1157,10 @@ const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\x15x-pizzashop-responses\x12\r\x1a\v400 401 503\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/v1/orders\x12\xc3\x01\n" +
 	"\vCancelOrder\x12&.pizzashop.order.v1.CancelOrderRequest\x1a'.pizzashop.order.v1.CancelOrderResponse\"c\xfaP8B6\n" +
-	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02\":\x01*b\x05order\"\x16/v1/orders/{id}:cancel\x12\xa7\x01\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02\":\x01*b\x05order\"\x16/v1/orders/{id}:cancel\x12\xab\x01\n" +
 	"\n" +
-	"WatchOrder\x12%.pizzashop.order.v1.WatchOrderRequest\x1a&.pizzashop.order.v1.WatchOrderResponse\"H\xfaP(B&\n" +
-	"\x15x-pizzashop-responses\x12\r\x1a\v401 404 503\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{id}:watch0\x01BAZ?github.com/pizzashop/pizzashop/proto/pizzashop/order/v1;orderv1b\x06proto3"
+	"WatchOrder\x12%.pizzashop.order.v1.WatchOrderRequest\x1a&.pizzashop.order.v1.WatchOrderResponse\"L\xfaP,B*\n" +
+	"\x15x-pizzashop-responses\x12\x11\x1a\x0f401 404 429 503\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{id}:watch0\x01BAZ?github.com/pizzashop/pizzashop/proto/pizzashop/order/v1;orderv1b\x06proto3"
 
 var (
 	file_pizzashop_order_v1_order_proto_rawDescOnce sync.Once

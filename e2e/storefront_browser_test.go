@@ -1,0 +1,781 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/chromedp"
+
+	"github.com/pizzashop/pizzashop/e2e/stack"
+	"github.com/pizzashop/pizzashop/pkg/auth"
+	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
+)
+
+// The storefront tests drive the real pages in headless Chromium against the
+// whole shop (every binary, NATS, the store): customers on /, kitchen staff
+// on /kitchen, couriers on /delivery and managers on /manage, each in a
+// browser context of its own, as separate browsers would be. Every page
+// state they reach is checked with axe-core and saved as screenshots at 375
+// and 1280 px. They need the Debian package chromium and axe-core from npm
+// (both installed by .ci/run: `npm ci --prefix e2e/axe`), and skip without
+// them.
+
+const chromiumPath = "/usr/bin/chromium"
+
+var axePath = filepath.Join("axe", "node_modules", "axe-core", "axe.min.js")
+
+// browser is one headless Chromium for a test.
+type browser struct {
+	root context.Context
+	axe  string
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test: skipped with -short")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("browser test: no Chromium at %s; install it with apt-get install -y chromium", chromiumPath)
+	}
+	axe, err := os.ReadFile(axePath)
+	if err != nil {
+		t.Skipf("browser test: no axe-core at %s; install it with npm ci --prefix e2e/axe", axePath)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	root, cancelRoot := chromedp.NewContext(actx)
+	t.Cleanup(cancelRoot)
+	if err := chromedp.Do(root); err != nil { // starts the browser
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return &browser{root: root, axe: string(axe)}
+}
+
+// page is one tab in a browser context of its own: its own storage, as if
+// it were another browser.
+type page struct {
+	ctx  context.Context
+	name string
+	b    *browser
+
+	mu       sync.Mutex
+	console  []string
+	problems []string // exceptions, console errors, CSP violations
+	expected []string // console errors the test causes on purpose
+}
+
+// expect lets a console error containing text pass: one the test causes.
+func (p *page) expect(text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expected = append(p.expected, text)
+}
+
+func (b *browser) page(t *testing.T, name string) *page {
+	t.Helper()
+	tab, cancelTab := chromedp.NewContext(b.root, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancelTab)
+	ctx, cancel := context.WithTimeout(tab, 4*time.Minute)
+	t.Cleanup(cancel)
+	p := &page{ctx: ctx, name: name, b: b}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.console = append(p.console, m.String())
+			if m.IsException() || m.Type == "error" || m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") {
+				p.problems = append(p.problems, m.String())
+			}
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, line := range p.console {
+			t.Logf("%s console: %s", name, line)
+		}
+		for _, line := range p.problems {
+			if expectedConsoleError(line) || slices.ContainsFunc(p.expected, func(e string) bool { return strings.Contains(line, e) }) {
+				continue
+			}
+			t.Errorf("%s page error: %s", name, line)
+		}
+	})
+	p.do(t, "set the viewport", chromedp.EmulateViewport(1280, 900))
+	return p
+}
+
+// expectedConsoleError reports whether a console line is Chromium's own
+// note of an HTTP error the page asked for and handled: a refused sign-in
+// (401, 429), checkout (400) or cancel (409) shows in the page, not as a
+// bug.
+func expectedConsoleError(line string) bool {
+	return strings.Contains(line, "Failed to load resource: the server responded with a status of 4")
+}
+
+// stepTimeout bounds one step of a page, so that a missing element fails
+// the test quickly instead of at the test's deadline.
+const stepTimeout = 30 * time.Second
+
+func (p *page) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %s: %v", p.name, what, err)
+	}
+}
+
+func (p *page) text(t *testing.T, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(p.ctx, chromedp.TextContent(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("%s: text of %s: %v", p.name, sel, err)
+	}
+	return s
+}
+
+func eval[T any](t *testing.T, p *page, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: evaluate %s: %v", p.name, expr, err)
+	}
+	return v
+}
+
+// until waits for the JavaScript condition expr to hold.
+func (p *page) until(t *testing.T, what, expr string, timeout time.Duration) {
+	t.Helper()
+	if _, err := chromedp.Run(p.ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(timeout))); err != nil {
+		body, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText.slice(0, 2000) : ''`))
+		t.Fatalf("%s: waiting for %s: %v\npage text:\n%s", p.name, what, err, body)
+	}
+}
+
+// shots saves the page at 375 and 1280 px wide as
+// <temp>/pizzashop-screenshots/<name>-375.png and -1280.png, and checks
+// each width with axe-core: no serious or critical violation.
+func (p *page) shots(t *testing.T, name string) {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "pizzashop-screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int64{375, 1280} {
+		p.do(t, "resize", chromedp.EmulateViewport(w, 900), chromedp.Sleep(150*time.Millisecond))
+		p.axe(t, fmt.Sprintf("%s at %d px", name, w))
+		png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, w))
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s", path)
+	}
+	p.do(t, "resize back", chromedp.EmulateViewport(1280, 900))
+}
+
+type axeViolation struct {
+	ID     string `json:"id"`
+	Impact string `json:"impact"`
+	Help   string `json:"help"`
+	Nodes  []struct {
+		Target []any  `json:"target"`
+		HTML   string `json:"html"`
+	} `json:"nodes"`
+}
+
+// axe runs axe-core (WCAG 2.x A and AA rules) in the page and fails on a
+// serious or critical violation. Scripts evaluated over DevTools are not
+// subject to the page's Content-Security-Policy, so the page keeps its
+// strict one.
+func (p *page) axe(t *testing.T, what string) {
+	t.Helper()
+	for _, v := range p.axeViolations(t) {
+		line := fmt.Sprintf("%s: axe %s (%s): %s", what, v.ID, v.Impact, v.Help)
+		for _, n := range v.Nodes {
+			line += fmt.Sprintf("\n    %v %s", n.Target, n.HTML)
+		}
+		if v.Impact == "serious" || v.Impact == "critical" {
+			t.Error(line)
+		} else {
+			t.Log(line)
+		}
+	}
+}
+
+func (p *page) axeViolations(t *testing.T) []axeViolation {
+	t.Helper()
+	if _, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](p.b.axe+"\n;true")); err != nil {
+		t.Fatalf("%s: load axe-core: %v", p.name, err)
+	}
+	raw, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](
+		`axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}, resultTypes: ['violations']})
+		  .then((r) => JSON.stringify(r.violations))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: run axe-core: %v", p.name, err)
+	}
+	var vs []axeViolation
+	if err := json.Unmarshal([]byte(raw), &vs); err != nil {
+		t.Fatalf("%s: axe-core result: %v", p.name, err)
+	}
+	return vs
+}
+
+// customer is one registered customer of the tests.
+type customer struct {
+	name, email, phone, password string
+}
+
+func newCustomer(prefix string) customer {
+	id := uniq(prefix)
+	return customer{name: "Ada " + id, email: id + "@example.com", phone: "+1 555 0100", password: "correct horse " + id}
+}
+
+// register creates the customer through the page's form; the page is then
+// signed in.
+func (p *page) register(t *testing.T, base string, c customer, address bool) {
+	t.Helper()
+	steps := []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(base + "/#/register"),
+		chromedp.WaitVisible(chromedp.CSS(`#register-form`)),
+		chromedp.SendKeys(chromedp.CSS(`#rg-name`), c.name),
+		chromedp.SendKeys(chromedp.CSS(`#rg-email`), c.email),
+		chromedp.SendKeys(chromedp.CSS(`#rg-phone`), c.phone),
+		chromedp.SendKeys(chromedp.CSS(`#rg-password`), c.password),
+	}
+	if address {
+		steps = append(steps,
+			chromedp.SendKeys(chromedp.CSS(`#rg-line1`), "12 Analytical Row"),
+			chromedp.SendKeys(chromedp.CSS(`#rg-postal`), "12345"),
+			chromedp.SendKeys(chromedp.CSS(`#rg-city`), "Springfield"))
+	}
+	steps = append(steps, chromedp.Click(chromedp.CSS(`#register-form button[type=submit]`)))
+	p.do(t, "register", steps...)
+	p.until(t, "signed in after registering", `!document.getElementById('signout').hidden`, 20*time.Second)
+}
+
+func (p *page) signIn(t *testing.T, c customer) {
+	t.Helper()
+	p.do(t, "sign in",
+		chromedp.WaitVisible(chromedp.CSS(`#signin-form`)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('si-email').value = ''; document.getElementById('si-password').value = ''`),
+		chromedp.SendKeys(chromedp.CSS(`#si-email`), c.email),
+		chromedp.SendKeys(chromedp.CSS(`#si-password`), c.password),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)))
+}
+
+// build chooses a pizza, a size and toppings in the builder and waits for
+// the server's price.
+func (p *page) build(t *testing.T, pizza, size string, toppings ...string) {
+	t.Helper()
+	p.do(t, "choose pizza and size",
+		chromedp.WaitVisible(chromedp.CSS(`#pz-`+pizza)),
+		chromedp.Click(chromedp.CSS(`label[for="pz-`+pizza+`"]`)),
+		chromedp.Click(chromedp.CSS(`label[for="sz-`+size+`"]`)))
+	for _, tp := range toppings {
+		p.do(t, "choose topping "+tp, chromedp.Click(chromedp.CSS(`label[for="tp-`+tp+`"]`)))
+	}
+	p.until(t, "the server's price", `!document.getElementById('to-checkout').disabled && document.getElementById('price-total') !== null`, 15*time.Second)
+}
+
+// checkout goes from a priced pizza to the checkout form.
+func (p *page) checkout(t *testing.T) {
+	t.Helper()
+	p.do(t, "go to checkout", chromedp.Click(chromedp.CSS(`#to-checkout`)), chromedp.WaitVisible(chromedp.CSS(`#checkout-form`)))
+}
+
+// placeOrder submits the checkout form and returns the new order's id.
+func (p *page) placeOrder(t *testing.T) string {
+	t.Helper()
+	p.do(t, "place the order", chromedp.Click(chromedp.CSS(`#place`)))
+	p.until(t, "the order page", `location.hash.startsWith('#/orders/') && document.getElementById('order-status') !== null`, 20*time.Second)
+	return strings.TrimPrefix(eval[string](t, p, `decodeURIComponent(location.hash)`), "#/orders/")
+}
+
+// stepDone waits for the order page's timeline to show status as reached.
+func (p *page) stepDone(t *testing.T, status string) {
+	t.Helper()
+	p.until(t, "timeline step "+status,
+		`document.querySelector('#timeline li.done[data-status="`+status+`"] time') !== null`, 30*time.Second)
+}
+
+// staff opens a staff page (kitchen, delivery) signed in with token.
+func (b *browser) staff(t *testing.T, s *stack.Stack, role, token, path string) *page {
+	t.Helper()
+	p := b.page(t, role)
+	p.do(t, "open "+path,
+		chromedp.Navigate(s.URL("/")),
+		chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem("pizzashop.`+role+`.token", `+jsString(token)+`)`),
+		chromedp.Navigate(s.URL(path)))
+	return p
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// ordersOf lists a customer's orders over REST, as the shop stored them.
+func ordersOf(t *testing.T, s *stack.Stack, token string) []*orderv1.Order {
+	t.Helper()
+	return listAll(t, s, token, 100)
+}
+
+// tokenOf reads the token the storefront keeps.
+func tokenOf(t *testing.T, p *page) string {
+	t.Helper()
+	tok := eval[string](t, p, `localStorage.getItem('pizzashop.customer.token') || ''`)
+	if tok == "" {
+		t.Fatalf("%s: no customer token in localStorage", p.name)
+	}
+	return tok
+}
+
+func TestStorefrontInBrowser(t *testing.T) {
+	s := stack.Start(t)
+	b := newBrowser(t)
+
+	t.Run("journey", func(t *testing.T) { storefrontJourney(t, s.For(t), b) })
+	t.Run("double submit and retry", func(t *testing.T) { storefrontDoubleSubmit(t, s.For(t), b) })
+	t.Run("cancel", func(t *testing.T) { storefrontCancel(t, s.For(t), b) })
+	t.Run("pickup", func(t *testing.T) { storefrontPickup(t, s.For(t), b) })
+	t.Run("sold out", func(t *testing.T) { storefrontSoldOut(t, s.For(t), b) })
+	t.Run("expired token", func(t *testing.T) { storefrontExpiredToken(t, s.For(t), b) })
+	t.Run("wrong password and rate limit", func(t *testing.T) { storefrontSignInLimits(t, s.For(t), b) })
+}
+
+// storefrontJourney: a new customer registers, signs out, signs in again in
+// another browser, builds a large pizza with three toppings (a fourth is
+// refused), checks out for delivery and follows the order live while the
+// kitchen and a courier move it on their own screens.
+func storefrontJourney(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("journey")
+	first := b.page(t, "customer-first-browser")
+
+	// The menu, measured on the first load of a fresh browser.
+	p0 := time.Now()
+	first.do(t, "open the storefront", chromedp.Navigate(s.URL("/")), chromedp.WaitVisible(chromedp.CSS(`#pz-margherita`)))
+	wall := time.Since(p0)
+	rendered := eval[float64](t, first, `performance.getEntriesByName('menu-rendered')[0].startTime`)
+	weight := eval[float64](t, first, `[...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')].reduce((n, e) => n + e.transferSize, 0)`)
+	t.Logf("first load: %.0f bytes transferred, menu rendered %.0f ms after navigation start (%.0f ms wall clock with the test's round trips)", weight, rendered, float64(wall.Milliseconds()))
+	if weight <= 0 || weight > 150_000 {
+		t.Errorf("first load transferred %.0f bytes, want some and under 150 kB", weight)
+	}
+	menuText := first.text(t, `#pizza-list`)
+	if !strings.Contains(menuText, "Margherita") || !strings.Contains(menuText, "Small") || !strings.Contains(menuText, "Large") {
+		t.Errorf("menu = %q, want pizzas with the price of each size", menuText)
+	}
+	first.shots(t, "storefront-menu")
+
+	// The check can fail: an input without a label is a critical violation.
+	first.do(t, "add an unlabelled input", chromedp.Evaluate[chromedp.Void](
+		`document.querySelector('main').append(Object.assign(document.createElement('input'), {id: 'axe-probe'}))`))
+	found := false
+	for _, v := range first.axeViolations(t) {
+		found = found || v.ID == "label" && v.Impact == "critical"
+	}
+	if !found {
+		t.Errorf("axe-core did not report an unlabelled input")
+	}
+	first.do(t, "remove it", chromedp.Evaluate[chromedp.Void](`document.getElementById('axe-probe').remove()`))
+
+	first.register(t, s.URL(""), c, true)
+	if who := first.text(t, `#who`); !strings.Contains(who, c.name) {
+		t.Errorf("after registering the header says %q, want the name %q", who, c.name)
+	}
+	first.do(t, "sign out", chromedp.Click(chromedp.CSS(`#signout`)), chromedp.WaitVisible(chromedp.CSS(`#nav-signin`)))
+	if tok := eval[string](t, first, `localStorage.getItem('pizzashop.customer.token') || ''`); tok != "" {
+		t.Errorf("token still stored after signing out")
+	}
+
+	// Later, another browser.
+	p := b.page(t, "customer")
+	p.do(t, "open the sign-in form", chromedp.Navigate(s.URL("/#/signin")), chromedp.WaitVisible(chromedp.CSS(`#signin-form`)))
+	p.shots(t, "storefront-signin")
+	p.signIn(t, c)
+	p.until(t, "signed in", `!document.getElementById('signout').hidden`, 20*time.Second)
+
+	// Build a large Margherita with three toppings; a fourth is refused.
+	p.build(t, "margherita", "SIZE_LARGE", "mushrooms", "basil", "olives")
+	p.do(t, "try a fourth topping", chromedp.Click(chromedp.CSS(`label[for="tp-red-onion"]`)))
+	if checked := eval[bool](t, p, `document.getElementById('tp-red-onion').checked`); checked {
+		t.Errorf("a fourth topping was taken")
+	}
+	if msg := p.text(t, `#topping-limit`); !strings.Contains(msg, "at most 3 toppings") {
+		t.Errorf("topping limit message = %q, want it to say why", msg)
+	}
+	// The price on the page is the server's.
+	code, raw, _ := s.Do(http.MethodPost, "/v1/menu:price", "", map[string]any{
+		"pizzaId": "margherita", "size": "SIZE_LARGE", "toppingIds": []string{"mushrooms", "basil", "olives"}})
+	var priced struct {
+		Price struct {
+			Total struct {
+				AmountMinor string `json:"amountMinor"`
+			} `json:"total"`
+		} `json:"price"`
+	}
+	if code != http.StatusOK || json.Unmarshal(raw, &priced) != nil {
+		t.Fatalf("POST /v1/menu:price = %d %s", code, raw)
+	}
+	shown := eval[string](t, p, `document.getElementById('price-total').textContent`)
+	wantMinor := priced.Price.Total.AmountMinor
+	if !strings.Contains(strings.ReplaceAll(strings.ReplaceAll(shown, ".", ""), ",", ""), wantMinor) {
+		t.Errorf("page total %q, server total %s minor units", shown, wantMinor)
+	}
+	p.shots(t, "storefront-builder-limit")
+
+	// Checkout for delivery: the address comes from the profile.
+	p.checkout(t)
+	if line1 := eval[string](t, p, `document.getElementById('co-line1').value`); line1 != "12 Analytical Row" {
+		t.Errorf("delivery address line 1 = %q, want it prefilled from the profile", line1)
+	}
+	if n := eval[int](t, p, `document.querySelectorAll('input[autocomplete^="cc-"], input[name*="card" i]').length`); n != 0 {
+		t.Errorf("%d card fields on the checkout form, want none", n)
+	}
+	p.do(t, "write a note", chromedp.SendKeys(chromedp.CSS(`#co-note`), "Ring twice"))
+	p.shots(t, "storefront-checkout")
+	id := p.placeOrder(t)
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	if eta := p.text(t, `#eta`); !strings.Contains(eta, "Estimated ready at") {
+		t.Errorf("order page ETA = %q", eta)
+	}
+	p.shots(t, "storefront-order-accepted")
+
+	// The kitchen starts and readies it on its display.
+	kitchen := b.staff(t, s, "kitchen", s.Token("kitchen", "kim"), "/kitchen")
+	kitchen.do(t, "start", chromedp.WaitVisible(chromedp.CSS(`#col-queued li[data-id="`+id+`"] button.start`)),
+		chromedp.Click(chromedp.CSS(`#col-queued li[data-id="`+id+`"] button.start`)))
+	p.stepDone(t, "ORDER_STATUS_BAKING")
+	if hidden := eval[bool](t, p, `document.getElementById('cancel').hidden`); !hidden {
+		t.Errorf("cancel is offered while baking")
+	}
+	p.shots(t, "storefront-order-baking")
+	kitchen.do(t, "ready", chromedp.WaitVisible(chromedp.CSS(`#col-baking li[data-id="`+id+`"] button.ready`)),
+		chromedp.Click(chromedp.CSS(`#col-baking li[data-id="`+id+`"] button.ready`)))
+	p.stepDone(t, "ORDER_STATUS_READY")
+
+	// A courier dispatches and delivers it on the delivery board.
+	courier := b.staff(t, s, "courier", s.Token("courier", "cody"), "/delivery")
+	courier.do(t, "dispatch", chromedp.WaitVisible(chromedp.CSS(`#group-waiting li[data-id="`+id+`"] button.dispatch`)),
+		chromedp.Click(chromedp.CSS(`#group-waiting li[data-id="`+id+`"] button.dispatch`)))
+	p.stepDone(t, "ORDER_STATUS_OUT_FOR_DELIVERY")
+	courier.do(t, "deliver", chromedp.WaitVisible(chromedp.CSS(`#group-out li[data-id="`+id+`"] button.done`)),
+		chromedp.Click(chromedp.CSS(`#group-out li[data-id="`+id+`"] button.done`)))
+	p.stepDone(t, "ORDER_STATUS_DELIVERED")
+	timeline := p.text(t, `#timeline`)
+	if got, ok := containsAll(timeline, "Placed", "Accepted", "In the oven", "Ready", "Out for delivery", "Delivered"); !ok {
+		t.Errorf("timeline %q misses %q", timeline, got)
+	}
+	if n := eval[int](t, p, `performance.getEntriesByType('navigation').length`); n != 1 {
+		t.Errorf("%d navigations on the customer's page, want 1: every step arrives without a reload", n)
+	}
+	p.shots(t, "storefront-order-delivered")
+
+	// History: the order, newest first.
+	p.do(t, "open the history", chromedp.Click(chromedp.CSS(`#nav-orders`)),
+		chromedp.WaitVisible(chromedp.CSS(`#orders-list li[data-id="`+id+`"]`)))
+	if got := p.text(t, `#orders-list li[data-id="`+id+`"]`); !strings.Contains(got, "Delivered") || !strings.Contains(got, "Large Margherita") {
+		t.Errorf("history entry = %q, want the large Margherita, delivered", got)
+	}
+	p.shots(t, "storefront-history")
+}
+
+// storefrontDoubleSubmit: a double click on "Place order" and a retry after
+// the answer was lost on the way back each make exactly one order.
+func storefrontDoubleSubmit(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("double")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, true)
+	token := tokenOf(t, p)
+	p.do(t, "back to the menu", chromedp.Navigate(s.URL("/#/")))
+	p.build(t, "funghi", "SIZE_MEDIUM", "ham")
+	p.checkout(t)
+	p.do(t, "double click Place order", chromedp.DoubleClick(chromedp.CSS(`#place`)))
+	p.until(t, "the order page", `location.hash.startsWith('#/orders/')`, 20*time.Second)
+	if got := ordersOf(t, s, token); len(got) != 1 {
+		t.Fatalf("%d orders after a double click, want 1", len(got))
+	}
+
+	// The shop stores the order but the answer never reaches the page; the
+	// customer presses the button again: same attempt, same key, one order.
+	p.do(t, "back to the menu", chromedp.Navigate(s.URL("/#/")))
+	p.build(t, "diavola", "SIZE_SMALL")
+	p.checkout(t)
+	lost := make(chan string, 1)
+	fail := chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
+			{URLPattern: "*/v1/orders", RequestStage: fetch.RequestStageResponse}}})
+		return err
+	})
+	events := chromedp.Events(p.ctx, fetch.RequestPaused)
+	p.do(t, "intercept order answers", fail)
+	p.expect("net::ERR_CONNECTION_RESET")
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				return
+			}
+			if ev.Request.Method != http.MethodPost {
+				_, _ = chromedp.Call(p.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+				continue
+			}
+			_, _ = chromedp.Call(p.ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: "ConnectionReset"})
+			lost <- fmt.Sprint(ev.ResponseStatusCode)
+			return
+		}
+	}()
+	p.do(t, "place the order", chromedp.Click(chromedp.CSS(`#place`)))
+	select {
+	case code := <-lost:
+		if code != "200" {
+			t.Fatalf("the order call answered %s before the answer was dropped, want 200", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the order call never reached the shop")
+	}
+	p.until(t, "the network error next to the form", `!document.getElementById('checkout-error').hidden`, 10*time.Second)
+	if msg := p.text(t, `#checkout-error`); !strings.Contains(msg, "Network error") {
+		t.Errorf("checkout error = %q, want a network error", msg)
+	}
+	p.shots(t, "storefront-checkout-network-error")
+	p.do(t, "stop intercepting", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, fetch.Disable, struct{}{})
+		return err
+	}))
+	id := p.placeOrder(t)
+	orders := ordersOf(t, s, token)
+	if len(orders) != 2 || orders[0].GetId() != id {
+		t.Errorf("orders after a lost answer and a retry = %d (newest %s), want 2 with %s newest", len(orders), orders[0].GetId(), id)
+	}
+}
+
+// storefrontCancel: cancelling before baking works; once the kitchen has
+// started, the shop's 409 reason is shown.
+func storefrontCancel(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("cancel")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	p.do(t, "back to the menu", chromedp.Navigate(s.URL("/#/")))
+	p.build(t, "margherita", "SIZE_SMALL")
+	p.checkout(t)
+	// No address on the profile: the shop refuses a delivery without one,
+	// and the page shows each problem next to the field the shop names.
+	p.do(t, "deliver without an address", chromedp.Click(chromedp.CSS(`#place`)))
+	p.until(t, "the field errors", `!document.getElementById('co-line1-err').hidden`, 15*time.Second)
+	for _, id := range []string{"co-line1", "co-city", "co-postal"} {
+		if msg := p.text(t, "#"+id+"-err"); !strings.Contains(msg, "required for delivery") {
+			t.Errorf("error next to #%s = %q, want the shop's message", id, msg)
+		}
+	}
+	if focused := eval[string](t, p, `document.activeElement.id`); focused != "co-line1" {
+		t.Errorf("focus after the refusal is on #%s, want the first field named", focused)
+	}
+	p.shots(t, "storefront-checkout-field-errors")
+	p.do(t, "choose pickup", chromedp.Click(chromedp.CSS(`input[value=FULFILLMENT_PICKUP]`)))
+	p.placeOrder(t)
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	p.do(t, "cancel", chromedp.WaitVisible(chromedp.CSS(`#cancel`)), chromedp.Click(chromedp.CSS(`#cancel`)))
+	p.stepDone(t, "ORDER_STATUS_CANCELLED")
+	if !eval[bool](t, p, `document.getElementById('cancel').hidden`) {
+		t.Errorf("cancel still offered on a cancelled order")
+	}
+	p.shots(t, "storefront-order-cancelled")
+
+	// The kitchen starts the next one. The page hides Cancel as soon as it
+	// hears of it; to stage the customer pressing it just before, the test
+	// shows the button again, and the shop's refusal reaches the page.
+	p.do(t, "back to the menu", chromedp.Navigate(s.URL("/#/")))
+	p.build(t, "margherita", "SIZE_SMALL")
+	p.checkout(t)
+	p.do(t, "choose pickup", chromedp.Click(chromedp.CSS(`input[value=FULFILLMENT_PICKUP]`)))
+	id := p.placeOrder(t)
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	post(t, s, "/v1/kitchen/tickets/"+id+":start", s.Token("kitchen", "kim"), http.StatusOK)
+	p.stepDone(t, "ORDER_STATUS_BAKING")
+	p.do(t, "press a stale Cancel",
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('cancel').hidden = false`),
+		chromedp.Click(chromedp.CSS(`#cancel`)))
+	p.until(t, "the refusal", `!document.getElementById('cancel-error').hidden`, 10*time.Second)
+	if msg := p.text(t, `#cancel-error`); !strings.Contains(msg, "can no longer be cancelled") || len(msg) < len("It can no longer be cancelled: ")+5 {
+		t.Errorf("cancel error = %q, want the shop's reason", msg)
+	}
+	p.shots(t, "storefront-cancel-refused")
+}
+
+// storefrontPickup: a pickup order goes PLACED ... READY, PICKED_UP live.
+func storefrontPickup(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("pickup")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	p.do(t, "back to the menu", chromedp.Navigate(s.URL("/#/")))
+	p.build(t, "funghi", "SIZE_SMALL", "basil")
+	p.checkout(t)
+	p.do(t, "choose pickup and card", chromedp.Click(chromedp.CSS(`input[value=FULFILLMENT_PICKUP]`)),
+		chromedp.Click(chromedp.CSS(`input[value=PAYMENT_METHOD_CARD]`)))
+	if visible := eval[bool](t, p, `!document.getElementById('co-address').hidden`); visible {
+		t.Errorf("the address is asked for a pickup")
+	}
+	id := p.placeOrder(t)
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	kitchen := s.Token("kitchen", "kim")
+	post(t, s, "/v1/kitchen/tickets/"+id+":start", kitchen, http.StatusOK)
+	post(t, s, "/v1/kitchen/tickets/"+id+":ready", kitchen, http.StatusOK)
+	p.stepDone(t, "ORDER_STATUS_READY")
+	eventually(t, 15*time.Second, "the delivery service knows the order", func() (bool, string) {
+		code, raw, _ := s.Do(http.MethodPost, "/v1/delivery/deliveries/"+id+":pickup", s.Token("courier", "cody"), map[string]any{})
+		return code == http.StatusOK, string(raw)
+	})
+	p.stepDone(t, "ORDER_STATUS_PICKED_UP")
+	if n := eval[int](t, p, `document.querySelectorAll('#timeline li').length`); n != 5 {
+		t.Errorf("pickup timeline has %d steps, want 5 (no delivery steps)", n)
+	}
+	p.shots(t, "storefront-pickup-done")
+}
+
+// storefrontSoldOut: a manager marks a topping sold out on /manage; an open
+// storefront shows it within seconds and no longer offers it.
+func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
+	shopper := b.page(t, "customer")
+	shopper.do(t, "open the storefront", chromedp.Navigate(s.URL("/")), chromedp.WaitVisible(chromedp.CSS(`#tp-anchovies`)))
+	if eval[bool](t, shopper, `document.getElementById('tp-anchovies').disabled`) {
+		t.Fatal("anchovies already sold out")
+	}
+	manager := b.staff(t, s, "admin", s.Token("admin", "ada"), "/manage")
+	manager.do(t, "wait for the menu", chromedp.WaitVisible(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
+	manager.shots(t, "manage-menu")
+	manager.do(t, "mark anchovies sold out", chromedp.Click(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
+	manager.until(t, "the change stored", `document.querySelector('#toppings li[data-id="anchovies"]').classList.contains('soldout')`, 10*time.Second)
+	begin := time.Now()
+	shopper.until(t, "anchovies sold out on the storefront", `document.getElementById('tp-anchovies').disabled`, 15*time.Second)
+	t.Logf("sold out reached the open storefront in %s", time.Since(begin).Round(100*time.Millisecond))
+	if got := shopper.text(t, `#topping-list li[data-id="anchovies"]`); !strings.Contains(got, "Sold out") {
+		t.Errorf("anchovies on the storefront = %q, want it shown as sold out", got)
+	}
+	shopper.shots(t, "storefront-sold-out")
+
+	// A manager edits a price; the storefront follows.
+	manager.do(t, "change a price",
+		chromedp.SetValue(chromedp.CSS(`#pizza-marinara-size_large`), "19.75"),
+		chromedp.Click(chromedp.CSS(`#pizzas li[data-id="marinara"] button[type=submit]`)))
+	shopper.until(t, "the new price on the storefront", `document.querySelector('#pizza-list li[data-id="marinara"]').textContent.includes('19.75')`, 15*time.Second)
+	manager.do(t, "anchovies back", chromedp.Click(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
+	shopper.until(t, "anchovies back on the storefront", `!document.getElementById('tp-anchovies').disabled`, 15*time.Second)
+}
+
+// storefrontExpiredToken: a browser that kept an expired token still sees
+// the menu and prices, and is asked to sign in again where it needs one.
+func storefrontExpiredToken(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("expired")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	signer, err := auth.NewSigner(s.Secret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := signer.Verify(tokenOf(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, _, err := signer.Sign(claims, -time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The public calls take no notice of the stale token.
+	for _, call := range []struct {
+		method, path string
+		body         any
+	}{
+		{http.MethodGet, "/v1/menu", nil},
+		{http.MethodPost, "/v1/menu:price", map[string]any{"pizzaId": "margherita", "size": "SIZE_SMALL"}},
+		{http.MethodPost, "/v1/customers:signIn", map[string]any{"email": c.email, "password": c.password}},
+	} {
+		if code, raw, _ := s.Do(call.method, call.path, stale, call.body); code != http.StatusOK {
+			t.Errorf("%s %s with an expired token = %d %s, want 200", call.method, call.path, code, raw)
+		}
+	}
+	if code, raw, _ := s.Do(http.MethodGet, "/v1/orders", stale, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/orders with an expired token = %d %s, want 401", code, raw)
+	}
+
+	// The page, reopened later with the stale token kept, shows the menu and
+	// asks to sign in again.
+	p.do(t, "come back after the token expired", chromedp.Evaluate[chromedp.Void](`localStorage.setItem('pizzashop.customer.token', `+jsString(stale)+`)`),
+		chromedp.Navigate(s.URL("/?again#/orders")))
+	p.until(t, "the sign-in form", `!document.getElementById('view-signin').hidden`, 15*time.Second)
+	if why := p.text(t, `#signin-why`); !strings.Contains(why, "expired") {
+		t.Errorf("sign-in form says %q, want that the sign-in expired", why)
+	}
+	p.until(t, "the menu, loaded with the stale token present", `document.querySelectorAll('#pizza-list li').length > 0`, 15*time.Second)
+	p.shots(t, "storefront-expired")
+	p.signIn(t, c)
+	p.until(t, "back on my orders", `!document.getElementById('view-orders').hidden`, 20*time.Second)
+	if tok := tokenOf(t, p); tok == stale {
+		t.Errorf("the stale token is still kept after signing in again")
+	}
+}
+
+// storefrontSignInLimits: a wrong password and an unknown email get the
+// same message; too many attempts are refused for a while.
+func storefrontSignInLimits(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("limits")
+	code, raw, _ := s.Do(http.MethodPost, "/v1/customers", "", map[string]any{
+		"name": c.name, "email": c.email, "phone": c.phone, "password": c.password})
+	if code != http.StatusOK {
+		t.Fatalf("register over REST = %d %s", code, raw)
+	}
+	p := b.page(t, "customer")
+	p.do(t, "open sign-in", chromedp.Navigate(s.URL("/#/signin")))
+	wrong := c
+	wrong.password = "not the password"
+	p.signIn(t, wrong)
+	p.until(t, "the refusal", `!document.getElementById('signin-error').hidden`, 15*time.Second)
+	msgWrong := p.text(t, `#signin-error`)
+	p.shots(t, "storefront-signin-wrong")
+	unknown := newCustomer("nobody")
+	p.signIn(t, unknown)
+	p.until(t, "the refusal", `document.getElementById('signin-error').textContent !== ''`, 15*time.Second)
+	msgUnknown := p.text(t, `#signin-error`)
+	if msgWrong != msgUnknown || !strings.Contains(strings.ToLower(msgWrong), "email or password is not correct") {
+		t.Errorf("wrong password says %q, unknown email says %q; want the same refusal", msgWrong, msgUnknown)
+	}
+	// The account allows 5 failures per 15 minutes: 4 more, then refused.
+	for i := range 4 {
+		p.signIn(t, wrong)
+		p.until(t, fmt.Sprintf("refusal %d", i+2), `document.getElementById('signin-error').textContent !== '' && !document.querySelector('#signin-form button').disabled`, 15*time.Second)
+	}
+	p.signIn(t, c) // even the right password, for now
+	p.until(t, "the rate limit", `document.getElementById('signin-error').textContent.toLowerCase().includes('too many sign-in attempts')`, 15*time.Second)
+	p.shots(t, "storefront-signin-limited")
+	if !eval[bool](t, p, `document.getElementById('signout').hidden`) {
+		t.Errorf("signed in despite the limit")
+	}
+}
