@@ -15,9 +15,14 @@ import (
 
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/pizzashop/pizzashop/e2e/stack"
 	"github.com/pizzashop/pizzashop/pkg/auth"
+	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
 )
 
@@ -189,6 +194,9 @@ func (p *page) shots(t *testing.T, name string) {
 	for _, w := range []int64{375, 1280} {
 		p.do(t, "resize", chromedp.EmulateViewport(w, 900), chromedp.Sleep(150*time.Millisecond))
 		p.axe(t, fmt.Sprintf("%s at %d px", name, w))
+		if over := eval[int](t, p, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+			t.Errorf("%s at %d px: the page is %d px wider than the window", name, w, over)
+		}
 		png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
@@ -370,6 +378,9 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("sold out", func(t *testing.T) { storefrontSoldOut(t, s.For(t), b) })
 	t.Run("expired token", func(t *testing.T) { storefrontExpiredToken(t, s.For(t), b) })
 	t.Run("wrong password and rate limit", func(t *testing.T) { storefrontSignInLimits(t, s.For(t), b) })
+	t.Run("keyboard only", func(t *testing.T) { storefrontKeyboard(t, s.For(t), b) })
+	t.Run("history pages", func(t *testing.T) { storefrontHistoryPages(t, s.For(t), b) })
+	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
 // storefrontJourney: a new customer registers, signs out, signs in again in
@@ -669,6 +680,9 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 	if eval[bool](t, shopper, `document.getElementById('tp-anchovies').disabled`) {
 		t.Fatal("anchovies already sold out")
 	}
+	// The open page revalidates the menu with its ETag: unchanged, 304.
+	shopper.until(t, "a 304 to the menu's revalidation",
+		`performance.getEntriesByType('resource').some((e) => e.name.endsWith('/v1/menu') && e.responseStatus === 304)`, 15*time.Second)
 	manager := b.staff(t, s, "admin", s.Token("admin", "ada"), "/manage")
 	manager.do(t, "wait for the menu", chromedp.WaitVisible(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
 	manager.shots(t, "manage-menu")
@@ -687,6 +701,14 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 		chromedp.SetValue(chromedp.CSS(`#pizza-marinara-size_large`), "19.75"),
 		chromedp.Click(chromedp.CSS(`#pizzas li[data-id="marinara"] button[type=submit]`)))
 	shopper.until(t, "the new price on the storefront", `document.querySelector('#pizza-list li[data-id="marinara"]').textContent.includes('19.75')`, 15*time.Second)
+	// A new topping appears on the open storefront.
+	manager.do(t, "add a topping",
+		chromedp.SendKeys(chromedp.CSS(`#nt-name`), "Truffle"),
+		chromedp.SendKeys(chromedp.CSS(`#nt-small`), "2.50"),
+		chromedp.SendKeys(chromedp.CSS(`#nt-medium`), "3"),
+		chromedp.SendKeys(chromedp.CSS(`#nt-large`), "3.50"),
+		chromedp.Click(chromedp.CSS(`#add-topping button[type=submit]`)))
+	shopper.until(t, "the new topping on the storefront", `document.querySelector('#topping-list').textContent.includes('Truffle')`, 15*time.Second)
 	manager.do(t, "anchovies back", chromedp.Click(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
 	shopper.until(t, "anchovies back on the storefront", `!document.getElementById('tp-anchovies').disabled`, 15*time.Second)
 }
@@ -778,4 +800,118 @@ func storefrontSignInLimits(t *testing.T, s *stack.Stack, b *browser) {
 	if !eval[bool](t, p, `document.getElementById('signout').hidden`) {
 		t.Errorf("signed in despite the limit")
 	}
+}
+
+// storefrontKeyboard: the whole order, from menu to order page, with the
+// keyboard alone; the focused control is always visibly outlined.
+func storefrontKeyboard(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("keys")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	p.do(t, "open the menu", chromedp.Navigate(s.URL("/?keys#/")), chromedp.WaitVisible(chromedp.CSS(`#pz-margherita`)))
+	// tabTo presses Tab until the element sel has the focus.
+	tabTo := func(sel string) {
+		t.Helper()
+		for range 80 {
+			if eval[bool](t, p, `document.activeElement && document.activeElement.matches(`+jsString(sel)+`)`) {
+				outline := eval[string](t, p, `getComputedStyle(document.activeElement.matches('.size-choice input') ? document.activeElement.nextElementSibling : document.activeElement).outlineStyle`)
+				if outline == "none" {
+					t.Errorf("focused %s has no visible outline", sel)
+				}
+				return
+			}
+			p.do(t, "Tab", chromedp.KeyEvent(kb.Tab))
+		}
+		t.Fatalf("Tab never reached %s", sel)
+	}
+	tabTo(`input[name=pizza]`)
+	p.do(t, "choose the second pizza", chromedp.KeyEvent(kb.ArrowDown))
+	tabTo(`input[name=size]`)
+	p.do(t, "choose a size", chromedp.KeyEvent(kb.ArrowRight))
+	tabTo(`input[name=topping]`)
+	for i := range 4 { // a fourth topping is refused from the keyboard too
+		p.do(t, "toggle a topping", chromedp.KeyEvent(" "))
+		if i < 3 {
+			tabTo(`input[name=topping]:not(:checked)`)
+		}
+	}
+	if n := eval[int](t, p, `document.querySelectorAll('input[name=topping]:checked').length`); n != 3 {
+		t.Errorf("%d toppings chosen from the keyboard, want 3", n)
+	}
+	p.until(t, "the price", `!document.getElementById('to-checkout').disabled`, 15*time.Second)
+	tabTo(`#to-checkout`)
+	p.do(t, "checkout", chromedp.KeyEvent(kb.Enter))
+	p.until(t, "the checkout form", `!document.getElementById('view-checkout').hidden`, 10*time.Second)
+	tabTo(`input[name=fulfillment]`)
+	p.do(t, "pickup", chromedp.KeyEvent(kb.ArrowRight))
+	tabTo(`#place`)
+	p.do(t, "place", chromedp.KeyEvent(kb.Enter))
+	p.until(t, "the order page", `document.getElementById('order-status') !== null`, 20*time.Second)
+	p.shots(t, "storefront-keyboard-order")
+}
+
+
+// storefrontHistoryPages: twelve orders page as ten and two, newest first.
+func storefrontHistoryPages(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("pages")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	token := tokenOf(t, p)
+	var ids []string
+	for i := range 12 {
+		o := place(t, s, token, pickupBody("margherita", "SIZE_SMALL"), "Idempotency-Key", fmt.Sprintf("pages-%d", i))
+		ids = append(ids, o.GetId())
+	}
+	p.do(t, "open my orders", chromedp.Navigate(s.URL("/?pages#/orders")))
+	p.until(t, "the first page", `document.querySelectorAll('#orders-list li').length === 10`, 15*time.Second)
+	first := eval[[]string](t, p, `Array.from(document.querySelectorAll('#orders-list li'), (li) => li.dataset.id)`)
+	if first[0] != ids[11] || first[9] != ids[2] {
+		t.Errorf("first page = %v, want the 10 newest, newest first (%s ... %s)", first, ids[11], ids[2])
+	}
+	p.shots(t, "storefront-history-page1")
+	p.do(t, "older", chromedp.Click(chromedp.CSS(`#orders-more`)))
+	p.until(t, "the second page", `document.querySelectorAll('#orders-list li').length === 2`, 15*time.Second)
+	second := eval[[]string](t, p, `Array.from(document.querySelectorAll('#orders-list li'), (li) => li.dataset.id)`)
+	if len(second) != 2 || second[0] != ids[1] || second[1] != ids[0] {
+		t.Errorf("second page = %v, want [%s %s]", second, ids[1], ids[0])
+	}
+	if !eval[bool](t, p, `document.getElementById('orders-more').hidden`) {
+		t.Errorf("Older orders still offered on the last page")
+	}
+	p.do(t, "newer", chromedp.Click(chromedp.CSS(`#orders-newer`)))
+	p.until(t, "the first page again", `document.querySelectorAll('#orders-list li').length === 10`, 15*time.Second)
+}
+
+// storefrontReconnect: the gateway restarts while a customer follows an
+// order; the page says it is reconnecting, comes back, and catches up with
+// what happened meanwhile.
+func storefrontReconnect(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("reconnect")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	token := tokenOf(t, p)
+	o := place(t, s, token, pickupBody("funghi", "SIZE_LARGE"), "Idempotency-Key", "reconnect-1")
+	p.do(t, "follow the order", chromedp.Navigate(s.URL("/?follow#/orders/"+o.GetId())))
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	p.until(t, "live", `document.getElementById('order-conn').textContent === 'Live'`, 10*time.Second)
+
+	p.expect("net::ERR_CONNECTION_REFUSED")
+	p.expect("ERR_INCOMPLETE_CHUNKED_ENCODING")
+	s.Stop("gateway")
+	p.until(t, "the reconnecting banner", `!document.getElementById('order-banner').hidden`, 15*time.Second)
+	p.shots(t, "storefront-order-reconnecting")
+	// Meanwhile the kitchen starts it, straight over gRPC.
+	conn, err := grpc.NewClient(s.GRPCAddr("kitchen"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.Token("kitchen", "kim")), 10*time.Second)
+	defer cancel()
+	if _, err := kitchenv1.NewKitchenServiceClient(conn).StartTicket(ctx, &kitchenv1.StartTicketRequest{Id: o.GetId()}); err != nil {
+		t.Fatalf("StartTicket over gRPC: %v", err)
+	}
+	s.StartService("gateway")
+	p.stepDone(t, "ORDER_STATUS_BAKING")
+	p.until(t, "live again", `document.getElementById('order-banner').hidden && document.getElementById('order-conn').textContent === 'Live'`, 15*time.Second)
 }
