@@ -850,7 +850,6 @@ func storefrontKeyboard(t *testing.T, s *stack.Stack, b *browser) {
 	p.shots(t, "storefront-keyboard-order")
 }
 
-
 // storefrontHistoryPages: twelve orders page as ten and two, newest first.
 func storefrontHistoryPages(t *testing.T, s *stack.Stack, b *browser) {
 	c := newCustomer("pages")
