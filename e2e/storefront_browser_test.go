@@ -378,6 +378,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("sold out", func(t *testing.T) { storefrontSoldOut(t, s.For(t), b) })
 	t.Run("expired token", func(t *testing.T) { storefrontExpiredToken(t, s.For(t), b) })
 	t.Run("wrong password and rate limit", func(t *testing.T) { storefrontSignInLimits(t, s.For(t), b) })
+	t.Run("rejected", func(t *testing.T) { storefrontRejected(t, s.For(t), b) })
 	t.Run("keyboard only", func(t *testing.T) { storefrontKeyboard(t, s.For(t), b) })
 	t.Run("history pages", func(t *testing.T) { storefrontHistoryPages(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
@@ -913,4 +914,27 @@ func storefrontReconnect(t *testing.T, s *stack.Stack, b *browser) {
 	s.StartService("gateway")
 	p.stepDone(t, "ORDER_STATUS_BAKING")
 	p.until(t, "live again", `document.getElementById('order-banner').hidden && document.getElementById('order-conn').textContent === 'Live'`, 15*time.Second)
+}
+
+// storefrontRejected: the kitchen's reason for a rejection reaches the
+// customer's page live.
+func storefrontRejected(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("rejected")
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), c, false)
+	o := place(t, s, tokenOf(t, p), pickupBody("diavola", "SIZE_MEDIUM"), "Idempotency-Key", "rejected-1")
+	p.do(t, "follow the order", chromedp.Navigate(s.URL("/?rejected#/orders/"+o.GetId())))
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	code, raw, _ := s.Do(http.MethodPost, "/v1/kitchen/tickets/"+o.GetId()+":reject", s.Token("kitchen", "kim"), map[string]any{"reason": "Out of hot salami"})
+	if code != http.StatusOK {
+		t.Fatalf("reject = %d %s", code, raw)
+	}
+	p.stepDone(t, "ORDER_STATUS_REJECTED")
+	if got := p.text(t, `#reject-reason`); !strings.Contains(got, "Out of hot salami") {
+		t.Errorf("rejection shown as %q, want the kitchen's reason", got)
+	}
+	if !eval[bool](t, p, `document.getElementById('cancel').hidden`) {
+		t.Errorf("cancel offered on a rejected order")
+	}
+	p.shots(t, "storefront-order-rejected")
 }
