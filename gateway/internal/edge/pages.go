@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -71,19 +72,58 @@ func webRoutes(files fs.FS) (map[string]http.HandlerFunc, error) {
 
 // serveStatic serves one embedded file. Cache-Control: no-cache with an ETag
 // of the content lets a tablet keep the files and revalidate them with a 304
-// on every load, so a redeploy reaches it at the next reload.
+// on every load, so a redeploy reaches it at the next reload. Files are
+// gzipped once, at start, for clients that accept it: the storefront's
+// first load on a phone is then about a third of its size.
 func serveStatic(name, ctype string, body []byte) http.HandlerFunc {
 	sum := sha256.Sum256(body)
 	etag := `"web-` + hex.EncodeToString(sum[:8]) + `"`
+	gz := gzipped(body)
 	return func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", ctype)
 		h.Set("Cache-Control", "no-cache")
-		h.Set("ETag", etag)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")
-		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
+		h.Add("Vary", "Accept-Encoding")
+		content := body
+		if gz != nil && acceptsGzip(r) {
+			// Each encoding is its own representation, with its own tag.
+			content = gz
+			h.Set("Content-Encoding", "gzip")
+			h.Set("ETag", strings.TrimSuffix(etag, `"`)+`-gz"`)
+		} else {
+			h.Set("ETag", etag)
+		}
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(content))
 	}
+}
+
+// gzipped returns body compressed, or nil when that saves too little to be
+// worth it (icons).
+func gzipped(body []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // the level is valid
+	_, _ = zw.Write(body)                                    // writes to memory cannot fail
+	_ = zw.Close()
+	if buf.Len() > len(body)*9/10 {
+		return nil
+	}
+	return buf.Bytes()
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding allows gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+				q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
 }

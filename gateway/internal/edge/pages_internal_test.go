@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -29,5 +30,29 @@ func TestWebRoutes(t *testing.T) {
 	_, err = webRoutes(fstest.MapFS{"notes.txt": {Data: []byte("x")}})
 	if err == nil || !strings.Contains(err.Error(), "notes.txt") {
 		t.Errorf("webRoutes(notes.txt) = %v, want an error naming the file", err)
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for _, tt := range []struct {
+		header string
+		want   bool
+	}{
+		{"", false},
+		{"gzip", true},
+		{"gzip, deflate, br, zstd", true},
+		{"br;q=1.0, GZIP;q=0.5", true},
+		{"gzip;q=0", false},
+		{"gzip; q=0.000", false},
+		{"deflate, br", false},
+		{"x-gzip", false},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		if tt.header != "" {
+			r.Header.Set("Accept-Encoding", tt.header)
+		}
+		if got := acceptsGzip(r); got != tt.want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", tt.header, got, tt.want)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"io/fs"
 	"net/http"
 	"path"
@@ -193,5 +195,47 @@ func TestWebScriptsInsertOnlyText(t *testing.T) {
 				t.Errorf("%s uses %s; build elements and set textContent instead", name, f)
 			}
 		}
+	}
+}
+
+// TestWebGzip: clients that accept gzip get the files compressed, as their
+// own representation with their own ETag; others get them as they are.
+func TestWebGzip(t *testing.T) {
+	s := newStack(t)
+	want, err := fs.ReadFile(web.Files, "store.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, plain := s.do(t, "GET", "/web/store.js", nil, http.Header{"Accept-Encoding": {"identity"}})
+	if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(plain, want) {
+		t.Fatalf("GET /web/store.js without gzip: Content-Encoding %q, %d bytes; want the file as it is (%d bytes)",
+			resp.Header.Get("Content-Encoding"), len(plain), len(want))
+	}
+	plainTag := resp.Header.Get("ETag")
+
+	resp, body := s.do(t, "GET", "/web/store.js", nil, http.Header{"Accept-Encoding": {"gzip, deflate, br"}})
+	if resp.Header.Get("Content-Encoding") != "gzip" || !strings.Contains(resp.Header.Get("Vary"), "Accept-Encoding") {
+		t.Fatalf("GET /web/store.js with gzip: Content-Encoding %q, Vary %q; want gzip, Accept-Encoding",
+			resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"))
+	}
+	checkWebHeaders(t, "/web/store.js (gzip)", resp, webTypes[".js"])
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("gzipped store.js decompresses to %d bytes (%v), want the file's %d", len(got), err, len(want))
+	}
+	if len(body) > len(want)/2 {
+		t.Errorf("gzipped store.js is %d bytes of %d, want well under half", len(body), len(want))
+	}
+	gzTag := resp.Header.Get("ETag")
+	if gzTag == plainTag || gzTag == "" {
+		t.Errorf("ETag gzip %q, plain %q; want two different tags", gzTag, plainTag)
+	}
+	resp, body = s.do(t, "GET", "/web/store.js", nil, http.Header{"Accept-Encoding": {"gzip"}, "If-None-Match": {gzTag}})
+	if resp.StatusCode != http.StatusNotModified || len(body) != 0 {
+		t.Errorf("GET /web/store.js with its gzip ETag = %d with %d bytes, want 304", resp.StatusCode, len(body))
 	}
 }
