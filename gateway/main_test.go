@@ -19,6 +19,9 @@ func TestConfigDefaults(t *testing.T) {
 		KitchenAddr:     "127.0.0.1:9093",
 		DeliveryAddr:    "127.0.0.1:9094",
 		MaxBodyBytes:    65536,
+		AnonBodyBytes:   4096,
+		BodyTimeout:     10 * time.Second,
+		MaxConns:        2048,
 		ShutdownTimeout: 10 * time.Second,
 		ReadyTimeout:    2 * time.Second,
 	}

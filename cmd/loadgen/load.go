@@ -205,7 +205,7 @@ func (l *loader) placeOne(ctx context.Context, idx, n int, due time.Time) {
 	// n*share crosses a whole number.
 	share := l.o.deliveries
 	delivery := l.o.mode == modeLifecycle && int(float64(n)*share) > int(float64(n-1)*share)
-	r := l.shop.place(ctx, fmt.Sprintf("loadgen-%s-%d", l.nonce, n), n, delivery)
+	r := l.shop.place(ctx, fmt.Sprintf("loadgen-%s-n%d", l.nonce, n), n, delivery) // letters break digit runs: keys are scanned for card numbers
 	l.t.answered(idx, due, delivery, r)
 }
 

@@ -212,6 +212,9 @@ func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType s
 		defer span.End()
 		select {
 		case ack := <-fut.Ok():
+			if !ack.Duplicate {
+				b.published.Add(ctx, 1, metric.WithAttributes(attribute.String("event", eventKind(subject))))
+			}
 			return ack.Duplicate, nil
 		case err := <-fut.Err():
 			span.RecordError(err)

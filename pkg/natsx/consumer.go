@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,9 +64,16 @@ type ConsumerConfig struct {
 	// Backoff is the delay before each redelivery; the last value repeats.
 	// Default 500ms, 1s, 2s, 5s.
 	Backoff []time.Duration
-	// AckWait is how long a delivery may take before it is redelivered;
-	// default 30s.
+	// AckWait is how long a delivery may take before it is redelivered,
+	// which is also how soon the work of a consumer that died resumes
+	// elsewhere; default 5s. A message held through an outage keeps
+	// telling the server it is in progress.
 	AckWait time.Duration
+	// Workers is how many messages are handled at once; default 8. Messages
+	// of one entity (the last token of the subject: the order or ticket id)
+	// always go to the same worker, so they are handled one at a time and
+	// in the order they came.
+	Workers int
 }
 
 // Consume runs a durable consumer until ctx ends, then drains it: messages
@@ -77,7 +87,10 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		cfg.Backoff = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
 	}
 	if cfg.AckWait == 0 {
-		cfg.AckWait = 30 * time.Second
+		cfg.AckWait = 5 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
 	}
 	if err := b.EnsureStream(ctx, DeadLetterStream); err != nil {
 		return err
@@ -114,7 +127,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	defer stopGauges()
 	// A small client buffer: messages waiting behind one held through an
 	// outage are not running down their AckWait meanwhile.
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	handle := func(m jetstream.Msg) {
 		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
 		mctx, span := tracer.Start(mctx, "process "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
@@ -162,8 +175,47 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		b.log.WarnContext(mctx, "message failed; will redeliver", "subject", m.Subject(), "consumer", cfg.Durable, "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		outcome(mctx, start, "retry")
+	}
+	// Workers finish what is queued for them once stopping closes. The
+	// queues are never closed: a delivery racing a stop that timed out
+	// could still be sent to one, and is then redelivered after AckWait.
+	queues := make([]chan jetstream.Msg, cfg.Workers)
+	stopping := make(chan struct{})
+	var workers sync.WaitGroup
+	for i := range queues {
+		q := make(chan jetstream.Msg, 16)
+		queues[i] = q
+		workers.Go(func() {
+			for {
+				select {
+				case m := <-q:
+					handle(m)
+				case <-stopping:
+					for {
+						select {
+						case m := <-q:
+							handle(m)
+						default:
+							return
+						}
+					}
+				}
+			}
+		})
+	}
+	stop := func() {
+		close(stopping)
+		workers.Wait()
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case queues[workerOf(m.Subject(), len(queues))] <- m:
+		case <-stopping:
+			_ = m.Nak()
+		}
 	}, jetstream.PullMaxMessages(16))
 	if err != nil {
+		stop()
 		return fmt.Errorf("consume %s: %w", cfg.Durable, err)
 	}
 	<-ctx.Done()
@@ -173,7 +225,17 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	case <-time.After(10 * time.Second):
 		cc.Stop()
 	}
+	stop()
 	return nil
+}
+
+// workerOf picks the worker for a message by the last token of its
+// subject, the id of the entity it is about, so one entity's messages are
+// handled in order by one worker.
+func workerOf(subject string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(subject[strings.LastIndexByte(subject, '.')+1:]))
+	return int(h.Sum32() % uint32(n))
 }
 
 // handleTransient runs h, and while h fails because something it needs is

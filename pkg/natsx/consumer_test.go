@@ -102,8 +102,11 @@ func consume(t *testing.T, bus *natsx.Bus, cfg natsx.ConsumerConfig, h natsx.Han
 	return stop
 }
 
+// config is a consumer with one worker, so that messages of different
+// subjects are handled in the order they came; TestConsumeWorkers covers
+// several.
 func config(maxDeliver int) natsx.ConsumerConfig {
-	return natsx.ConsumerConfig{Stream: testStream.Name, Durable: durable, MaxDeliver: maxDeliver, Backoff: shortBackoff}
+	return natsx.ConsumerConfig{Stream: testStream.Name, Durable: durable, MaxDeliver: maxDeliver, Backoff: shortBackoff, Workers: 1}
 }
 
 func publish(t *testing.T, ctx context.Context, bus *natsx.Bus, data ...string) {
@@ -410,5 +413,65 @@ func TestConsumeLongOutage(t *testing.T) {
 	settled(t, bus)
 	if dl := deadLetters(t, bus); len(dl) != 0 {
 		t.Errorf("dead letters = %d, want 0: an outage is not a failure of the messages", len(dl))
+	}
+}
+
+// TestConsumeWorkers: with several workers, one entity's messages are
+// handled one at a time in the order they came, while another entity's
+// go on beside them: a slow order holds up no other.
+func TestConsumeWorkers(t *testing.T) {
+	bus, _ := newBus(t)
+	ctx := testContext(t)
+	// Two entities that land on different workers.
+	slow, fast := "s0", ""
+	for i := range 100 {
+		if name := fmt.Sprintf("f%d", i); natsx.WorkerOf("test."+name, 8) != natsx.WorkerOf("test."+slow, 8) {
+			fast = name
+			break
+		}
+	}
+	for i := range 5 {
+		for _, e := range []string{slow, fast} {
+			if _, err := bus.PublishRaw(ctx, "test."+e, fmt.Sprintf("evt-%s-%d", e, i), "test.Event", []byte(fmt.Sprintf("%s-%d", e, i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []string
+	cfg := config(3)
+	cfg.Workers = 8
+	consume(t, bus, cfg, func(_ context.Context, m jetstream.Msg) error {
+		if string(m.Data()) == slow+"-0" {
+			<-release // the slow entity's first message waits for the fast one
+		}
+		mu.Lock()
+		got = append(got, string(m.Data()))
+		mu.Unlock()
+		return nil
+	})
+	of := func(e string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, d := range got {
+			if strings.HasPrefix(d, e+"-") {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	eventually(t, "the fast entity is handled while the slow one waits", func() bool { return len(of(fast)) == 5 })
+	if n := len(of(slow)); n != 0 {
+		t.Errorf("slow entity handled %d messages before its first finished, want 0", n)
+	}
+	close(release)
+	eventually(t, "the slow entity is handled", func() bool { return len(of(slow)) == 5 })
+	for _, e := range []string{slow, fast} {
+		want := []string{e + "-0", e + "-1", e + "-2", e + "-3", e + "-4"}
+		if got := of(e); !slices.Equal(got, want) {
+			t.Errorf("%s handled %v, want %v: one at a time, in order", e, got, want)
+		}
 	}
 }

@@ -122,9 +122,6 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	if ev.GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PLACED || o.GetId() == "" {
 		return natsx.Permanent(fmt.Errorf("not a placed order: status %s id %q", ev.GetStatus(), o.GetId()))
 	}
-	if _, err := s.store.Get(ctx, o.GetId()); err == nil {
-		return nil // already have it
-	}
 	ahead, err := s.queueAhead(ctx)
 	if err != nil {
 		return err
@@ -143,6 +140,8 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	// A ticket already there (the event came again, or a cancel left a
+	// tombstone) is kept: Insert refuses the twin.
 	_, err = s.store.Insert(ctx, t, entry)
 	return err
 }

@@ -441,9 +441,10 @@ func TestBadCredential(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := e.client.CreatePizza(tt.ctx, &menuv1.CreatePizzaRequest{Pizza: bianca()})
 			checkCode(t, "CreatePizza", err, codes.Unauthenticated)
-			// A public method still refuses a bad credential.
+			// A public method ignores a bad credential: a stale token in a
+			// browser must not lock its owner out of the menu.
 			_, err = e.client.GetMenu(tt.ctx, &menuv1.GetMenuRequest{})
-			checkCode(t, "GetMenu", err, codes.Unauthenticated)
+			checkCode(t, "GetMenu", err, codes.OK)
 		})
 	}
 	for _, p := range e.menu(t).GetPizzas() {

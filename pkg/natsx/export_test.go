@@ -1,0 +1,4 @@
+package natsx
+
+// WorkerOf exposes workerOf to the tests.
+var WorkerOf = workerOf
