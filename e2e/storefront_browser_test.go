@@ -399,8 +399,8 @@ func storefrontJourney(t *testing.T, s *stack.Stack, b *browser) {
 	rendered := eval[float64](t, first, `performance.getEntriesByName('menu-rendered')[0].startTime`)
 	weight := eval[float64](t, first, `[...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')].reduce((n, e) => n + e.transferSize, 0)`)
 	t.Logf("first load: %.0f bytes transferred, menu rendered %.0f ms after navigation start (%.0f ms wall clock with the test's round trips)", weight, rendered, float64(wall.Milliseconds()))
-	if weight <= 0 || weight > 150_000 {
-		t.Errorf("first load transferred %.0f bytes, want some and under 150 kB", weight)
+	if weight <= 0 || weight > 60_000 {
+		t.Errorf("first load transferred %.0f bytes, want some and under 60 kB", weight)
 	}
 	menuText := first.text(t, `#pizza-list`)
 	if !strings.Contains(menuText, "Margherita") || !strings.Contains(menuText, "Small") || !strings.Contains(menuText, "Large") {
