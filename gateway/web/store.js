@@ -521,6 +521,8 @@ function showOrder(id) {
     $('order-body').replaceChildren(el('p', { class: 'muted', text: 'Loading your order…' }));
     $('cancel').hidden = true;
     $('cancel-error').hidden = true;
+    $('order-conn').className = 'conn';
+    $('order-conn').textContent = 'Connecting…';
     startWatch(id);
   }
   return true;
