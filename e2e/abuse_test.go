@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // The abuse suite attacks the local stack as the attacker did and
@@ -51,11 +52,64 @@ func TestAbuse(t *testing.T) {
 	// One at a time, in this order: memory is measured with nothing else
 	// going on, and the store stall restarts the order service.
 	t.Run("NonASCIIKey", func(t *testing.T) { abuseNonASCIIKey(t, s.For(t)) })
+	t.Run("AbandonAndRetry", func(t *testing.T) { abuseAbandonAndRetry(t, s.For(t)) })
 	t.Run("CardNumbers", func(t *testing.T) { abuseCardNumbers(t, s.For(t)) })
 	t.Run("Amplification", func(t *testing.T) { abuseAmplification(t, s.For(t)) })
 	t.Run("SlowBodies", func(t *testing.T) { abuseSlowBodies(t, s.For(t)) })
 	t.Run("Streams", func(t *testing.T) { abuseStreams(t, s.For(t)) })
 	t.Run("StoreStall", func(t *testing.T) { abuseStoreStall(t, s.For(t)) })
+}
+
+// ---- abandon and retry: exactly one order per Idempotency-Key
+
+// abuseAbandonAndRetry sends 300 orders, each with its own key, from a
+// client that gives up on every one after a few milliseconds, while the
+// order may still be queued in the store; then retries each with the same
+// key and body. Exactly 300 orders must exist, and every retry answers with
+// one of them.
+func abuseAbandonAndRetry(t *testing.T, s *stack.Stack) {
+	const n = 300
+	token := s.Token("customer", uniq("retry"))
+	body := pickupBody("margherita", "SIZE_SMALL")
+	key := func(i int) string { return fmt.Sprintf("abandon-k%c%d", 'a'+i%26, i) }
+	abandoned := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Millisecond)
+			defer cancel()
+			resp, err := s.Client().Do(s.Request(ctx, http.MethodPost, "/v1/orders", token, body, "Idempotency-Key", key(i)))
+			if err != nil {
+				mu.Lock()
+				abandoned++
+				mu.Unlock()
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	ids := map[string]bool{}
+	for i := range n {
+		code, raw, _ := s.Do(http.MethodPost, "/v1/orders", token, body, "Idempotency-Key", key(i))
+		if code != http.StatusOK {
+			t.Fatalf("retry %d = %d %s, want 200", i, code, raw)
+		}
+		var o orderv1.Order
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(raw, &o); err != nil {
+			t.Fatalf("retry %d: %v", i, err)
+		}
+		ids[o.GetId()] = true
+	}
+	stored := listAll(t, s, token, 100)
+	t.Logf("abandon and retry: %d of %d first requests abandoned; %d distinct orders answered, %d stored", abandoned, n, len(ids), len(stored))
+	if len(ids) != n || len(stored) != n {
+		t.Errorf("%d abandoned-then-retried requests: %d orders answered, %d stored; want %d and %d", n, len(ids), len(stored), n, n)
+	}
 }
 
 // ---- the non-ASCII Idempotency-Key
