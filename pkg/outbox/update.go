@@ -52,6 +52,11 @@ func Update[T any](ctx context.Context, c *mongo.Collection, id any,
 			return zero, false, err
 		}
 		changed, events, err := apply(&v)
+		if err == nil && !changed && len(st.Outbox) > 0 {
+			// Nothing to change, yet entries wait: a write whose answer
+			// was lost (the change is there, its events unpublished).
+			written(c, id, st.Revision, st.Outbox)
+		}
 		if err != nil || !changed {
 			return v, false, err
 		}

@@ -33,6 +33,22 @@ func Write(ctx context.Context, c *mongo.Collection, id any, rev int64, set bson
 	return res.MatchedCount == 1, nil
 }
 
+// Recheck hands the entries waiting in document id's outbox to written. A
+// store calls it when an insert finds its document already there: the
+// insert may be its own, applied though its answer was lost, and its events
+// not yet published. Without it they would wait for the relay's next scan.
+func Recheck(ctx context.Context, c *mongo.Collection, id any, written Notify) error {
+	var st State
+	err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&st)
+	if err != nil {
+		return fmt.Errorf("outbox: recheck %v in %s: %w", id, c.Name(), err)
+	}
+	if len(st.Outbox) > 0 {
+		written(c, id, st.Revision, st.Outbox)
+	}
+	return nil
+}
+
 func bumps(set bson.D, rev int64) bool {
 	n, ok := revisionIn(set)
 	return ok && n > rev

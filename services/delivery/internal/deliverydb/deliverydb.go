@@ -131,7 +131,7 @@ func (s *Store) Insert(ctx context.Context, d delivery.Delivery, events ...outbo
 	}
 	_, err := s.deliveries.InsertOne(ctx, doc)
 	if mongox.IsDuplicate(err) {
-		return false, nil
+		return false, outbox.Recheck(ctx, s.deliveries, d.ID(), s.Written)
 	}
 	if err != nil {
 		return false, fmt.Errorf("insert delivery %s: %w", d.ID(), mongox.Translate(err, nil, nil))

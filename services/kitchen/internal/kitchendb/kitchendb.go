@@ -88,7 +88,7 @@ func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.E
 	}
 	_, err := s.tickets.InsertOne(ctx, d)
 	if mongox.IsDuplicate(err) {
-		return false, nil
+		return false, outbox.Recheck(ctx, s.tickets, t.ID, s.Written)
 	}
 	if err != nil {
 		return false, fmt.Errorf("insert ticket %s: %w", t.ID, mongox.Translate(err, nil, nil))

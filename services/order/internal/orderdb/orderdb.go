@@ -171,6 +171,11 @@ func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) err
 	d := toDoc(o)
 	d.Outbox, d.OutboxPending = []outbox.Entry{ev}, true
 	if _, err := s.orders.InsertOne(ctx, d); err != nil {
+		if mongox.IsDuplicate(err) {
+			if rerr := outbox.Recheck(ctx, s.orders, o.ID, s.Written); rerr != nil {
+				return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(rerr, nil, nil))
+			}
+		}
 		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrExists))
 	}
 	s.Written(s.orders, o.ID, d.Revision, d.Outbox)
