@@ -83,7 +83,9 @@ func Connect(url, name string, log *slog.Logger) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats connect: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	// An async publish whose answer never comes fails after a while, so the
+	// outbox relay sends it again instead of waiting on it.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(3*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)

@@ -250,7 +250,7 @@ func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
 
 // ackTimeout bounds the wait for JetStream's answers to one round of
 // publishes; what is not answered by then is sent again.
-const ackTimeout = 10 * time.Second
+const ackTimeout = 5 * time.Second
 
 // sent is one publish under way.
 type sent struct {
