@@ -1,0 +1,122 @@
+package devstack
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// CredentialsFile is the name of the file, in a stack's data directory,
+// that holds the credentials of its NATS server and store.
+const CredentialsFile = "credentials.json"
+
+// Credentials are the user names and passwords the embedded NATS server and
+// store require of every client. They are generated once per data directory
+// and kept in it (CredentialsFile, mode 0600), so the shop's processes and
+// tools on this machine find them and nobody else on loopback gets in.
+type Credentials struct {
+	NATSUser      string `json:"nats_user"`
+	NATSPassword  string `json:"nats_password"`
+	MongoUser     string `json:"mongo_user"`
+	MongoPassword string `json:"mongo_password"`
+}
+
+// Default user names; the passwords are what keeps others out.
+const (
+	natsUser  = "pizzashop"
+	mongoUser = "pizzashop"
+)
+
+// LoadOrCreateCredentials returns the credentials kept in dir, creating
+// dir and the file with fresh random passwords the first time. A file
+// readable by others is narrowed to its owner; a malformed or incomplete
+// one is an error naming it, never silently replaced (services started
+// with it would be locked out).
+func LoadOrCreateCredentials(dir string) (Credentials, error) {
+	path := filepath.Join(dir, CredentialsFile)
+	c, err := readCredentials(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return c, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Credentials{}, fmt.Errorf("devstack: credentials: %w", err)
+	}
+	c = Credentials{NATSUser: natsUser, NATSPassword: randomSecret(), MongoUser: mongoUser, MongoPassword: randomSecret()}
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return Credentials{}, fmt.Errorf("devstack: credentials: %w", err)
+	}
+	// O_EXCL: of two processes starting on one fresh directory, the second
+	// reads what the first wrote instead of replacing it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return readCredentials(path)
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("devstack: credentials: %w", err)
+	}
+	_, err = f.Write(append(data, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return Credentials{}, fmt.Errorf("devstack: credentials: write %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func readCredentials(path string) (Credentials, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Credentials{}, err
+		}
+		return Credentials{}, fmt.Errorf("devstack: credentials: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return Credentials{}, fmt.Errorf("devstack: credentials: %s is readable by others and cannot be narrowed: %w", path, err)
+		}
+	}
+	var c Credentials
+	if err := json.Unmarshal(data, &c); err != nil {
+		return Credentials{}, fmt.Errorf("devstack: credentials: %s is not valid JSON (%v); remove it to generate new ones", path, err)
+	}
+	if err := c.validate(); err != nil {
+		return Credentials{}, fmt.Errorf("devstack: credentials: %s: %w; remove it to generate new ones", path, err)
+	}
+	return c, nil
+}
+
+// validate checks that every field is set and safe to put in a URL and a
+// SCRAM message unescaped.
+func (c Credentials) validate() error {
+	for _, f := range []struct{ name, value string }{
+		{"nats_user", c.NATSUser}, {"nats_password", c.NATSPassword},
+		{"mongo_user", c.MongoUser}, {"mongo_password", c.MongoPassword},
+	} {
+		if f.value == "" {
+			return fmt.Errorf("%s is empty", f.name)
+		}
+		for _, r := range f.value {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				// The value itself is not repeated: it may be a secret.
+				return fmt.Errorf("%s may hold only letters, digits, '-', '_' and '.'", f.name)
+			}
+		}
+	}
+	return nil
+}
+
+// randomSecret is 128 random bits in hex.
+func randomSecret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand documents it)
+	return hex.EncodeToString(b)
+}
