@@ -61,6 +61,8 @@ func NewServer(log *slog.Logger, signer *auth.Signer, policy auth.Policy, opts .
 	}
 	s.Server = grpc.NewServer(append(base, cfg.grpcOpts...)...)
 	healthpb.RegisterHealthServer(s.Server, s.Health)
+	// Until shutdown begins (Health.Shutdown), for balancing clients.
+	s.Health.SetServingStatus(ServingHealth, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(s.Server)
 	return s
 }
