@@ -12,14 +12,11 @@ import (
 	"net/http"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/pizzashop/pizzashop/gateway/internal/edge"
 	"github.com/pizzashop/pizzashop/gateway/openapi"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/config"
-	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"github.com/pizzashop/pizzashop/pkg/telemetry"
 )
 
@@ -62,7 +59,12 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		err = errors.Join(err, tel.Shutdown(sctx))
 	}()
 
-	conns := make(map[string]*grpc.ClientConn, 4)
+	conns, err := dialUpstreams(map[string]string{
+		"menu": cfg.MenuAddr, "order": cfg.OrderAddr, "kitchen": cfg.KitchenAddr, "delivery": cfg.DeliveryAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	defer func() {
 		for name, c := range conns {
 			if cerr := c.Close(); cerr != nil {
@@ -70,15 +72,6 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 			}
 		}
 	}()
-	for name, addr := range map[string]string{
-		"menu": cfg.MenuAddr, "order": cfg.OrderAddr, "kitchen": cfg.KitchenAddr, "delivery": cfg.DeliveryAddr,
-	} {
-		c, err := grpcx.Dial(addr)
-		if err != nil {
-			return err
-		}
-		conns[name] = c
-	}
 
 	// With the signing key the gateway checks credentials before it reads a
 	// body; the services check them again, and decide what each role may

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -48,13 +49,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx); err != nil {
 				return err
 			}
-			menuConn, err := grpcx.Dial(cfg.MenuAddr, auth.DialServiceCredentials(d.Signer, "order"))
+			// Round robin over the replicas of each (a comma-separated
+			// list); only pricing, a read, is retried on another replica.
+			menuConn, err := grpcx.DialBalanced(cfg.MenuAddr, []string{menuv1.MenuService_PriceOrder_FullMethodName},
+				auth.DialServiceCredentials(d.Signer, "order"))
 			if err != nil {
-				return err
+				return fmt.Errorf("MENU_ADDR: %w", err)
 			}
-			kitchenConn, err := grpcx.Dial(cfg.KitchenAddr, auth.DialServiceCredentials(d.Signer, "order"))
+			kitchenConn, err := grpcx.DialBalanced(cfg.KitchenAddr, nil, auth.DialServiceCredentials(d.Signer, "order"))
 			if err != nil {
-				return err
+				return fmt.Errorf("KITCHEN_ADDR: %w", err)
 			}
 			d.Go("grpc clients", func(ctx context.Context) error {
 				<-ctx.Done()
