@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // CredentialsFile is the name of the file, in a stack's data directory,
@@ -69,6 +72,29 @@ func LoadOrCreateCredentials(dir string) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("devstack: credentials: write %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// NATSURL is the client URL of a NATS server at hostport with the NATS
+// user and password in it, as nats.go and the NATS CLI take them.
+func (c Credentials) NATSURL(hostport string) string {
+	return (&url.URL{Scheme: "nats", User: url.UserPassword(c.NATSUser, c.NATSPassword), Host: hostport}).String()
+}
+
+// MongoURI is the connection string of a store at hostport with the store
+// user and password in it. The user is valid in every database, so the
+// URI needs no authSource.
+func (c Credentials) MongoURI(hostport string) string {
+	return (&url.URL{Scheme: "mongodb", User: url.UserPassword(c.MongoUser, c.MongoPassword), Host: hostport, Path: "/"}).String()
+}
+
+// configureNATS makes a NATS server require the NATS user; a nil c leaves
+// it open.
+func (c *Credentials) configureNATS(opts *server.Options) {
+	if c == nil {
+		return
+	}
+	opts.Username = c.NATSUser
+	opts.Password = c.NATSPassword
 }
 
 func readCredentials(path string) (Credentials, error) {

@@ -47,12 +47,18 @@ type Options struct {
 	MongoAddr string
 	// Logger receives both servers' logs; nil discards them.
 	Logger *slog.Logger
+	// Credentials, when not nil, are required of every client of NATS and
+	// of the store (LoadOrCreateCredentials keeps them in the data
+	// directory). NATSURL and MongoURI carry them. Nil lets anyone on the
+	// address in, as tests do.
+	Credentials *Credentials
 }
 
 // Stack is a running NATS server and FerretDB.
 type Stack struct {
 	dir    string
 	log    *slog.Logger
+	creds  *Credentials
 	nats   *server.Server
 	ferret *ferretDB
 	// Where they listen, kept so that a restart comes back on the same
@@ -80,7 +86,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ns, err := startNATS(filepath.Join(dir, "nats"), or(opts.NATSAddr, "127.0.0.1:0"), log.With("component", "nats"))
+	if opts.Credentials != nil {
+		if err := opts.Credentials.validate(); err != nil {
+			return nil, fmt.Errorf("devstack: credentials: %w", err)
+		}
+	}
+	ns, err := startNATSWithCredentials(filepath.Join(dir, "nats"), or(opts.NATSAddr, "127.0.0.1:0"), opts.Credentials, log.With("component", "nats"))
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +103,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	fdb, err := startFerretDB(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), log.With("component", "ferretdb"))
+	fdb, err := startFerretDBWithCredentials(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), opts.Credentials, log.With("component", "ferretdb"))
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +112,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		fdb.stop()
 		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
 	}
-	return &Stack{dir: dir, log: log, nats: ns, ferret: fdb,
+	return &Stack{dir: dir, log: log, creds: opts.Credentials, nats: ns, ferret: fdb,
 		natsAddr: ns.Addr().String(), mongoAddr: u.Host}, nil
 }
 
@@ -111,7 +122,7 @@ func (s *Stack) StopNATS() { stopNATS(s.nats) }
 // StartNATS brings NATS back after StopNATS, on the same address and with
 // the same data.
 func (s *Stack) StartNATS() error {
-	ns, err := startNATS(s.NATSDir(), s.natsAddr, s.log.With("component", "nats"))
+	ns, err := startNATSWithCredentials(s.NATSDir(), s.natsAddr, s.creds, s.log.With("component", "nats"))
 	if err != nil {
 		return err
 	}
@@ -126,7 +137,7 @@ func (s *Stack) StopMongo() { s.ferret.stop() }
 // StartMongo brings FerretDB back after StopMongo, on the same address and
 // with the same data.
 func (s *Stack) StartMongo() error {
-	fdb, err := startFerretDB(s.MongoDir(), s.mongoAddr, s.log.With("component", "ferretdb"))
+	fdb, err := startFerretDBWithCredentials(s.MongoDir(), s.mongoAddr, s.creds, s.log.With("component", "ferretdb"))
 	if err != nil {
 		return err
 	}
@@ -139,12 +150,25 @@ func (s *Stack) StartMongo() error {
 // launcher serves them as pizzashop_devstore_statements_total.
 func (s *Stack) StoreCommands() []StoreCommand { return s.ferret.proxy.commands.snapshot() }
 
-// NATSURL is the client URL of the NATS server, such as nats://127.0.0.1:4222.
-func (s *Stack) NATSURL() string { return s.nats.ClientURL() }
+// NATSURL is the client URL of the NATS server, such as
+// nats://127.0.0.1:4222, with the user and password of Options.Credentials
+// in it when they are set. Print it with its password masked.
+func (s *Stack) NATSURL() string {
+	if s.creds == nil {
+		return s.nats.ClientURL()
+	}
+	return s.creds.NATSURL(s.natsAddr)
+}
 
 // MongoURI is the MongoDB connection string of FerretDB, such as
-// mongodb://127.0.0.1:27017/.
-func (s *Stack) MongoURI() string { return s.ferret.uri }
+// mongodb://127.0.0.1:27017/, with the user and password of
+// Options.Credentials in it when they are set.
+func (s *Stack) MongoURI() string {
+	if s.creds == nil {
+		return s.ferret.uri
+	}
+	return s.creds.MongoURI(s.mongoAddr)
+}
 
 // NATSDir is where JetStream keeps its streams.
 func (s *Stack) NATSDir() string { return filepath.Join(s.dir, "nats") }
@@ -162,10 +186,17 @@ func (s *Stack) Close() {
 	})
 }
 
-// startNATS starts a JetStream server storing under dir. Every write is
+// startNATS starts a JetStream server storing under dir that lets any
+// client in.
+func startNATS(dir, addr string, log *slog.Logger) (*server.Server, error) {
+	return startNATSWithCredentials(dir, addr, nil, log)
+}
+
+// startNATSWithCredentials starts a JetStream server storing under dir,
+// requiring the NATS user of creds unless creds is nil. Every write is
 // synced to disk before it is acknowledged, so a crash of the process loses
 // no acknowledged message.
-func startNATS(dir, addr string, log *slog.Logger) (*server.Server, error) {
+func startNATSWithCredentials(dir, addr string, creds *Credentials, log *slog.Logger) (*server.Server, error) {
 	host, port, err := splitAddr(addr)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: nats address: %w", err)
@@ -179,7 +210,7 @@ func startNATS(dir, addr string, log *slog.Logger) (*server.Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "pizzashop-dev",
 		Host:       host,
 		Port:       port,
@@ -188,7 +219,9 @@ func startNATS(dir, addr string, log *slog.Logger) (*server.Server, error) {
 		SyncAlways: true,
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	creds.configureNATS(opts)
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: nats: %w", err)
 	}
@@ -216,8 +249,14 @@ type ferretDB struct {
 }
 
 // startFerretDB starts FerretDB with its SQLite handler keeping one file per
-// database under dir.
+// database under dir, open to any client.
 func startFerretDB(dir, addr string, log *slog.Logger) (*ferretDB, error) {
+	return startFerretDBWithCredentials(dir, addr, nil, log)
+}
+
+// startFerretDBWithCredentials is startFerretDB whose proxy requires the
+// store user of creds unless creds is nil.
+func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slog.Logger) (*ferretDB, error) {
 	if _, _, err := splitAddr(addr); err != nil {
 		return nil, fmt.Errorf("devstack: mongo address: %w", err)
 	}
@@ -235,6 +274,9 @@ func startFerretDB(dir, addr string, log *slog.Logger) (*ferretDB, error) {
 	proxy, err := listenSerializer(addr)
 	if err != nil {
 		return nil, err
+	}
+	if creds != nil {
+		proxy.auth = newSCRAMServer(creds.MongoUser, creds.MongoPassword)
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},

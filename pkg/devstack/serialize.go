@@ -39,6 +39,9 @@ type writeSerializer struct {
 	ids *idIndexer
 	// commands counts what FerretDB is asked to do.
 	commands commandCounter
+	// auth, when not nil, is the user every client connection must
+	// authenticate as before its commands reach FerretDB.
+	auth *scramServer
 	// guarded counts the writes whose guard the serializer checked itself.
 	guarded atomic.Int64
 	wg      sync.WaitGroup
@@ -58,6 +61,9 @@ const (
 	opMsg         = 2013
 	moreToComeBit = 1 << 1
 	maxMessage    = 48 << 20
+	// maxHandshakeMessage bounds what a client that has not authenticated
+	// may send: a hello or a SASL step is well under 1 KiB.
+	maxHandshakeMessage = 64 << 10
 )
 
 // listenSerializer takes listenAddr; start begins relaying to upstream.
@@ -117,10 +123,32 @@ func (s *writeSerializer) serve(client net.Conn) {
 	defer server.Close()
 	s.track(server, true)
 	defer s.track(server, false)
+	var sess *authSession
+	if s.auth != nil {
+		sess = &authSession{srv: s.auth}
+	}
 	for {
-		req, err := readMessage(client)
+		limit := maxMessage
+		if sess != nil && !sess.authenticated {
+			limit = maxHandshakeMessage
+		}
+		req, err := readMessage(client, limit)
 		if err != nil {
 			return
+		}
+		var fixReply func([]byte) []byte
+		if sess != nil {
+			g := sess.gate(req)
+			if g.close {
+				return
+			}
+			if g.answer != nil {
+				if _, err := client.Write(g.answer); err != nil {
+					return
+				}
+				continue
+			}
+			req, fixReply = g.forward, g.fixReply
 		}
 		cmd, coll, db, write := s.lock(req)
 		forward, answer := req, []byte(nil)
@@ -135,7 +163,7 @@ func (s *writeSerializer) serve(client net.Conn) {
 			if write {
 				beforeReply = func() { s.indexByID(cmd, coll, db) }
 			}
-			err = s.roundTrip(server, client, forward, beforeReply)
+			err = s.roundTrip(server, client, forward, beforeReply, fixReply)
 		}
 		s.unlock(cmd, coll, db, write)
 		if err != nil {
@@ -168,8 +196,9 @@ func (s *writeSerializer) indexByID(cmd, coll, db string) {
 }
 
 // roundTrip forwards req and relays its reply; beforeReply, when not nil,
-// runs once the server has answered and before the client hears of it.
-func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte, beforeReply func()) error {
+// runs once the server has answered and before the client hears of it, and
+// fixReply, when not nil, rewrites the reply.
+func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte, beforeReply func(), fixReply func([]byte) []byte) error {
 	if _, err := server.Write(req); err != nil {
 		return err
 	}
@@ -180,9 +209,12 @@ func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte, beforeR
 		return nil // no reply expected
 	}
 	for {
-		reply, err := readMessage(server)
+		reply, err := readMessage(server, maxMessage)
 		if err != nil {
 			return err
+		}
+		if fixReply != nil {
+			reply = fixReply(reply)
 		}
 		if beforeReply != nil {
 			beforeReply()
@@ -216,13 +248,13 @@ func (s *writeSerializer) close() {
 	s.wg.Wait()
 }
 
-func readMessage(r io.Reader) ([]byte, error) {
+func readMessage(r io.Reader, limit int) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := int(binary.LittleEndian.Uint32(hdr[:]))
-	if n < 16 || n > maxMessage {
+	if n < 16 || n > limit {
 		return nil, errors.New("devstack: bad wire message length")
 	}
 	msg := make([]byte, n)
