@@ -50,9 +50,9 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		seqs = append(seqs, n)
 	}
-	nc, err := nats.Connect(*url, nats.Name("pizzashop deadletters"), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(natsURL(*url), nats.Name("pizzashop deadletters"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *url, err)
+		return fmt.Errorf("connect to %s: %w", redactURL(*url), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

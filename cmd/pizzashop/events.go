@@ -90,9 +90,9 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErrorf("events: unknown verb %q: want tail or get", verb)
 	}
 
-	nc, err := nats.Connect(*url, nats.Name("pizzashop events"), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(natsURL(*url), nats.Name("pizzashop events"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *url, err)
+		return fmt.Errorf("connect to %s: %w", redactURL(*url), err)
 	}
 	defer nc.Close()
 	out := eventWriter{w: stdout, indent: *indent}

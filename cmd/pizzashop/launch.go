@@ -495,12 +495,12 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 		fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", nameWidth, name, l.cfg.grpcAddr(i+1), l.cfg.metricsAddr(i+1))
 	}
 	if l.stack != nil && l.cfg.natsURL == "" {
-		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", nameWidth, "nats", l.natsURL, l.stack.NATSDir())
+		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", nameWidth, "nats", redactURL(l.natsURL), l.stack.NATSDir())
 	} else {
 		fmt.Fprintf(&b, "  %-*s  %s (from NATS_URL)\n", nameWidth, "nats", redactURL(l.natsURL))
 	}
 	if l.stack != nil && l.cfg.mongoURI == "" {
-		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", nameWidth, "mongodb", l.mongoURI, l.stack.MongoDir())
+		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", nameWidth, "mongodb", redactURL(l.mongoURI), l.stack.MongoDir())
 	} else {
 		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", nameWidth, "mongodb", redactURL(l.mongoURI))
 	}

@@ -35,14 +35,20 @@ func (f *stackFlags) register(fs *flag.FlagSet) {
 }
 
 // startStack starts the embedded NATS and FerretDB under f.data, their logs
-// going to the "devstack" sink.
+// going to the "devstack" sink. Both require the credentials kept in f.data
+// (generated at the first start); the stack's URLs carry them.
 func startStack(ctx context.Context, f stackFlags, sink *logSink) (*devstack.Stack, time.Duration, error) {
 	begin := time.Now()
+	creds, err := devstack.LoadOrCreateCredentials(f.data)
+	if err != nil {
+		return nil, 0, err
+	}
 	st, err := devstack.Start(ctx, devstack.Options{
-		Dir:       f.data,
-		NATSAddr:  f.natsAddr,
-		MongoAddr: f.mongoAddr,
-		Logger:    logging.New(sink, "devstack", os.Getenv("LOG_LEVEL")),
+		Dir:         f.data,
+		NATSAddr:    f.natsAddr,
+		MongoAddr:   f.mongoAddr,
+		Logger:      logging.New(sink, "devstack", os.Getenv("LOG_LEVEL")),
+		Credentials: &creds,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -74,8 +80,11 @@ func runDevstack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	term.Printf("NATS and FerretDB are up in %s.\n\n", took.Round(time.Millisecond))
+	// The URLs carry the credentials of f.data: they are printed whole, to
+	// be exported, on the terminal only, never into a log.
 	term.Printf("  NATS_URL=%s    data %s\n", st.NATSURL(), filepath.Join(f.data, "nats"))
 	term.Printf("  MONGO_URI=%s    data %s\n", st.MongoURI(), filepath.Join(f.data, "ferretdb"))
+	term.Printf("  (user names and passwords from %s)\n", filepath.Join(f.data, devstack.CredentialsFile))
 	term.Printf("  PIZZASHOP_DEMO=true    (a local demo: services may sign with the development key)\n")
 	term.Printf("  logs %s\n\n", sink.path)
 	term.Printf("Export these variables to run a service against them. Press Ctrl-C to stop.\n")

@@ -97,6 +97,17 @@ func (c *Credentials) configureNATS(opts *server.Options) {
 	opts.Password = c.NATSPassword
 }
 
+// LoadCredentials returns the credentials kept in dir by a stack started
+// there, for tools that talk to it; an error wrapping fs.ErrNotExist when
+// none has been.
+func LoadCredentials(dir string) (Credentials, error) {
+	c, err := readCredentials(filepath.Join(dir, CredentialsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Credentials{}, fmt.Errorf("devstack: no credentials in %s: %w", dir, err)
+	}
+	return c, err
+}
+
 func readCredentials(path string) (Credentials, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
