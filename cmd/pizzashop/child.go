@@ -85,7 +85,7 @@ func (c *child) describeExit() string {
 		return "exited with status 0"
 	case errors.As(c.err, &ee):
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "was killed by " + ws.Signal().String()
+			return fmt.Sprintf("was killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
 		}
 		return fmt.Sprintf("exited with status %d", ee.ExitCode())
 	default:

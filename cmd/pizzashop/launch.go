@@ -35,6 +35,7 @@ type shopConfig struct {
 	jaeger       string // the Jaeger binary; empty runs no trace viewer
 	tracesAddr   string
 	basePort     int
+	replicas     int // processes of every service; more than one runs a NATS cluster
 	readyTimeout time.Duration
 	stopTimeout  time.Duration
 
@@ -47,9 +48,10 @@ type shopConfig struct {
 }
 
 // The services in start order, each with N: gRPC on base+N, metrics on
-// base+100+N. The gateway starts last and serves its metrics on its HTTP
-// address. The launcher serves its own (the embedded NATS and FerretDB run
-// in it) on base+100.
+// base+100+N; replica R (from 1) of service N on base+10(R-1)+N and
+// base+100+10(R-1)+N. The gateway starts last and serves its metrics on its
+// HTTP address. The launcher serves its own (the embedded NATS and FerretDB
+// run in it) on base+100.
 var serviceNames = []string{"menu", "order", "kitchen", "delivery"}
 
 const (
@@ -67,7 +69,12 @@ func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
 	if err != nil {
 		return c, usageErrorf("PIZZASHOP_BASE_PORT=%q is not a port number", os.Getenv("PIZZASHOP_BASE_PORT"))
 	}
-	fs.IntVar(&c.basePort, "base-port", base, "gRPC of service N (menu 1, order 2, kitchen 3, delivery 4) on base+N, its metrics on base+100+N (env PIZZASHOP_BASE_PORT)")
+	fs.IntVar(&c.basePort, "base-port", base, "gRPC of service N (menu 1, order 2, kitchen 3, delivery 4) on base+N, its metrics on base+100+N; replica R on base+10(R-1)+N (env PIZZASHOP_BASE_PORT)")
+	replicas, err := strconv.Atoi(envOr("PIZZASHOP_REPLICAS", "1"))
+	if err != nil {
+		return c, usageErrorf("PIZZASHOP_REPLICAS=%q is not a number", os.Getenv("PIZZASHOP_REPLICAS"))
+	}
+	fs.IntVar(&c.replicas, "replicas", replicas, fmt.Sprintf("processes of every service, 1 to %d; more than one also runs a three-node NATS cluster on the NATS port and the two above it (env PIZZASHOP_REPLICAS)", maxReplicas))
 	fs.StringVar(&c.jaeger, "jaeger", os.Getenv("PIZZASHOP_JAEGER"), "run this Jaeger binary as the trace viewer, receiving OTLP on base+200 (make run-traces builds one into .bin; env PIZZASHOP_JAEGER)")
 	fs.StringVar(&c.tracesAddr, "traces", envOr("PIZZASHOP_TRACES_ADDR", defaultTracesAddr), "listen address of the trace viewer, with --jaeger (env PIZZASHOP_TRACES_ADDR)")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 90*time.Second, "how long to wait for the gateway's /readyz")
@@ -77,6 +84,9 @@ func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
 	}
 	if maxBase := 65535 - 201; c.basePort < 1 || c.basePort > maxBase {
 		return c, usageErrorf("--base-port %d: want 1 to %d", c.basePort, maxBase)
+	}
+	if c.replicas < 1 || c.replicas > maxReplicas {
+		return c, usageErrorf("--replicas %d: want 1 to %d", c.replicas, maxReplicas)
 	}
 	if c.jaeger != "" && !executable(c.jaeger) {
 		return c, usageErrorf("--jaeger %s: no such executable; make run-traces builds one into .bin", c.jaeger)
@@ -95,26 +105,33 @@ func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
 	c.natsURL = os.Getenv("NATS_URL")
 	c.authSecret = os.Getenv("AUTH_SECRET")
 	c.logLevel = envOr("LOG_LEVEL", "info")
+	if c.embedded() && c.clustered() {
+		if _, _, err := c.clusterAddrs(); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
 }
 
 // embedded reports whether the launcher starts its own NATS and FerretDB.
 func (c shopConfig) embedded() bool { return c.mongoURI == "" || c.natsURL == "" }
 
-func (c shopConfig) grpcAddr(n int) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.basePort+n))
-}
+func (c shopConfig) grpcAddr(n int) string { return c.replicaGRPCAddr(n, 1) }
 
 func (c shopConfig) metricsAddr(n int) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.basePort+100+n))
 }
 
 // peerAddrs are the gRPC addresses every process is given, named as the
-// services read them.
+// services read them: every replica's, comma-separated.
 func (c shopConfig) peerAddrs() map[string]string {
 	m := map[string]string{}
 	for i, name := range serviceNames {
-		m[strings.ToUpper(name)+"_ADDR"] = c.grpcAddr(i + 1)
+		var addrs []string
+		for r := 1; r <= c.replicas; r++ {
+			addrs = append(addrs, c.replicaGRPCAddr(i+1, r))
+		}
+		m[strings.ToUpper(name)+"_ADDR"] = strings.Join(addrs, ",")
 	}
 	return m
 }
@@ -124,11 +141,24 @@ func (c shopConfig) peerAddrs() map[string]string {
 func (c shopConfig) listenAddrs() [][2]string {
 	var addrs [][2]string
 	if c.embedded() {
-		addrs = append(addrs, [2]string{c.natsAddr, "NATS"}, [2]string{c.mongoAddr, "FerretDB"})
+		if c.clustered() {
+			nodes, routes, err := c.clusterAddrs()
+			if err == nil {
+				for i := range nodes {
+					addrs = append(addrs, [2]string{nodes[i], fmt.Sprintf("NATS node %d", i+1)}, [2]string{routes[i], fmt.Sprintf("NATS node %d routes", i+1)})
+				}
+			}
+		} else {
+			addrs = append(addrs, [2]string{c.natsAddr, "NATS"})
+		}
+		addrs = append(addrs, [2]string{c.mongoAddr, "FerretDB"})
 	}
 	addrs = append(addrs, [2]string{c.metricsAddr(0), "launcher metrics"})
 	for i, name := range serviceNames {
-		addrs = append(addrs, [2]string{c.grpcAddr(i + 1), name + " gRPC"}, [2]string{c.metricsAddr(i + 1), name + " metrics"})
+		for r := 1; r <= c.replicas; r++ {
+			p := c.processName(name, r)
+			addrs = append(addrs, [2]string{c.replicaGRPCAddr(i+1, r), p + " gRPC"}, [2]string{c.replicaMetricsAddr(i+1, r), p + " metrics"})
+		}
 	}
 	if c.jaeger != "" {
 		addrs = append(addrs, [2]string{c.tracesAddr, "trace viewer"}, [2]string{c.otlpAddr(), "Jaeger OTLP"}, [2]string{c.jaegerGRPCAddr(), "Jaeger gRPC"})
@@ -174,10 +204,17 @@ type launcher struct {
 	logDir string
 
 	stack    *devstack.Stack
+	cluster  *devstack.Cluster // instead of stack with more than one replica
 	stackLog *logSink
 	metrics  *http.Server // the launcher's own /metrics
 	children []*child
 	exits    chan *child // every child, once, when it exits
+
+	// Restarts of service processes that died (see restart.go).
+	slots        map[*child]*slot
+	restarts     chan *slot    // a slot whose backoff has passed
+	stopping     chan struct{} // closed when shutdown begins
+	restartCount *prometheus.CounterVec
 
 	natsURL, mongoURI string
 }
@@ -200,7 +237,12 @@ func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg:    cfg,
 		term:   &syncWriter{w: stdout},
 		logDir: filepath.Join(cfg.data, "logs"),
-		exits:  make(chan *child, len(serviceNames)+2),
+		// Each process's exit is sent once and read by supervise; after it
+		// returns, every one still running may exit without a reader.
+		exits:    make(chan *child, cfg.replicas*len(serviceNames)+2),
+		slots:    map[*child]*slot{},
+		restarts: make(chan *slot),
+		stopping: make(chan struct{}),
 	}
 	err = l.supervise(ctx, begin)
 	l.shutdown()
@@ -220,18 +262,28 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 	var stackTook time.Duration
 	l.natsURL, l.mongoURI = l.cfg.natsURL, l.cfg.mongoURI
 	if l.cfg.embedded() {
-		sink, err := newLogSink(l.logDir, "devstack", nameWidth, l.term)
+		sink, err := newLogSink(l.logDir, "devstack", l.width(), l.term)
 		if err != nil {
 			return err
 		}
 		l.stackLog = sink
-		st, took, err := startStack(ctx, l.cfg.stackFlags, sink)
-		if err != nil {
-			return err
+		if l.cfg.clustered() {
+			cl, took, err := startCluster(ctx, l.cfg, sink)
+			if err != nil {
+				return err
+			}
+			l.cluster, stackTook = cl, took
+			l.natsURL = cmp.Or(l.cfg.natsURL, cl.NATSURL())
+			l.mongoURI = cmp.Or(l.cfg.mongoURI, cl.MongoURI())
+		} else {
+			st, took, err := startStack(ctx, l.cfg.stackFlags, sink)
+			if err != nil {
+				return err
+			}
+			l.stack, stackTook = st, took
+			l.natsURL = cmp.Or(l.cfg.natsURL, st.NATSURL())
+			l.mongoURI = cmp.Or(l.cfg.mongoURI, st.MongoURI())
 		}
-		l.stack, stackTook = st, took
-		l.natsURL = cmp.Or(l.cfg.natsURL, st.NATSURL())
-		l.mongoURI = cmp.Or(l.cfg.mongoURI, st.MongoURI())
 	}
 	// After the stack, which the metrics read.
 	if err := l.serveOwnMetrics(); err != nil {
@@ -247,6 +299,10 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 		// with the development key when AUTH_SECRET is unset.
 		"PIZZASHOP_DEMO": "true",
 	}
+	if l.cluster != nil && l.cfg.natsURL == "" {
+		// Every stream on all three nodes: one may die.
+		common["NATS_STREAM_REPLICAS"] = strconv.Itoa(devstack.ClusterNodes)
+	}
 	if l.cfg.jaeger != "" {
 		if err := l.startTraces(ctx); err != nil || ctx.Err() != nil {
 			return err
@@ -259,13 +315,15 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 		common[k] = v
 	}
 	for i, name := range serviceNames {
-		env := map[string]string{"GRPC_ADDR": l.cfg.grpcAddr(i + 1), "METRICS_ADDR": l.cfg.metricsAddr(i + 1)}
-		if err := l.start(name, common, env); err != nil {
-			return err
+		for r := 1; r <= l.cfg.replicas; r++ {
+			env := map[string]string{"GRPC_ADDR": l.cfg.replicaGRPCAddr(i+1, r), "METRICS_ADDR": l.cfg.replicaMetricsAddr(i+1, r)}
+			if err := l.start(l.cfg.processName(name, r), name, common, env); err != nil {
+				return err
+			}
 		}
 	}
 	env := map[string]string{"HTTP_ADDR": l.cfg.httpAddr}
-	if err := l.start(gatewayName, common, env); err != nil {
+	if err := l.start(gatewayName, gatewayName, common, env); err != nil {
 		return err
 	}
 
@@ -274,11 +332,20 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 	}
 	l.banner(time.Since(begin), stackTook)
 
-	select {
-	case <-ctx.Done():
-		return nil
-	case c := <-l.exits:
-		return l.died(ctx, c)
+	// From here on a process that dies is started again.
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-l.exits:
+			if err := l.exited(ctx, c); err != nil || ctx.Err() != nil {
+				return err
+			}
+		case s := <-l.restarts:
+			if err := l.restart(s); err != nil {
+				return err
+			}
+		}
 	}
 }
 
@@ -286,7 +353,11 @@ func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
 // load test can count the CPU of the embedded servers with the services'.
 func (l *launcher) serveOwnMetrics() error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector(), storeStatements{l})
+	l.restartCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pizzashop_launcher_restarts_total",
+		Help: "Service processes the launcher started again after they died, by process",
+	}, []string{"process"})
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector(), storeStatements{l}, l.restartCount)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	app.HandleProfiler(mux)
@@ -299,19 +370,32 @@ func (l *launcher) serveOwnMetrics() error {
 	return nil
 }
 
-func (l *launcher) start(name string, common, own map[string]string) error {
-	sink, err := newLogSink(l.logDir, name, nameWidth, l.term)
+// start starts process name of a service (its binary), remembering how, so
+// that it can be started again when it dies.
+func (l *launcher) start(name, service string, common, own map[string]string) error {
+	sink, err := newLogSink(l.logDir, name, l.width(), l.term)
 	if err != nil {
 		return err
 	}
 	set := maps.Clone(common)
 	maps.Copy(set, own)
-	c, err := startChild(name, filepath.Join(l.cfg.bin, name), childEnv(os.Environ(), set), sink)
-	if err != nil {
+	s := &slot{name: name, service: service, path: filepath.Join(l.cfg.bin, service), env: childEnv(os.Environ(), set), log: sink}
+	if err := l.run(s); err != nil {
 		sink.Close()
 		return err
 	}
+	return nil
+}
+
+// run starts the process of s and watches for its exit.
+func (l *launcher) run(s *slot) error {
+	c, err := startChild(s.name, s.path, s.env, s.log)
+	if err != nil {
+		return err
+	}
+	s.started = time.Now()
 	l.children = append(l.children, c)
+	l.slots[c] = s
 	go func() {
 		<-c.done
 		l.exits <- c
@@ -414,6 +498,7 @@ func (l *launcher) shutdown() {
 		}
 	}()
 
+	close(l.stopping)
 	running := 0
 	for _, c := range l.children {
 		if !c.exited() {
@@ -428,17 +513,24 @@ func (l *launcher) shutdown() {
 	for _, tier := range tiers {
 		var wg sync.WaitGroup
 		for _, c := range l.children {
-			if slices.Contains(tier, c.name) {
+			if slices.Contains(tier, l.serviceOf(c)) {
 				wg.Go(func() { l.stopChild(c, force) })
 			}
 		}
 		wg.Wait()
 	}
+	closed := map[*logSink]bool{}
 	for _, c := range l.children {
-		c.log.Close()
+		if !closed[c.log] {
+			closed[c.log] = true
+			c.log.Close()
+		}
 	}
 	if l.stack != nil {
 		l.stack.Close()
+	}
+	if l.cluster != nil {
+		l.cluster.Close()
 	}
 	if l.stackLog != nil {
 		l.stackLog.Close()
@@ -476,6 +568,9 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	if l.stack != nil {
 		fmt.Fprintf(&b, " (NATS and FerretDB started in %s)", stackTook.Round(time.Millisecond))
 	}
+	if l.cluster != nil {
+		fmt.Fprintf(&b, " (a NATS cluster of %d and FerretDB started in %s)", devstack.ClusterNodes, stackTook.Round(time.Millisecond))
+	}
 	fmt.Fprintf(&b, ".\n\n")
 	fmt.Fprintf(&b, "  Gateway         %s/\n", web)
 	fmt.Fprintf(&b, "  Menu            %s/v1/menu\n", web)
@@ -485,26 +580,38 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 		fmt.Fprintf(&b, "  Traces          http://%s/  (every request and event, newest first)\n", dialAddr(l.cfg.tracesAddr))
 	}
 	fmt.Fprintln(&b)
-	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", nameWidth, gatewayName, l.cfg.httpAddr, web)
+	w := l.width()
+	fmt.Fprintf(&b, "  %-*s  http  %-16s metrics %s/metrics\n", w, gatewayName, l.cfg.httpAddr, web)
 	runs := ""
-	if l.stack != nil {
+	if l.stack != nil || l.cluster != nil {
 		runs = "(NATS, FerretDB)"
 	}
-	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", nameWidth, "launcher", runs, l.cfg.metricsAddr(0))
+	fmt.Fprintf(&b, "  %-*s  %-22s metrics http://%s/metrics\n", w, "launcher", runs, l.cfg.metricsAddr(0))
 	for i, name := range serviceNames {
-		fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", nameWidth, name, l.cfg.grpcAddr(i+1), l.cfg.metricsAddr(i+1))
+		for r := 1; r <= l.cfg.replicas; r++ {
+			fmt.Fprintf(&b, "  %-*s  gRPC  %-16s metrics http://%s/metrics\n", w, l.cfg.processName(name, r), l.cfg.replicaGRPCAddr(i+1, r), l.cfg.replicaMetricsAddr(i+1, r))
+		}
 	}
-	if l.stack != nil && l.cfg.natsURL == "" {
-		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", nameWidth, "nats", redactURL(l.natsURL), l.stack.NATSDir())
-	} else {
-		fmt.Fprintf(&b, "  %-*s  %s (from NATS_URL)\n", nameWidth, "nats", redactURL(l.natsURL))
+	switch {
+	case l.cfg.natsURL != "" || (l.stack == nil && l.cluster == nil):
+		fmt.Fprintf(&b, "  %-*s  %s (from NATS_URL)\n", w, "nats", redactURL(l.natsURL))
+	case l.cluster != nil:
+		for i := range devstack.ClusterNodes {
+			fmt.Fprintf(&b, "  %-*s  %s  data %s\n", w, fmt.Sprintf("nats-%d", i+1), l.cluster.NodeURL(i), l.cluster.NodeDir(i))
+		}
+	default:
+		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", w, "nats", redactURL(l.natsURL), l.stack.NATSDir())
 	}
-	if l.stack != nil && l.cfg.mongoURI == "" {
-		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", nameWidth, "mongodb", redactURL(l.mongoURI), l.stack.MongoDir())
-	} else {
-		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", nameWidth, "mongodb", redactURL(l.mongoURI))
+	switch {
+	case l.cfg.mongoURI == "" && l.stack != nil:
+		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", w, "mongodb", redactURL(l.mongoURI), l.stack.MongoDir())
+	case l.cfg.mongoURI == "" && l.cluster != nil:
+		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", w, "mongodb", redactURL(l.mongoURI), l.cluster.MongoDir())
+	default:
+		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", w, "mongodb", redactURL(l.mongoURI))
 	}
-	fmt.Fprintf(&b, "  %-*s  %s (warnings and errors also show here)\n\n", nameWidth, "logs", filepath.Join(l.logDir, "<name>.log"))
+	fmt.Fprintf(&b, "  %-*s  %s (warnings and errors also show here)\n", w, "logs", filepath.Join(l.logDir, "<name>.log"))
+	fmt.Fprintf(&b, "  %-*s  a service process that dies is started again (backoff %s to %s)\n\n", w, "restarts", restartMinBackoff, restartMaxBackoff)
 	secret := "the development secret"
 	if l.cfg.authSecret != "" {
 		secret = "AUTH_SECRET"
@@ -595,11 +702,14 @@ var storeStatementsDesc = prometheus.NewDesc("pizzashop_devstore_statements_tota
 func (c storeStatements) Describe(ch chan<- *prometheus.Desc) { ch <- storeStatementsDesc }
 
 func (c storeStatements) Collect(ch chan<- prometheus.Metric) {
-	st := c.l.stack
-	if st == nil {
-		return
+	var cmds []devstack.StoreCommand
+	switch {
+	case c.l.stack != nil:
+		cmds = c.l.stack.StoreCommands()
+	case c.l.cluster != nil:
+		cmds = c.l.cluster.StoreCommands()
 	}
-	for _, s := range st.StoreCommands() {
+	for _, s := range cmds {
 		ch <- prometheus.MustNewConstMetric(storeStatementsDesc, prometheus.CounterValue, float64(s.Count), s.Command, s.Collection, s.Lookup)
 	}
 }

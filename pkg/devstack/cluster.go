@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -57,6 +58,7 @@ type Cluster struct {
 	nodes []*clusterNode
 
 	closeOnce sync.Once
+	closing   atomic.Bool // Close began: the nodes' complaints about each other are expected
 }
 
 type clusterNode struct {
@@ -232,7 +234,7 @@ func (c *Cluster) startNode(n *clusterNode) error {
 	if err != nil {
 		return fmt.Errorf("devstack: %s: %w", n.name, err)
 	}
-	ns.SetLoggerV2(natsLogger{c.log.With("component", "nats", "node", n.name)}, false, false, false)
+	ns.SetLoggerV2(clusterLogger{natsLogger{c.log.With("component", "nats", "node", n.name)}, &c.closing}, false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(readyTimeout) {
 		stopNATS(ns)
@@ -344,6 +346,7 @@ func (c *Cluster) StoreCommands() []StoreCommand { return c.ferret.proxy.command
 // Close stops FerretDB, then every node. It may be called more than once.
 func (c *Cluster) Close() {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		if c.ferret != nil {
 			c.ferret.stop()
 		}
@@ -357,4 +360,42 @@ func (c *Cluster) stopNodes() {
 		wg.Go(func() { c.StopNode(i) })
 	}
 	wg.Wait()
+}
+
+// clusterLogger demotes to debug what nodes of a cluster say about each
+// other when one is not up: every node retries its routes every second
+// while a peer starts or is stopped, waits for its peers at start, and all
+// complain while the cluster shuts down. A cluster that never forms fails
+// StartCluster with its own error. Everything else is logged as natsLogger does.
+type clusterLogger struct {
+	natsLogger
+	closing *atomic.Bool
+}
+
+func (l clusterLogger) expected(format string) bool {
+	if l.closing.Load() {
+		return true
+	}
+	for _, p := range []string{"Error trying to connect to route", "Waiting for routing to be established", "JetStream has not established contact with a meta leader"} {
+		if strings.HasPrefix(format, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l clusterLogger) Warnf(format string, v ...any) {
+	if l.expected(format) {
+		l.Debugf(format, v...)
+		return
+	}
+	l.natsLogger.Warnf(format, v...)
+}
+
+func (l clusterLogger) Errorf(format string, v ...any) {
+	if l.expected(format) {
+		l.Debugf(format, v...)
+		return
+	}
+	l.natsLogger.Errorf(format, v...)
 }
