@@ -24,6 +24,10 @@ help: ## List the targets
 run: build ## Run the whole shop locally: embedded NATS + FerretDB under ./data, every service, gateway on :8080
 	$(BIN)/pizzashop run
 
+.PHONY: run-cluster
+run-cluster: build ## make run with two processes of every service and a three-node NATS cluster (streams of three replicas)
+	$(BIN)/pizzashop run --replicas 2
+
 .PHONY: run-traces
 run-traces: build $(JAEGER) ## make run plus a trace viewer (Jaeger) on http://localhost:16686: every request and event of an order
 	$(BIN)/pizzashop run --jaeger $(JAEGER)
