@@ -64,11 +64,33 @@ const (
 type Option func(*options)
 
 type options struct {
-	env map[string][]string
+	env      map[string][]string
+	replicas int
+}
+
+// WithReplicas runs n processes of every service but the gateway (n from 1
+// to 9) and, on embedded servers, NATS as a cluster of three with streams
+// of three replicas, as in production. Replica 1 of a service keeps the
+// service's name ("order"); the others are named "order-2" and on. The
+// default is PIZZASHOP_E2E_REPLICAS, or 1: CI sets it to run suites in the
+// replicated shape once more.
+func WithReplicas(n int) Option { return func(o *options) { o.replicas = n } }
+
+// defaultReplicas reads PIZZASHOP_E2E_REPLICAS.
+func defaultReplicas() (int, error) {
+	v := os.Getenv("PIZZASHOP_E2E_REPLICAS")
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("PIZZASHOP_E2E_REPLICAS=%q is not a number", v)
+	}
+	return n, nil
 }
 
 // WithEnv adds environment variables ("K=V") to the first start of one
-// service, after the stack's own, so they may override them: for example
+// service (every replica of it), after the stack's own, so they may override them: for example
 // WithEnv("order", "OUTBOX_RELAY_DISABLED=true") or
 // WithEnv("kitchen", "KITCHEN_BAKE_TIME=1m"). A later StartService of that
 // service does not repeat them.
@@ -88,8 +110,11 @@ type Stack struct {
 
 // shop is the state a Stack and its views share.
 type shop struct {
-	// ds is the embedded NATS and FerretDB; nil with external servers.
+	// ds is the embedded NATS and FerretDB; nil with external servers and
+	// with replicas, which run cluster instead.
 	ds       *devstack.Stack
+	cluster  *devstack.Cluster
+	replicas int
 	dir      string // temporary directory of the stack: logs, data
 	logDir   string
 	bin      string
@@ -99,7 +124,7 @@ type shop struct {
 	natsURL  string
 	mongoURI string
 
-	grpcAddr    map[string]string // service -> gRPC address; gateway -> HTTP address
+	grpcAddr    map[string]string // process -> gRPC address; gateway -> HTTP address
 	metricsAddr map[string]string
 	httpAddr    string
 
@@ -115,10 +140,11 @@ type shop struct {
 
 // proc is one running service process.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once it has exited
-	err  error         // from Wait; read after done
+	name    string
+	service string // its binary
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once it has exited
+	err     error         // from Wait; read after done
 
 	stopped atomic.Bool // the test stopped or killed it
 }
@@ -145,8 +171,16 @@ var devstackStart sync.Mutex
 func Start(t testing.TB, opts ...Option) *Stack {
 	t.Helper()
 	o := options{env: map[string][]string{}}
+	n, err := defaultReplicas()
+	if err != nil {
+		t.Fatalf("stack: %v", err)
+	}
+	o.replicas = n
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.replicas < 1 || o.replicas > 9 {
+		t.Fatalf("stack: %d replicas, want 1 to 9", o.replicas)
 	}
 	for name := range o.env {
 		if !slices.Contains(Services, name) {
@@ -159,6 +193,7 @@ func Start(t testing.TB, opts ...Option) *Stack {
 	dir := t.TempDir()
 	s := &Stack{t: t, shop: &shop{
 		dir:         dir,
+		replicas:    o.replicas,
 		logDir:      filepath.Join(dir, "logs"),
 		bin:         bin,
 		secret:      randomHex(24),
@@ -190,7 +225,11 @@ func Start(t testing.TB, opts ...Option) *Stack {
 		t.Cleanup(external.Unlock)
 	} else {
 		s.embedded = true
-		s.startDevstack(t)
+		if s.replicas > 1 {
+			s.startCluster(t)
+		} else {
+			s.startDevstack(t)
+		}
 	}
 	s.connect(t)
 
@@ -200,8 +239,10 @@ func Start(t testing.TB, opts ...Option) *Stack {
 			s.grpcAddr[name] = s.httpAddr
 			continue
 		}
-		s.grpcAddr[name] = freeAddr(t)
-		s.metricsAddr[name] = freeAddr(t)
+		for _, p := range s.Replicas(name) {
+			s.grpcAddr[p] = freeAddr(t)
+			s.metricsAddr[p] = freeAddr(t)
+		}
 	}
 	t.Cleanup(s.stopAll)
 	t.Cleanup(func() {
@@ -210,11 +251,93 @@ func Start(t testing.TB, opts ...Option) *Stack {
 		}
 	})
 	for _, name := range Services {
-		s.start(name, o.env[name])
+		for _, p := range s.Replicas(name) {
+			s.startBinary(p, name, o.env[name])
+		}
 	}
 	s.WaitReady()
-	t.Logf("stack up in %s: gateway %s, logs in %s", time.Since(begin).Round(time.Millisecond), s.URL(""), s.logDir)
+	shape := ""
+	if s.replicas > 1 {
+		shape = fmt.Sprintf(" (%d replicas of every service, NATS cluster of %d)", s.replicas, devstack.ClusterNodes)
+	}
+	t.Logf("stack up in %s%s: gateway %s, logs in %s", time.Since(begin).Round(time.Millisecond), shape, s.URL(""), s.logDir)
 	return s
+}
+
+// Replicas names the processes of a service: the service itself, then
+// service-2 and on when the stack runs replicas. The gateway runs once.
+func (s *shop) Replicas(service string) []string {
+	if service == "gateway" || s.replicas == 1 {
+		return []string{service}
+	}
+	names := []string{service}
+	for r := 2; r <= s.replicas; r++ {
+		names = append(names, service+"-"+strconv.Itoa(r))
+	}
+	return names
+}
+
+// ReplicaCount is how many processes each service but the gateway runs.
+func (s *shop) ReplicaCount() int { return s.replicas }
+
+// serviceOf is the service (binary) of a process name.
+func (s *shop) serviceOf(name string) string {
+	for _, svc := range Services {
+		if slices.Contains(s.Replicas(svc), name) {
+			return svc
+		}
+	}
+	return ""
+}
+
+// startCluster starts three NATS nodes and FerretDB, for replicas.
+func (s *Stack) startCluster(t testing.TB) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(s.logDir, "devstack.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	devstackStart.Lock()
+	cl, err := devstack.StartCluster(ctx, devstack.ClusterOptions{
+		Dir:    filepath.Join(s.dir, "data"),
+		Logger: logging.New(f, "devstack", "warn"),
+	})
+	devstackStart.Unlock()
+	if err != nil {
+		f.Close()
+		t.Fatalf("start a NATS cluster and FerretDB: %v", err)
+	}
+	t.Cleanup(func() {
+		cl.Close()
+		f.Close()
+	})
+	s.natsURL, s.mongoURI = cl.NATSURL(), cl.MongoURI()
+	s.cluster = cl
+}
+
+// StopNATSNode stops node i (0-based) of the NATS cluster, as a crash of
+// that server would. Only with replicas on embedded servers.
+func (s *Stack) StopNATSNode(i int) { s.clusterOnly().StopNode(i) }
+
+// StartNATSNode starts node i again, on its address with its data.
+func (s *Stack) StartNATSNode(i int) {
+	s.t.Helper()
+	if err := s.clusterOnly().StartNode(i); err != nil {
+		s.t.Fatalf("start NATS node %d again: %v", i, err)
+	}
+}
+
+// NATSCluster is the embedded NATS cluster; nil without replicas.
+func (s *shop) NATSCluster() *devstack.Cluster { return s.cluster }
+
+func (s *Stack) clusterOnly() *devstack.Cluster {
+	s.t.Helper()
+	if s.cluster == nil {
+		s.t.Skip("NATS nodes are stopped only in the replicated shape on embedded servers")
+	}
+	return s.cluster
 }
 
 // External reports whether stacks use the servers of NATS_URL and
@@ -290,7 +413,7 @@ func (s *Stack) StartStore() {
 func (s *Stack) embeddedOnly() *devstack.Stack {
 	s.t.Helper()
 	if s.ds == nil {
-		s.t.Skip("outages are staged on the embedded NATS and store only")
+		s.t.Skip("outages of the whole of NATS and the store are staged on the embedded single servers only")
 	}
 	return s.ds
 }
@@ -332,9 +455,9 @@ func (s *shop) database(name string) string { return s.prefix + name }
 
 // env is the environment of one service: the test's own (PATH, OTEL_*, ...)
 // without what the stack decides, then the stack's settings, then extra.
-func (s *shop) env(name string, extra []string) []string {
+func (s *shop) env(name, binary string, extra []string) []string {
 	managed := []string{"GRPC_ADDR", "METRICS_ADDR", "HTTP_ADDR", "MENU_ADDR", "ORDER_ADDR", "KITCHEN_ADDR",
-		"DELIVERY_ADDR", "MONGO_URI", "MONGO_DATABASE", "NATS_URL", "AUTH_SECRET"}
+		"DELIVERY_ADDR", "MONGO_URI", "MONGO_DATABASE", "NATS_URL", "AUTH_SECRET", "NATS_STREAM_REPLICAS"}
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -343,23 +466,26 @@ func (s *shop) env(name string, extra []string) []string {
 		}
 	}
 	set := map[string]string{
-		"MENU_ADDR":        s.grpcAddr["menu"],
-		"ORDER_ADDR":       s.grpcAddr["order"],
-		"KITCHEN_ADDR":     s.grpcAddr["kitchen"],
-		"DELIVERY_ADDR":    s.grpcAddr["delivery"],
+		"MENU_ADDR":        s.replicaAddrs("menu"),
+		"ORDER_ADDR":       s.replicaAddrs("order"),
+		"KITCHEN_ADDR":     s.replicaAddrs("kitchen"),
+		"DELIVERY_ADDR":    s.replicaAddrs("delivery"),
 		"AUTH_SECRET":      s.secret,
 		"SHUTDOWN_TIMEOUT": "5s",
+	}
+	if s.cluster != nil {
+		set["NATS_STREAM_REPLICAS"] = strconv.Itoa(devstack.ClusterNodes)
 	}
 	if os.Getenv("LOG_LEVEL") == "" {
 		set["LOG_LEVEL"] = "info"
 	}
-	if name == "gateway" {
+	if binary == "gateway" {
 		set["HTTP_ADDR"] = s.httpAddr
 	} else {
 		set["GRPC_ADDR"] = s.grpcAddr[name]
 		set["METRICS_ADDR"] = s.metricsAddr[name]
 		set["MONGO_URI"] = s.mongoURI
-		set["MONGO_DATABASE"] = s.database(name)
+		set["MONGO_DATABASE"] = s.database(binary)
 		set["NATS_URL"] = s.natsURL
 	}
 	for _, k := range slices.Sorted(maps.Keys(set)) {
@@ -369,10 +495,20 @@ func (s *shop) env(name string, extra []string) []string {
 	return append(env, extra...)
 }
 
+// replicaAddrs lists the gRPC addresses of every replica of a service,
+// comma-separated, as the gateway and the order service take them.
+func (s *shop) replicaAddrs(service string) string {
+	var addrs []string
+	for _, p := range s.Replicas(service) {
+		addrs = append(addrs, s.grpcAddr[p])
+	}
+	return strings.Join(addrs, ",")
+}
+
 // start starts one service process, its output appended to its log file.
 func (s *Stack) start(name string, extra []string) {
 	s.t.Helper()
-	s.startBinary(name, name, extra)
+	s.startBinary(name, s.serviceOf(name), extra)
 }
 
 // startBinary starts a process of binary named name.
@@ -390,13 +526,13 @@ func (s *Stack) startBinary(name, binary string, extra []string) {
 	defer f.Close() // the child has its own copy
 	fmt.Fprintf(f, "---- e2e: starting %s at %s\n", name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(filepath.Join(s.bin, binary))
-	cmd.Env = s.env(binary, extra)
+	cmd.Env = s.env(name, binary, extra)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("stack: start %s: %v", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, service: binary, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -411,7 +547,7 @@ func (s *Stack) startBinary(name, binary string, extra []string) {
 // alone. It stops with the stack.
 func (s *Stack) StartGateway(name string, extraEnv ...string) string {
 	s.t.Helper()
-	if slices.Contains(Services, name) {
+	if s.serviceOf(name) != "" {
 		s.t.Fatalf("stack: StartGateway(%q): the name of a stack service", name)
 	}
 	addr := freeAddr(s.t)
@@ -420,7 +556,8 @@ func (s *Stack) StartGateway(name string, extraEnv ...string) string {
 	return "http://" + addr
 }
 
-// StartService starts one service that was stopped or killed, with the
+// StartService starts one service process (a replica's name, such as
+// "order-2", starts that replica) that was stopped or killed, with the
 // stack's environment plus extraEnv ("K=V"; options given to Start are not
 // repeated), and waits until it reports SERVING (the gateway: until
 // /readyz answers 200).
@@ -428,7 +565,7 @@ func (s *Stack) StartService(name string, extraEnv ...string) {
 	s.t.Helper()
 	s.checkName(name)
 	s.start(name, extraEnv)
-	if name == "gateway" {
+	if s.serviceOf(name) == "gateway" {
 		s.WaitReady()
 		return
 	}
@@ -472,8 +609,12 @@ func (s *shop) proc(name string) *proc {
 
 func (s *Stack) checkName(name string) {
 	s.t.Helper()
-	if !slices.Contains(Services, name) {
-		s.t.Fatalf("stack: no service %q; want one of %v", name, Services)
+	if s.serviceOf(name) == "" {
+		var all []string
+		for _, svc := range Services {
+			all = append(all, s.Replicas(svc)...)
+		}
+		s.t.Fatalf("stack: no service process %q; want one of %v", name, all)
 	}
 }
 
@@ -496,17 +637,13 @@ func (p *proc) stop() {
 // Extra gateways go with the first tier.
 func (s *shop) stopAll() {
 	s.mu.Lock()
-	var extra []string
-	for name := range s.procs {
-		if !slices.Contains(Services, name) {
-			extra = append(extra, name)
-		}
-	}
+	procs := slices.Collect(maps.Values(s.procs))
 	s.mu.Unlock()
-	for _, tier := range [][]string{append(extra, "gateway"), {"order"}, {"menu", "kitchen", "delivery"}} {
+	// Extra gateways run the gateway binary, so they go with the first tier.
+	for _, tier := range [][]string{{"gateway"}, {"order"}, {"menu", "kitchen", "delivery"}} {
 		var wg sync.WaitGroup
-		for _, name := range tier {
-			if p := s.proc(name); p != nil {
+		for _, p := range procs {
+			if slices.Contains(tier, p.service) {
 				wg.Go(p.stop)
 			}
 		}
@@ -544,6 +681,14 @@ func (s *Stack) waitReady(url string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// WaitServing waits until a service process's gRPC health check answers
+// SERVING.
+func (s *Stack) WaitServing(name string) {
+	s.t.Helper()
+	s.checkName(name)
+	s.waitServing(name)
 }
 
 // waitServing waits until a service's gRPC health check answers SERVING.
