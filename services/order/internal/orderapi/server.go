@@ -80,6 +80,8 @@ type Server struct {
 	signIn  *signInGuard
 	// profiles keeps the names and phones orders carry.
 	profiles *profileCache
+	// watches shares the order streams' reads (watch.go).
+	watches watchReads
 }
 
 // Watcher delivers the changes of one order as they are published.
@@ -416,14 +418,21 @@ func (s *Server) cancelTicket(ctx context.Context, id, reason string) error {
 	return fmt.Errorf("cancel ticket %s: kitchen answered %s: %s", id, st.Code(), st.Message())
 }
 
-// WatchOrder streams the order now and after every change.
+// WatchOrder streams the order now and after every change. Its reads of
+// the order are shared with the other streams of the order (watchReads), so
+// many streams opening at once cost one store read, not one each.
 func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.OrderService_WatchOrderServer) error {
 	ctx := stream.Context()
-	if _, err := s.visibleOrder(ctx, req.GetId()); err != nil {
+	c, err := caller(ctx)
+	if err != nil {
 		return err
 	}
+	id := req.GetId()
+	if !ids.Valid(id) {
+		return order.ErrNotFound
+	}
 	events := make(chan *orderv1.OrderStatusChanged, 64)
-	stop, err := s.watch.Watch(req.GetId(), func(ev *orderv1.OrderStatusChanged) {
+	stop, err := s.watch.Watch(id, func(ev *orderv1.OrderStatusChanged) {
 		select {
 		case events <- ev:
 		default: // a slow client: the periodic re-read catches it up
@@ -433,10 +442,14 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 		return err
 	}
 	defer stop()
-	// Read after subscribing, so no change falls between the two.
-	o, err := s.store.Get(ctx, req.GetId())
+	// Read after subscribing, so no change falls between the two. Nothing
+	// is sent before the caller is known to see the order.
+	o, err := s.watches.get(ctx, s.store, id)
 	if err != nil {
 		return err
+	}
+	if !o.VisibleTo(c.Subject, c.Role.IsStaff()) {
+		return order.ErrNotFound
 	}
 	if err := stream.Send(&orderv1.WatchOrderResponse{Order: ToProto(o)}); err != nil {
 		return err
@@ -468,7 +481,7 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 		case ev := <-events:
 			p = ev.GetOrder()
 		case <-idle.C:
-			if o, err := s.store.Get(ctx, req.GetId()); err == nil && o.Revision > last {
+			if o, err := s.watches.get(ctx, s.store, id); err == nil && o.Revision > last {
 				p = ToProto(o)
 			} else if idle.Due() {
 				if err := stream.Send(&orderv1.WatchOrderResponse{}); err != nil {
