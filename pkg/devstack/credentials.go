@@ -2,7 +2,6 @@ package devstack
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -151,9 +150,20 @@ func (c Credentials) validate() error {
 	return nil
 }
 
-// randomSecret is 128 random bits in hex.
+// randomSecret is 32 random letters (182 bits). No digits: a long run of
+// them could pass for a card number in the scans of the data directory.
 func randomSecret() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // never fails (crypto/rand documents it)
-	return hex.EncodeToString(b)
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	out := make([]byte, 0, 32)
+	buf := make([]byte, 64)
+	for len(out) < cap(out) {
+		_, _ = rand.Read(buf) // never fails (crypto/rand documents it)
+		for _, c := range buf {
+			// 208 = 4 x 52: the bytes above would favour the first letters.
+			if c < 208 && len(out) < cap(out) {
+				out = append(out, letters[c%52])
+			}
+		}
+	}
+	return string(out)
 }

@@ -19,6 +19,9 @@ func TestLoadOrCreateCredentials(t *testing.T) {
 	if len(c.NATSPassword) < 32 || len(c.MongoPassword) < 32 || c.NATSPassword == c.MongoPassword {
 		t.Errorf("passwords %d and %d characters, equal %v: want two different ones of 32 or more", len(c.NATSPassword), len(c.MongoPassword), c.NATSPassword == c.MongoPassword)
 	}
+	if strings.ContainsAny(c.NATSPassword+c.MongoPassword, "0123456789") {
+		t.Errorf("a generated password holds digits, which the card scans of the data directory could take for a card number")
+	}
 	path := filepath.Join(dir, CredentialsFile)
 	fi, err := os.Stat(path)
 	if err != nil {
