@@ -63,6 +63,10 @@ test: ## Run every module's tests against embedded NATS and FerretDB (or NATS_UR
 	cd deploy/check && GOWORK=off go test -count=1 ./...
 	GOWORK=off go -C tools test -count=1 ./apidocs
 
+.PHONY: test-replicas
+test-replicas: ## Run the e2e lifecycle and ordering suites again with two replicas of every service and a NATS cluster of three
+	PIZZASHOP_E2E_REPLICAS=2 go test -count=1 -timeout 15m -run '^(TestLifecycle|TestCancelStartRace|TestKitchenCrash|TestOrdering)$$' ./e2e
+
 .PHONY: test-short
 test-short: ## Run the fast tests only (skips the multi-process smoke test)
 	go test -short -count=1 $(MODULES)
