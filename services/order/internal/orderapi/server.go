@@ -78,6 +78,8 @@ type Server struct {
 	opts    Options
 	now     func() time.Time
 	signIn  *signInGuard
+	// prices keeps the menu's prices between menu changes.
+	prices *priceCache
 	// profiles keeps the names and phones orders carry.
 	profiles *profileCache
 	// watches shares the order streams' reads (watch.go).
@@ -101,7 +103,7 @@ func NewServer(store *orderdb.Store, menu menuv1.MenuServiceClient, kitchen kitc
 		opts.CallTimeout = 3 * time.Second
 	}
 	return &Server{store: store, menu: menu, kitchen: kitchen, signer: signer, watch: watch, log: log, opts: opts, now: time.Now,
-		signIn: newSignInGuard(opts.SignIn), profiles: newProfileCache(store.GetCustomer, profileCacheSize, profileMaxAge)}
+		signIn: newSignInGuard(opts.SignIn), profiles: newProfileCache(store.GetCustomer, profileCacheSize, profileMaxAge), prices: newPriceCache()}
 }
 
 func caller(ctx context.Context) (auth.Claims, error) {
@@ -230,6 +232,16 @@ func (s *Server) place(ctx context.Context, c auth.Claims, r order.Request, id, 
 // price asks the menu for the price and translates its answer, prefixing
 // field names with "item." as they appear in CreateOrderRequest.
 func (s *Server) price(ctx context.Context, it order.Item) (order.Price, error) {
+	if p, _, ok := s.prices.get(it); ok {
+		return p, nil
+	}
+	return s.askPrice(ctx, it)
+}
+
+// askPrice asks the menu, and keeps its answer for the next order of the
+// same item.
+func (s *Server) askPrice(ctx context.Context, it order.Item) (order.Price, error) {
+	_, gen, _ := s.prices.get(it)
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
 	toppings := it.ToppingIDs
@@ -237,8 +249,18 @@ func (s *Server) price(ctx context.Context, it order.Item) (order.Price, error) 
 	if err != nil {
 		return order.Price{}, menuError(ctx, err)
 	}
-	return priceFromProto(resp.GetPrice()), nil
+	p := priceFromProto(resp.GetPrice())
+	s.prices.put(it, p, gen)
+	return p, nil
 }
+
+// MenuChangedSubject is where the menu service publishes every change of
+// the menu (pizzashop.menu.v1.MenuChanged).
+const MenuChangedSubject = "menu.changed"
+
+// PricesChanged empties the price cache. Call it for every menu.changed
+// event, from any menu replica.
+func (s *Server) PricesChanged() { s.prices.invalidate() }
 
 func menuError(ctx context.Context, err error) error {
 	st := status.Convert(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +199,39 @@ func TestStaleKitchenEventKeepsEstimate(t *testing.T) {
 	}
 	if o.Status != order.StatusBaking || !o.EstimatedReadyTime.Equal(baking) {
 		t.Errorf("after a late QUEUED event: %s ready at %v, want BAKING ready at %v", o.Status, o.EstimatedReadyTime, baking)
+	}
+}
+
+// countingMenu is fakeMenu counting its PriceOrder calls.
+type countingMenu struct {
+	fakeMenu
+	calls atomic.Int32
+}
+
+func (m *countingMenu) PriceOrder(ctx context.Context, req *menuv1.PriceOrderRequest, opts ...grpc.CallOption) (*menuv1.PriceOrderResponse, error) {
+	m.calls.Add(1)
+	return m.fakeMenu.PriceOrder(ctx, req, opts...)
+}
+
+// TestPlaceAsksMenuOnce: with the caches warm, placing an order asks the
+// menu for nothing; a menu change empties the price cache.
+func TestPlaceAsksMenuOnce(t *testing.T) {
+	s, _ := newServer(t)
+	menu := &countingMenu{}
+	s.menu = menu
+	for i := range 10 {
+		if _, err := s.CreateOrder(asCustomer("ann", fmt.Sprintf("m%d", i)), pickup("margherita")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := menu.calls.Load(); n != 1 {
+		t.Errorf("10 orders of one pizza asked the menu %d times, want 1", n)
+	}
+	s.PricesChanged()
+	if _, err := s.CreateOrder(asCustomer("ann", "after-change"), pickup("margherita")); err != nil {
+		t.Fatal(err)
+	}
+	if n := menu.calls.Load(); n != 2 {
+		t.Errorf("after a menu change the menu was asked %d times in all, want 2", n)
 	}
 }

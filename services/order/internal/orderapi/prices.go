@@ -1,0 +1,88 @@
+package orderapi
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pizzashop/pizzashop/services/order/internal/order"
+)
+
+// priceCache keeps the menu's answers to PriceOrder: the price of one pizza,
+// size and toppings changes only when the menu does, and every order asks.
+// It is emptied by every menu.changed event (PricesChanged) and, as a net
+// under an event missed while NATS was away, every maxPriceAge. Only prices
+// are kept, never refusals, so a pizza back in stock is seen at once.
+type priceCache struct {
+	mu     sync.Mutex
+	prices map[string]order.Price
+	gen    uint64
+	since  time.Time // of the oldest price kept
+	misses int64
+}
+
+// maxPriceAge is the longest a price is kept without a menu event.
+const maxPriceAge = time.Minute
+
+// maxPrices bounds the cache; the menu has a few thousand combinations.
+const maxPrices = 10_000
+
+func newPriceCache() *priceCache {
+	return &priceCache{prices: map[string]order.Price{}, since: time.Now()}
+}
+
+// priceKey names an item; the order of toppings does not change its price.
+func priceKey(it order.Item) string {
+	ts := slices.Clone(it.ToppingIDs)
+	slices.Sort(ts)
+	return it.PizzaID + "|" + strconv.Itoa(int(it.Size)) + "|" + strings.Join(ts, ",")
+}
+
+// get returns the cached price of it, and the generation to put a price
+// read now under.
+func (c *priceCache) get(it order.Item) (order.Price, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.since) > maxPriceAge {
+		c.clearLocked()
+	}
+	p, ok := c.prices[priceKey(it)]
+	if !ok {
+		c.misses++
+	}
+	return p, c.gen, ok
+}
+
+// put keeps p for it, unless the menu changed since gen.
+func (c *priceCache) put(it order.Item, p order.Price, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if len(c.prices) >= maxPrices {
+		clear(c.prices)
+	}
+	c.prices[priceKey(it)] = p
+}
+
+func (c *priceCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearLocked()
+}
+
+func (c *priceCache) clearLocked() {
+	clear(c.prices)
+	c.gen++
+	c.since = time.Now()
+}
+
+// menuCalls is how many prices had to be asked of the menu.
+func (c *priceCache) menuCalls() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.misses
+}
