@@ -165,8 +165,19 @@ func TestLifecycle(t *testing.T) {
 	pick := place(t, s, customer, pickupBody("funghi", "SIZE_SMALL"))
 	follow := watch(t, s, "/v1/orders/"+del.GetId()+":watch", customer)
 
+	// The kitchen handles different orders side by side, so the two tickets
+	// may reach the display in either order (the page sorts by order time).
+	queued := map[string]watchLine{}
+	expect(t, display, 10*time.Second, "both tickets queued on the display", func(l watchLine) bool {
+		for _, o := range []*orderv1.Order{del, pick} {
+			if ticketIs(o.GetId(), "TICKET_STATUS_QUEUED")(l) {
+				queued[o.GetId()] = l
+			}
+		}
+		return len(queued) == 2
+	})
 	for _, o := range []*orderv1.Order{del, pick} {
-		l := expect(t, display, 10*time.Second, "ticket "+o.GetId()+" queued on the display", ticketIs(o.GetId(), "TICKET_STATUS_QUEUED"))
+		l := queued[o.GetId()]
 		if l.Result.Ticket["pizzaName"] == "" || l.Result.Ticket["estimatedReadyTime"] == nil {
 			t.Errorf("display ticket %v lacks a pizza name or an estimate", l.Result.Ticket)
 		}
