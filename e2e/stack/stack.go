@@ -410,6 +410,12 @@ func (s *Stack) StartStore() {
 	}
 }
 
+// StoreStatements counts the statements the embedded store carried out so
+// far, by command, collection and lookup (by key or scan).
+func (s *Stack) StoreStatements() []devstack.StoreCommand {
+	return s.embeddedOnly().StoreCommands()
+}
+
 func (s *Stack) embeddedOnly() *devstack.Stack {
 	s.t.Helper()
 	if s.ds == nil {

@@ -43,7 +43,7 @@ type AsyncPublisher interface {
 //
 // Scans of the collections for pending entries, which on the embedded store
 // read every document, run only at start (what a crash left behind), at
-// shutdown and every interval (default a minute: what another replica that
+// shutdown and every interval (default 5 minutes: what another replica that
 // crashed and never came back left behind).
 type Relay struct {
 	pub      Publisher
@@ -104,7 +104,7 @@ const maxClearBatch = 32
 
 // NewRelay returns a relay for the outboxes of colls.
 func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts ...Option) *Relay {
-	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: time.Minute,
+	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: 5 * time.Minute,
 		settle: time.Second, batch: 100, clears: map[docKey]clear{}, acked: newAckedSet(1 << 16)}
 	for _, o := range opts {
 		o(r)

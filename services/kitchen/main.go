@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,36 +46,24 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
 			})
 			kitchenv1.RegisterKitchenServiceServer(d.GRPC, srv)
-			return observeQueue(store)
+			return observeQueue(srv)
 		},
 	})
 }
 
 // observeQueue reports the kitchen queue (queued and baking tickets) as the
-// gauge pizzashop.kitchen.queue. Counting may scan the tickets on the
-// embedded store, so a count serves the scrapes of queueCountEvery.
-func observeQueue(store *kitchendb.Store) error {
-	const queueCountEvery = 10 * time.Second
-	var (
-		mu sync.Mutex
-		n  int64
-		at time.Time
-	)
+// gauge pizzashop.kitchen.queue, from the length the server keeps.
+func observeQueue(srv *kitchenapi.Server) error {
 	_, err := otel.Meter("github.com/pizzashop/pizzashop/services/kitchen").Int64ObservableGauge("pizzashop.kitchen.queue",
 		metric.WithDescription("Tickets queued or baking: the queue a new ticket joins"),
 		metric.WithInt64Callback(func(ctx context.Context, o metric.Int64Observer) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if time.Since(at) >= queueCountEvery {
-				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				defer cancel()
-				c, err := store.CountOpen(cctx)
-				if err != nil {
-					return nil // the store is down: no value rather than a stale one
-				}
-				n, at = int64(c), time.Now()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			n, err := srv.QueueLength(cctx)
+			if err != nil {
+				return nil // the store is down: no value rather than a stale one
 			}
-			o.Observe(n)
+			o.Observe(int64(n))
 			return nil
 		}))
 	return err

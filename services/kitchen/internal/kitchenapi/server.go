@@ -42,9 +42,12 @@ type Server struct {
 	opts  Options
 	now   func() time.Time
 
-	// queue caches the length of the kitchen queue for estimates: counting
-	// open tickets scans the collection on the embedded store, too slow to
-	// do for every order.
+	// queue is the length of the kitchen queue (tickets queued or baking)
+	// for estimates and the queue gauge, kept in memory: counted from the
+	// store at first use and every queueRecount (which also corrects for
+	// what other replicas did), and moved by this process's own inserts and
+	// moves meanwhile. Counting is a query over the open tickets, never on
+	// the way of an order.
 	queue struct {
 		sync.Mutex
 		n  int
@@ -55,25 +58,33 @@ type Server struct {
 	displays displays
 }
 
-// queueTTL is how long a counted queue length is trusted; inserts by this
-// process are added to it meanwhile.
-const queueTTL = 2 * time.Second
+// queueRecount is how often the queue is counted from the store.
+const queueRecount = 10 * time.Minute
 
-// queueAhead returns how many tickets are ahead of a new one, counting it.
-func (s *Server) queueAhead(ctx context.Context) (int, error) {
+// QueueLength returns how many tickets are queued or baking.
+func (s *Server) QueueLength(ctx context.Context) (int, error) {
 	s.queue.Lock()
 	defer s.queue.Unlock()
-	if now := s.now(); now.Sub(s.queue.at) > queueTTL {
+	if now := s.now(); s.queue.at.IsZero() || now.Sub(s.queue.at) > queueRecount {
 		n, err := s.store.CountOpen(ctx)
 		if err != nil {
 			return 0, err
 		}
 		s.queue.n, s.queue.at = n, now
 	}
-	ahead := s.queue.n
-	s.queue.n++
-	return ahead, nil
+	return s.queue.n, nil
 }
+
+// queueMoved adds delta to the queue length after a ticket joined (+1) or
+// left (-1) it here.
+func (s *Server) queueMoved(delta int) {
+	s.queue.Lock()
+	defer s.queue.Unlock()
+	s.queue.n = max(0, s.queue.n+delta)
+}
+
+// open reports whether a ticket in status st is in the queue.
+func open(st kitchen.Status) bool { return st == kitchen.StatusQueued || st == kitchen.StatusBaking }
 
 // NewServer returns the kitchen server. conn feeds the display streams.
 func NewServer(store *kitchendb.Store, conn *nats.Conn, log *slog.Logger, opts Options) *Server {
@@ -122,7 +133,7 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	if ev.GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PLACED || o.GetId() == "" {
 		return natsx.Permanent(fmt.Errorf("not a placed order: status %s id %q", ev.GetStatus(), o.GetId()))
 	}
-	ahead, err := s.queueAhead(ctx)
+	ahead, err := s.QueueLength(ctx)
 	if err != nil {
 		return err
 	}
@@ -142,7 +153,10 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	}
 	// A ticket already there (the event came again, or a cancel left a
 	// tombstone) is kept: Insert refuses the twin.
-	_, err = s.store.Insert(ctx, t, entry)
+	inserted, err := s.store.Insert(ctx, t, entry)
+	if inserted {
+		s.queueMoved(+1)
+	}
 	return err
 }
 
@@ -217,7 +231,9 @@ func (s *Server) change(ctx context.Context, id string, move func(*kitchen.Ticke
 	if !ids.Valid(id) {
 		return kitchen.Ticket{}, kitchen.ErrNotFound
 	}
-	t, _, err := s.store.Update(ctx, id, func(t *kitchen.Ticket) (bool, []outbox.Entry, error) {
+	wasOpen := false
+	t, changed, err := s.store.Update(ctx, id, func(t *kitchen.Ticket) (bool, []outbox.Entry, error) {
+		wasOpen = open(t.Status)
 		changed, err := move(t)
 		if err != nil || !changed {
 			return false, nil, err
@@ -225,6 +241,9 @@ func (s *Server) change(ctx context.Context, id string, move func(*kitchen.Ticke
 		e, err := ticketEvent(ctx, *t)
 		return true, []outbox.Entry{e}, err
 	})
+	if err == nil && changed && wasOpen && !open(t.Status) {
+		s.queueMoved(-1)
+	}
 	return t, err
 }
 
