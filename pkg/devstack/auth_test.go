@@ -6,8 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -362,5 +365,35 @@ func TestStoreHandshake(t *testing.T) {
 	}
 	if elems, _ := d.Elements(); len(elems) == 0 || elems[len(elems)-1].Key() != "ok" {
 		t.Errorf("hello reply %s: want ok last", d)
+	}
+}
+
+// TestStoreUpstreamPrivate: FerretDB, which checks no credentials, listens
+// only on a socket in a directory no other user can enter, so the proxy is
+// the only way in; the directory goes when the store stops.
+func TestStoreUpstreamPrivate(t *testing.T) {
+	s, _ := authStack(t)
+	p := s.ferret.proxy
+	if p.network != "unix" {
+		t.Fatalf("FerretDB listens on %s %s, want a Unix socket", p.network, p.address)
+	}
+	fi, err := os.Stat(filepath.Dir(p.address))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		t.Errorf("FerretDB's socket directory has mode %o, want 700", perm)
+	}
+	s.StopMongo()
+	if _, err := os.Stat(filepath.Dir(p.address)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after StopMongo the socket directory is still there (%v)", err)
+	}
+	if err := s.StartMongo(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := connectMongo(t, s.MongoURI()).Ping(ctx, nil); err != nil {
+		t.Fatalf("Ping after StartMongo: %v", err)
 	}
 }

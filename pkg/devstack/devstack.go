@@ -244,6 +244,8 @@ type ferretDB struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	proxy  *writeSerializer
+	// sockDir holds FerretDB's socket; removed when it stops.
+	sockDir string
 
 	stopOnce sync.Once
 }
@@ -269,8 +271,10 @@ func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slo
 	// every write of the shop goes through one writer, and an fsync per
 	// write caps the whole shop at a few hundred writes a second.
 	sqliteURL := &url.URL{Scheme: "file", Path: dir + "/", OmitHost: true, RawQuery: "_pragma=synchronous(NORMAL)"}
-	// FerretDB listens on a private port behind the write serializer, which
-	// takes the public address.
+	// The write serializer takes the public address. FerretDB itself
+	// listens where only this process reaches it, a Unix socket in a
+	// directory of its own (mode 0700), so nobody on the machine gets past
+	// the serializer's credential check by finding FerretDB's port.
 	proxy, err := listenSerializer(addr)
 	if err != nil {
 		return nil, err
@@ -278,44 +282,51 @@ func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slo
 	if creds != nil {
 		proxy.auth = newSCRAMServer(creds.MongoUser, creds.MongoPassword)
 	}
+	removeStaleDirs(socketDirPrefix)
+	sockDir, err := os.MkdirTemp("", socketDirPrefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		proxy.close()
+		return nil, fmt.Errorf("devstack: %w", err)
+	}
+	sock := filepath.Join(sockDir, "ferretdb.sock")
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener:  ferretdb.ListenerConfig{Unix: sock},
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL.String(),
 		Logger:    slog.New(quietResponses{log.Handler()}),
 	})
 	if err != nil {
 		proxy.close()
+		_ = os.RemoveAll(sockDir)
 		return nil, fmt.Errorf("devstack: ferretdb on %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	fdb := &ferretDB{cancel: cancel, done: make(chan struct{}), proxy: proxy}
+	fdb := &ferretDB{cancel: cancel, done: make(chan struct{}), proxy: proxy, sockDir: sockDir}
 	go func() {
 		defer close(fdb.done)
 		_ = f.Run(ctx) // always nil; it stops when ctx ends
 	}()
 	// The listener is open once New returns, so this does not block.
-	u, err := url.Parse(f.MongoDBURI())
-	if err != nil {
-		fdb.stop()
-		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
-	}
 	proxy.ids = newIDIndexer(dir)
 	if err := proxy.ids.indexAll(context.Background()); err != nil {
 		fdb.stop()
 		return nil, err
 	}
-	proxy.start(u.Host)
-	u.Host = proxy.addr()
-	fdb.uri = u.String()
+	proxy.start("unix", sock)
+	fdb.uri = (&url.URL{Scheme: "mongodb", Host: proxy.addr(), Path: "/"}).String()
 	return fdb, nil
 }
+
+// socketDirPrefix names the temporary directories of FerretDB's sockets;
+// the pid in it lets a later start remove those of a killed process.
+const socketDirPrefix = "pizzashop-store-"
 
 func (f *ferretDB) stop() {
 	f.stopOnce.Do(func() {
 		f.proxy.close()
 		f.cancel()
 		<-f.done
+		_ = os.RemoveAll(f.sockDir)
 	})
 }
 

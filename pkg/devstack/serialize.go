@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +27,11 @@ import (
 // database in a SQLite file of its own, so services do not queue behind
 // each other.
 type writeSerializer struct {
-	ln       net.Listener
-	upstream string
+	ln net.Listener
+	// FerretDB's address: network and address to dial, and upstream as a
+	// connection string's host.
+	network, address string
+	upstream         string
 	// all is held for reading by every collection write and for writing by
 	// the commands that touch a whole database.
 	all  sync.RWMutex
@@ -66,7 +70,7 @@ const (
 	maxHandshakeMessage = 64 << 10
 )
 
-// listenSerializer takes listenAddr; start begins relaying to upstream.
+// listenSerializer takes listenAddr; start begins relaying to FerretDB.
 // The two steps let the address be claimed before FerretDB is up.
 func listenSerializer(listenAddr string) (*writeSerializer, error) {
 	ln, err := net.Listen("tcp", listenAddr)
@@ -76,9 +80,13 @@ func listenSerializer(listenAddr string) (*writeSerializer, error) {
 	return &writeSerializer{ln: ln, closing: make(chan struct{}), conns: map[net.Conn]struct{}{}, ns: map[string]*sync.Mutex{}}, nil
 }
 
-func (s *writeSerializer) start(upstream string) {
-	s.upstream = upstream
-	s.reader = connectReader(upstream)
+func (s *writeSerializer) start(network, address string) {
+	s.network, s.address, s.upstream = network, address, address
+	if network == "unix" {
+		// A socket path goes in a connection string's host escaped.
+		s.upstream = url.PathEscape(address)
+	}
+	s.reader = connectReader(s.upstream)
 	s.wg.Go(s.accept)
 }
 
@@ -116,7 +124,7 @@ func (s *writeSerializer) serve(client net.Conn) {
 		return
 	default:
 	}
-	server, err := net.Dial("tcp", s.upstream)
+	server, err := net.Dial(s.network, s.address)
 	if err != nil {
 		return
 	}

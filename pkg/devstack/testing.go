@@ -72,7 +72,7 @@ func Mongo(t testing.TB) string {
 }
 
 func startShared() (uri, dir string, err error) {
-	removeStaleDirs()
+	removeStaleDirs(sharedDirPrefix)
 	dir, err = os.MkdirTemp("", sharedDirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return "", "", fmt.Errorf("devstack: %w", err)
@@ -106,13 +106,15 @@ func LookupPlans(t testing.TB, db string) map[string]string {
 	return plans
 }
 
-// removeStaleDirs deletes the shared-store directories of test binaries that
-// are no longer running. The running binary cannot remove its own: it has no
-// hook at exit, and the store is in use until then.
-func removeStaleDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), sharedDirPrefix+"*-*"))
+// removeStaleDirs deletes the temporary directories named prefix<pid>-...
+// of processes that are no longer running: the shared stores of finished
+// test binaries, the sockets of stores whose process was killed. A running
+// test binary cannot remove its own: it has no hook at exit, and the store
+// is in use until then.
+func removeStaleDirs(prefix string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*-*"))
 	for _, dir := range dirs {
-		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), sharedDirPrefix), "-")
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), prefix), "-")
 		pid, err := strconv.Atoi(pidStr)
 		if err != nil || pid == os.Getpid() {
 			continue
