@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // CredentialsFile is the name of the file, in a stack's data directory,
@@ -87,13 +88,18 @@ func (c Credentials) MongoURI(hostport string) string {
 }
 
 // configureNATS makes a NATS server require the NATS user; a nil c leaves
-// it open.
+// it open. The server keeps only a bcrypt hash of the password (and does
+// not warn of a plain one). The lowest cost is enough: the password is
+// random, and every client connection pays it.
 func (c *Credentials) configureNATS(opts *server.Options) {
 	if c == nil {
 		return
 	}
 	opts.Username = c.NATSUser
 	opts.Password = c.NATSPassword
+	if h, err := bcrypt.GenerateFromPassword([]byte(c.NATSPassword), bcrypt.MinCost); err == nil {
+		opts.Password = string(h)
+	}
 }
 
 // LoadCredentials returns the credentials kept in dir by a stack started
