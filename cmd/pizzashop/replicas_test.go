@@ -70,6 +70,23 @@ func TestReplicaConfig(t *testing.T) {
 	}
 }
 
+func TestNextBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		last, ran, want time.Duration
+	}{
+		{0, time.Second, restartMinBackoff},                      // first death
+		{restartMinBackoff, time.Second, 2 * restartMinBackoff},  // died again soon
+		{16 * time.Second, time.Second, restartMaxBackoff},       // capped
+		{restartMaxBackoff, time.Second, restartMaxBackoff},      // stays capped
+		{restartMaxBackoff, restartHealthy, restartMinBackoff},   // ran long enough: start over
+		{4 * time.Second, 2 * restartHealthy, restartMinBackoff}, // likewise
+	} {
+		if got := nextBackoff(tc.last, tc.ran); got != tc.want {
+			t.Errorf("nextBackoff(%s, ran %s) = %s, want %s", tc.last, tc.ran, got, tc.want)
+		}
+	}
+}
+
 // TestSmokeReplicas runs the shop with two replicas of every service and a
 // three-node NATS cluster, follows an order through both, kills a replica
 // with SIGKILL and sees the launcher start it again.

@@ -62,11 +62,7 @@ func (l *launcher) exited(ctx context.Context, c *child) error {
 	case <-time.After(100 * time.Millisecond):
 	}
 	ran := time.Since(s.started)
-	if ran >= restartHealthy || s.backoff == 0 {
-		s.backoff = restartMinBackoff
-	} else {
-		s.backoff = min(2*s.backoff, restartMaxBackoff)
-	}
+	s.backoff = nextBackoff(s.backoff, ran)
 	s.restarts++
 	c.reported = true
 	l.term.Printf("\n%s %s after %s. Last lines of %s:\n", c.name, c.describeExit(), ran.Round(time.Millisecond), c.log.path)
@@ -87,6 +83,16 @@ func (l *launcher) exited(ctx context.Context, c *child) error {
 		}
 	}(s.backoff)
 	return nil
+}
+
+// nextBackoff is the wait before a restart, after the last wait and how
+// long the process ran: the minimum after a healthy run (or the first
+// death), else double the last, up to the maximum.
+func nextBackoff(last, ran time.Duration) time.Duration {
+	if ran >= restartHealthy || last == 0 {
+		return restartMinBackoff
+	}
+	return min(2*last, restartMaxBackoff)
 }
 
 // restart starts the process of s again. Failing to start the binary at

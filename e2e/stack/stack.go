@@ -413,6 +413,9 @@ func (s *Stack) StartStore() {
 // StoreStatements counts the statements the embedded store carried out so
 // far, by command, collection and lookup (by key or scan).
 func (s *Stack) StoreStatements() []devstack.StoreCommand {
+	if s.cluster != nil {
+		return s.cluster.StoreCommands()
+	}
 	return s.embeddedOnly().StoreCommands()
 }
 
