@@ -133,6 +133,23 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("after a restart the menu has no pizza %q: the created pizza was lost", created.ID)
 	}
 	checkMenu(t, menu)
+
+	// A service killed with SIGKILL is started again, in the single shape
+	// as with replicas.
+	kitchenAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports.base+3))
+	pid := childListening(t, shop.cmd.Process.Pid, kitchenAddr)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 kitchen (%d): %v", pid, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(shop.output(), "kitchen started again (restart 1)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after kill -9 of the kitchen the launcher has not started it again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	checkGRPC(t, kitchenAddr, "pizzashop.kitchen.v1.KitchenService")
+
 	if code, _ := shop.interrupt(t, 30*time.Second); code != 0 {
 		t.Fatalf("pizzashop exited with status %d after the second SIGINT, want 0", code)
 	}
