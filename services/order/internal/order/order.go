@@ -3,6 +3,7 @@ package order
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -236,13 +237,13 @@ func (o *Order) CanCancel() error {
 // repeated, stale or out-of-order step changes nothing and is not an error,
 // so events can be applied any number of times in any order.
 func (o *Order) Advance(to Status, at time.Time, reason string) bool {
-	if !Reachable(o.Status, to) {
-		return false
-	}
 	if to == StatusDelivered && o.Fulfillment != FulfillmentDelivery ||
 		to == StatusOutForDelivery && o.Fulfillment != FulfillmentDelivery ||
 		to == StatusPickedUp && o.Fulfillment != FulfillmentPickup {
 		return false
+	}
+	if !Reachable(o.Status, to) {
+		return o.recordLate(to, at, reason)
 	}
 	at = at.UTC()
 	o.Status = to
@@ -252,6 +253,33 @@ func (o *Order) Advance(to Status, at time.Time, reason string) bool {
 	if to == StatusRejected {
 		o.RejectionReason = reason
 	}
+	return true
+}
+
+// recordLate records a step that arrives after a later one (events of one
+// order handled by two replicas, or a redelivery, can overtake each other):
+// a step on the way to the current status that the history lacks goes into
+// the history at its time, and the status stays where it is. Anything else
+// (a repeat, a step off the order's path) changes nothing.
+func (o *Order) recordLate(to Status, at time.Time, reason string) bool {
+	if !Reachable(to, o.Status) {
+		return false
+	}
+	for _, c := range o.History {
+		if c.Status == to {
+			return false
+		}
+	}
+	at = at.UTC()
+	i := len(o.History)
+	for i > 0 && o.History[i-1].Time.After(at) {
+		i--
+	}
+	o.History = slices.Insert(o.History, i, Change{Status: to, Time: at, Reason: reason})
+	if to == StatusRejected {
+		o.RejectionReason = reason
+	}
+	o.Revision++
 	return true
 }
 

@@ -2,6 +2,7 @@ package order
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +137,8 @@ func TestAdvance(t *testing.T) {
 		{"delivery lifecycle", FulfillmentDelivery, []Status{StatusAccepted, StatusBaking, StatusReady, StatusOutForDelivery, StatusDelivered}, StatusDelivered, 5},
 		{"pickup lifecycle", FulfillmentPickup, []Status{StatusAccepted, StatusBaking, StatusReady, StatusPickedUp}, StatusPickedUp, 4},
 		{"repeated event", FulfillmentDelivery, []Status{StatusAccepted, StatusAccepted, StatusAccepted}, StatusAccepted, 1},
-		{"late event after a newer one", FulfillmentDelivery, []Status{StatusBaking, StatusAccepted}, StatusBaking, 1},
+		{"late event after a newer one is recorded, status kept", FulfillmentDelivery, []Status{StatusBaking, StatusAccepted}, StatusBaking, 2},
+		{"late event repeated", FulfillmentDelivery, []Status{StatusReady, StatusBaking, StatusBaking}, StatusReady, 2},
 		{"no cancel after baking", FulfillmentDelivery, []Status{StatusBaking, StatusCancelled}, StatusBaking, 1},
 		{"no baking after cancel", FulfillmentDelivery, []Status{StatusCancelled, StatusBaking, StatusReady}, StatusCancelled, 1},
 		{"pickup order is not delivered", FulfillmentPickup, []Status{StatusReady, StatusOutForDelivery, StatusDelivered}, StatusReady, 1},
@@ -232,5 +234,27 @@ func TestNewProfile(t *testing.T) {
 				t.Errorf("NewProfile() = %v, want a problem naming %q", err, tt.field)
 			}
 		})
+	}
+}
+
+// TestAdvanceLateStep: the events of one order can overtake each other (two
+// replicas of the order service, a redelivery). A step that comes after a
+// later one still goes into the history, in time order; the status stays.
+func TestAdvanceLateStep(t *testing.T) {
+	o := newOrder(t, FulfillmentPickup)
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	o.Advance(StatusAccepted, at(1), "")
+	o.Advance(StatusReady, at(9), "")
+	if !o.Advance(StatusBaking, at(2), "") {
+		t.Fatal("Advance(BAKING) after READY = false, want it recorded")
+	}
+	o.Advance(StatusPickedUp, at(12), "")
+	var got []Status
+	for _, c := range o.History {
+		got = append(got, c.Status)
+	}
+	want := []Status{StatusPlaced, StatusAccepted, StatusBaking, StatusReady, StatusPickedUp}
+	if !slices.Equal(got, want) || o.Status != StatusPickedUp {
+		t.Errorf("history %v status %s, want %v and PICKED_UP", got, o.Status, want)
 	}
 }

@@ -75,15 +75,19 @@ func (s *Server) HandleDelivery(ctx context.Context, m jetstream.Msg) error {
 // change nothing, so the same event may be applied any number of times.
 func (s *Server) apply(ctx context.Context, id string, to order.Status, at time.Time, reason string, estimate time.Time) error {
 	_, _, err := s.store.Update(ctx, id, func(o *order.Order) (bool, []outbox.Entry, error) {
-		changed := o.Advance(to, at, reason)
+		prev := o.Status
+		moved := o.Advance(to, at, reason)
 		// Only an event about where the order is now may move its
 		// estimate: a late QUEUED after BAKING must not bring back the
 		// queue's guess.
-		if o.Status == to && o.SetEstimate(estimate) {
-			changed = true
-		}
-		if !changed {
+		estimated := o.Status == to && o.SetEstimate(estimate)
+		switch {
+		case !moved && !estimated:
 			return false, nil, nil
+		case o.Status == prev && !estimated:
+			// A late step, recorded in the history: the order is where it
+			// was, and its watchers have heard of that already.
+			return true, nil, nil
 		}
 		ev, err := statusEvent(ctx, o)
 		return true, []outbox.Entry{ev}, err
