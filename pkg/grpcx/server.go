@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
@@ -77,7 +78,15 @@ func (s *Server) unaryErrors(ctx context.Context, req any, info *grpc.UnaryServe
 		}
 	}()
 	resp, err = h(ctx, req)
-	return resp, ToStatus(ctx, s.log, info.FullMethod, err)
+	err = ToStatus(ctx, s.log, info.FullMethod, err)
+	if status.Code(err) == codes.Unavailable {
+		// This replica answered: what it needs is down, and another try
+		// would wait on the same store or service. A negative pushback
+		// tells a client's retry policy not to try again; a replica that is
+		// itself gone sends no trailer, and its calls are retried.
+		_ = grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", "-1"))
+	}
+	return resp, err
 }
 
 func (s *Server) streamErrors(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
