@@ -64,8 +64,8 @@ test: ## Run every module's tests against embedded NATS and FerretDB (or NATS_UR
 	GOWORK=off go -C tools test -count=1 ./apidocs
 
 .PHONY: test-replicas
-test-replicas: ## Run the e2e lifecycle and ordering suites again with two replicas of every service and a NATS cluster of three
-	PIZZASHOP_E2E_REPLICAS=2 go test -count=1 -timeout 15m -run '^(TestLifecycle|TestCancelStartRace|TestKitchenCrash|TestOrdering)$$' ./e2e
+test-replicas: ## Run the e2e lifecycle, race, fault and ordering tests again with two replicas of every service and a NATS cluster of three
+	PIZZASHOP_E2E_REPLICAS=2 go test -count=1 -timeout 15m -run '^(TestLifecycle|TestCancelStartRace|TestKitchenCrash|TestNATSOutage|TestStoreOutage|TestOrdering)$$' ./e2e
 
 .PHONY: test-short
 test-short: ## Run the fast tests only (skips the multi-process smoke test)

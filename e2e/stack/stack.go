@@ -384,26 +384,58 @@ func (s *Stack) startDevstack(t testing.TB) {
 	s.ds = ds
 }
 
-// StopNATS takes NATS down, as an outage would. Tests that call it skip
-// against external servers.
-func (s *Stack) StopNATS() { s.embeddedOnly().StopNATS() }
+// StopNATS takes NATS down, as an outage would: with replicas, every node
+// of the cluster. Tests that call it skip against external servers.
+func (s *Stack) StopNATS() {
+	if s.cluster != nil {
+		for i := range devstack.ClusterNodes {
+			s.cluster.StopNode(i)
+		}
+		return
+	}
+	s.embeddedOnly().StopNATS()
+}
 
 // StartNATS brings NATS back on the same address with the same data.
 func (s *Stack) StartNATS() {
 	s.t.Helper()
+	if s.cluster != nil {
+		// Together: a JetStream node waits for its peers before it is ready.
+		var wg sync.WaitGroup
+		errs := make([]error, devstack.ClusterNodes)
+		for i := range devstack.ClusterNodes {
+			wg.Go(func() { errs[i] = s.cluster.StartNode(i) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			s.t.Fatalf("start the NATS cluster again: %v", err)
+		}
+		return
+	}
 	if err := s.embeddedOnly().StartNATS(); err != nil {
 		s.t.Fatalf("start NATS again: %v", err)
 	}
 }
 
 // StopStore takes the store (FerretDB) down, as an outage would.
-func (s *Stack) StopStore() { s.embeddedOnly().StopMongo() }
+func (s *Stack) StopStore() {
+	if s.cluster != nil {
+		s.cluster.StopMongo()
+		return
+	}
+	s.embeddedOnly().StopMongo()
+}
 
 // StartStore brings the store back on the same address with the same data.
 func (s *Stack) StartStore() {
 	s.t.Helper()
 	devstackStart.Lock()
-	err := s.embeddedOnly().StartMongo()
+	var err error
+	if s.cluster != nil {
+		err = s.cluster.StartMongo()
+	} else {
+		err = s.embeddedOnly().StartMongo()
+	}
 	devstackStart.Unlock()
 	if err != nil {
 		s.t.Fatalf("start the store again: %v", err)
