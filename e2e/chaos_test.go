@@ -38,7 +38,69 @@ func TestReplicas(t *testing.T) {
 	}
 	s := stack.Start(t, stack.WithReplicas(2))
 	t.Run("live views on every replica", func(t *testing.T) { testLiveViewsOnEveryReplica(t, s.For(t)) })
+	t.Run("estimates count the whole queue", func(t *testing.T) { testEstimatesOnReplicas(t, s.For(t)) })
 	t.Run("chaos", func(t *testing.T) { testChaos(t, s.For(t)) })
+}
+
+// testEstimatesOnReplicas checks that a kitchen replica's estimate counts
+// every ticket ahead, whichever replica queued it or moved it on: four
+// tickets are queued, two of them are baked and readied through the
+// replica that did not queue them, and the next ticket must count the two
+// left (bake time 8 minutes, 2 ovens: now + 8m × (1 + ahead ÷ 2), whole
+// rounds, as a free oven takes the next ticket at once).
+func testEstimatesOnReplicas(t *testing.T, s *stack.Stack) {
+	const bake, ovens = 8 * time.Minute, 2
+	customer := s.Token("customer", uniq("queue"))
+	kitchen := s.Token("kitchen", "kim")
+	var ids []string
+	defer func() {
+		// Out of the queue again, for the tests after this one.
+		for _, id := range ids {
+			s.Do(http.MethodPost, "/v1/kitchen/tickets/"+id+":reject", kitchen, map[string]any{"reason": "test over"})
+		}
+	}()
+	replicas := s.Replicas("kitchen")
+	taken := func() (n []float64) {
+		for _, name := range replicas {
+			n = append(n, workDone(t, s, name)["kitchen-placed-orders"])
+		}
+		return n
+	}
+	queue := func(ahead int) {
+		t.Helper()
+		o := place(t, s, customer, pickupBody("margherita", "SIZE_SMALL"))
+		ids = append(ids, o.GetId())
+		tk := waitTicket(t, s, o.GetId(), kitchenv1.TicketStatus_TICKET_STATUS_QUEUED, 10*time.Second)
+		want := bake * time.Duration(1+ahead/ovens)
+		got := tk.GetEstimatedReadyTime().AsTime().Sub(o.GetCreateTime().AsTime())
+		if got < want-time.Minute || got > want+time.Minute {
+			t.Errorf("ticket %s with %d ahead is estimated ready %s after its order, want %s", o.GetId(), ahead, got.Round(time.Second), want)
+		}
+	}
+
+	before := taken()
+	for ahead := range 4 {
+		queue(ahead)
+	}
+	// The replica that queued fewer of them moves two on.
+	after := taken()
+	other := 0
+	if after[1]-before[1] < after[0]-before[0] {
+		other = 1
+	}
+	client := kitchenv1.NewKitchenServiceClient(grpcConn(t, s.GRPCAddr(replicas[other])))
+	ctx := metadata.AppendToOutgoingContext(testCtx(t), "authorization", "Bearer "+kitchen)
+	for _, id := range ids[:2] {
+		if _, err := client.StartTicket(ctx, &kitchenv1.StartTicketRequest{Id: id}); err != nil {
+			t.Fatalf("%s StartTicket(%s): %v", replicas[other], id, err)
+		}
+		if _, err := client.ReadyTicket(ctx, &kitchenv1.ReadyTicketRequest{Id: id}); err != nil {
+			t.Fatalf("%s ReadyTicket(%s): %v", replicas[other], id, err)
+		}
+	}
+	ids = ids[2:]
+	queue(2)
+	t.Logf("tickets queued by %v: %v before, %v after; two moved on by %s", replicas, before, taken(), replicas[other])
 }
 
 // testLiveViewsOnEveryReplica opens the kitchen display, the delivery board
