@@ -147,7 +147,10 @@ func TestDialBalancedRetriesOnlySafeCalls(t *testing.T) {
 	// timeout, not one per attempt, even for a safe call.
 	var failed atomic.Int64
 	for _, e := range envs[:1] {
-		e.menu.getMenu = func(context.Context) error { failed.Add(1); return status.Error(codes.Unavailable, "the store is unavailable") }
+		e.menu.getMenu = func(context.Context) error {
+			failed.Add(1)
+			return status.Error(codes.Unavailable, "the store is unavailable")
+		}
 		e.menu.priceOrder = e.menu.getMenu
 	}
 	var refused int64
