@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/svc"
@@ -42,6 +44,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 			}
 			store.Written = d.Relay(store.Collections())
 			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
+			// Every replica follows every ticket change, its own and the
+			// others', to know the queue its estimates count.
+			sub, err := d.Bus.Conn.Subscribe("kitchen.*.*", func(m *nats.Msg) { srv.TicketChanged(m.Data) })
+			if err != nil {
+				return fmt.Errorf("subscribe to kitchen events: %w", err)
+			}
+			d.Go("ticket change listener", func(ctx context.Context) error {
+				<-ctx.Done()
+				return sub.Unsubscribe()
+			})
 			d.Go("placed orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
 			})

@@ -42,49 +42,73 @@ type Server struct {
 	opts  Options
 	now   func() time.Time
 
-	// queue is the length of the kitchen queue (tickets queued or baking)
-	// for estimates and the queue gauge, kept in memory: counted from the
-	// store at first use and every queueRecount (which also corrects for
-	// what other replicas did), and moved by this process's own inserts and
-	// moves meanwhile. Counting is a query over the open tickets, never on
-	// the way of an order.
+	// queue is the kitchen queue (tickets queued or baking) for estimates
+	// and the queue gauge, kept in memory: read from the store at first use
+	// and every queueRecount, and kept current meanwhile by every ticket
+	// event, this replica's and the others' (TicketChanged). Reading it is
+	// a query over the open tickets, never on the way of an order.
 	queue struct {
 		sync.Mutex
-		n  int
-		at time.Time
+		open map[string]kitchen.Status
+		at   time.Time
 	}
 
 	// displays shares the display streams' snapshots (watch.go).
 	displays displays
 }
 
-// queueRecount is how often the queue is counted from the store.
+// queueRecount is how often the queue is read again from the store, to
+// heal what events missed while NATS was away did to it.
 const queueRecount = 10 * time.Minute
 
 // QueueLength returns how many tickets are queued or baking.
 func (s *Server) QueueLength(ctx context.Context) (int, error) {
 	s.queue.Lock()
 	defer s.queue.Unlock()
-	if now := s.now(); s.queue.at.IsZero() || now.Sub(s.queue.at) > queueRecount {
-		n, err := s.store.CountOpen(ctx)
-		if err != nil {
-			return 0, err
+	if now := s.now(); s.queue.open == nil || now.Sub(s.queue.at) > queueRecount {
+		open := map[string]kitchen.Status{}
+		var after *kitchen.Ticket
+		for {
+			page, err := s.store.List(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking}, 1000, after)
+			if err != nil {
+				return 0, err
+			}
+			for _, t := range page {
+				open[t.ID] = t.Status
+			}
+			if len(page) < 1000 {
+				break
+			}
+			after = &page[len(page)-1]
 		}
-		s.queue.n, s.queue.at = n, now
+		s.queue.open, s.queue.at = open, now
 	}
-	return s.queue.n, nil
+	return len(s.queue.open), nil
 }
 
-// queueMoved adds delta to the queue length after a ticket joined (+1) or
-// left (-1) it here.
-func (s *Server) queueMoved(delta int) {
+// TicketChanged keeps the queue current with a ticket event of any
+// replica: pass every kitchen.<status>.<id> message.
+func (s *Server) TicketChanged(data []byte) {
+	var ev kitchenv1.TicketStatusChanged
+	if proto.Unmarshal(data, &ev) != nil || ev.GetTicket().GetId() == "" {
+		return
+	}
+	s.ticketMoved(ev.GetTicket().GetId(), kitchen.Status(ev.GetTicket().GetStatus()))
+}
+
+// ticketMoved records that ticket id is now in status st.
+func (s *Server) ticketMoved(id string, st kitchen.Status) {
 	s.queue.Lock()
 	defer s.queue.Unlock()
-	s.queue.n = max(0, s.queue.n+delta)
+	if s.queue.open == nil {
+		return // not read yet: the first read sees it
+	}
+	if st.Open() {
+		s.queue.open[id] = st
+	} else {
+		delete(s.queue.open, id)
+	}
 }
-
-// open reports whether a ticket in status st is in the queue.
-func open(st kitchen.Status) bool { return st == kitchen.StatusQueued || st == kitchen.StatusBaking }
 
 // NewServer returns the kitchen server. conn feeds the display streams.
 func NewServer(store *kitchendb.Store, conn *nats.Conn, log *slog.Logger, opts Options) *Server {
@@ -155,7 +179,8 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	// tombstone) is kept: Insert refuses the twin.
 	inserted, err := s.store.Insert(ctx, t, entry)
 	if inserted {
-		s.queueMoved(+1)
+		// At once for the next estimate here; the event tells the others.
+		s.ticketMoved(t.ID, t.Status)
 	}
 	return err
 }
@@ -231,9 +256,7 @@ func (s *Server) change(ctx context.Context, id string, move func(*kitchen.Ticke
 	if !ids.Valid(id) {
 		return kitchen.Ticket{}, kitchen.ErrNotFound
 	}
-	wasOpen := false
 	t, changed, err := s.store.Update(ctx, id, func(t *kitchen.Ticket) (bool, []outbox.Entry, error) {
-		wasOpen = open(t.Status)
 		changed, err := move(t)
 		if err != nil || !changed {
 			return false, nil, err
@@ -241,8 +264,8 @@ func (s *Server) change(ctx context.Context, id string, move func(*kitchen.Ticke
 		e, err := ticketEvent(ctx, *t)
 		return true, []outbox.Entry{e}, err
 	})
-	if err == nil && changed && wasOpen && !open(t.Status) {
-		s.queueMoved(-1)
+	if err == nil && changed {
+		s.ticketMoved(t.ID, t.Status)
 	}
 	return t, err
 }
