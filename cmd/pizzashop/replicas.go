@@ -60,19 +60,25 @@ func (c shopConfig) clusterAddrs() (nodes, routes []string, err error) {
 
 // startCluster starts the three NATS nodes and FerretDB under c.data, their
 // logs going to the "devstack" sink. The nodes keep their streams in
-// data/nats-1..3; the store is the one of the single shape.
+// data/nats-1..3; the store is the one of the single shape. As there, all
+// require the credentials kept in c.data, and the cluster's URLs carry them.
 func startCluster(ctx context.Context, c shopConfig, sink *logSink) (*devstack.Cluster, time.Duration, error) {
 	begin := time.Now()
 	nodes, routes, err := c.clusterAddrs()
 	if err != nil {
 		return nil, 0, err
 	}
+	creds, err := devstack.LoadOrCreateCredentials(c.data)
+	if err != nil {
+		return nil, 0, err
+	}
 	cl, err := devstack.StartCluster(ctx, devstack.ClusterOptions{
-		Dir:        c.data,
-		NATSAddrs:  nodes,
-		RouteAddrs: routes,
-		MongoAddr:  c.mongoAddr,
-		Logger:     logging.New(sink, "devstack", os.Getenv("LOG_LEVEL")),
+		Dir:         c.data,
+		NATSAddrs:   nodes,
+		RouteAddrs:  routes,
+		MongoAddr:   c.mongoAddr,
+		Logger:      logging.New(sink, "devstack", os.Getenv("LOG_LEVEL")),
+		Credentials: &creds,
 	})
 	if err != nil {
 		return nil, 0, err

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/pizzashop/pizzashop/pkg/devstack"
 )
 
 func TestReplicaConfig(t *testing.T) {
@@ -106,7 +109,8 @@ func TestSmokeReplicas(t *testing.T) {
 	ports := freePorts(t)
 	natsPort := freeClusterPort(t)
 	exe := filepath.Join(bin, "pizzashop")
-	shop := startLauncher(t, exe, []string{"run", "--replicas", "2", "--data", t.TempDir(),
+	data := t.TempDir()
+	shop := startLauncher(t, exe, []string{"run", "--replicas", "2", "--data", data,
 		"--base-port", strconv.Itoa(ports.base), "--http", ports.http,
 		"--nats-addr", "127.0.0.1:" + strconv.Itoa(natsPort), "--mongo-addr", ports.mongo})
 	t.Logf("start to ready with 2 replicas: %s", shop.waitReady(t))
@@ -146,6 +150,30 @@ func TestSmokeReplicas(t *testing.T) {
 		t.Errorf("launcher /metrics lacks pizzashop_launcher_restarts_total{process=\"kitchen-2\"} 1")
 	}
 	placeAndWaitAccepted(t, web)
+
+	// The cluster and the store want the credentials of the data directory,
+	// and no password shows on the terminal or in a log.
+	creds, err := devstack.LoadCredentials(data)
+	if err != nil {
+		t.Fatalf("credentials of %s: %v", data, err)
+	}
+	if nc, err := nats.Connect("nats://127.0.0.1:"+strconv.Itoa(natsPort+1), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Errorf("NATS node 2 let a client in without credentials")
+	}
+	logs, _ := filepath.Glob(filepath.Join(data, "logs", "*.log"))
+	texts := map[string]string{"the terminal": shop.output()}
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		texts[l] = string(b)
+	}
+	for where, text := range texts {
+		for _, pw := range []string{creds.NATSPassword, creds.MongoPassword} {
+			if strings.Contains(text, pw) {
+				t.Errorf("%s shows a password of the data directory's credentials", where)
+			}
+		}
+	}
 
 	if code, took := shop.interrupt(t, 60*time.Second); code != 0 {
 		t.Fatalf("pizzashop exited with status %d after SIGINT, want 0", code)

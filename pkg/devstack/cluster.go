@@ -42,6 +42,10 @@ type ClusterOptions struct {
 	MongoAddr string
 	// Logger receives every server's logs; nil discards them.
 	Logger *slog.Logger
+	// Credentials, when not nil, are required of every client of the nodes
+	// and of the store, and of every node routing to another, as
+	// Options.Credentials. NATSURL and MongoURI carry them.
+	Credentials *Credentials
 }
 
 // Cluster is three NATS servers with JetStream routed to each other over
@@ -51,6 +55,7 @@ type ClusterOptions struct {
 type Cluster struct {
 	dir    string
 	log    *slog.Logger
+	creds  *Credentials
 	ferret *ferretDB
 	mongo  string // FerretDB's address, kept for a restart
 
@@ -85,14 +90,23 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Credentials != nil {
+		if err := opts.Credentials.validate(); err != nil {
+			return nil, fmt.Errorf("devstack: credentials: %w", err)
+		}
+	}
 	addrs, routes, err := clusterAddrs(opts.NATSAddrs, opts.RouteAddrs)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, log: log}
+	c := &Cluster{dir: dir, log: log, creds: opts.Credentials}
 	var routeURLs []*url.URL
 	for _, r := range routes {
-		routeURLs = append(routeURLs, &url.URL{Scheme: "nats-route", Host: r})
+		u := &url.URL{Scheme: "nats-route", Host: r}
+		if c.creds != nil {
+			u.User = url.UserPassword(c.creds.NATSUser, c.creds.NATSPassword)
+		}
+		routeURLs = append(routeURLs, u)
 	}
 	for i := range ClusterNodes {
 		c.nodes = append(c.nodes, &clusterNode{
@@ -122,7 +136,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if err := c.waitMetaLeader(ctx, clusterReadyTimeout); err != nil {
 		return nil, err
 	}
-	fdb, err := startFerretDB(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), log.With("component", "ferretdb"))
+	fdb, err := startFerretDBWithCredentials(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), c.creds, log.With("component", "ferretdb"))
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +233,7 @@ func (c *Cluster) startNode(n *clusterNode) error {
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: n.name,
 		Host:       host,
 		Port:       port,
@@ -230,7 +244,13 @@ func (c *Cluster) startNode(n *clusterNode) error {
 		SyncAlways: true,
 		NoSigs:     true,
 		NoLog:      true,
-	})
+	}
+	if c.creds != nil {
+		c.creds.configureNATS(opts)
+		// Routes bypass client authorization: they need the user too.
+		opts.Cluster.Username, opts.Cluster.Password = c.creds.NATSUser, c.creds.NATSPassword
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("devstack: %s: %w", n.name, err)
 	}
@@ -275,12 +295,16 @@ func (c *Cluster) waitMetaLeader(ctx context.Context, timeout time.Duration) err
 func (c *Cluster) NATSURL() string {
 	var urls []string
 	for i := range c.nodes {
-		urls = append(urls, c.NodeURL(i))
+		if c.creds != nil {
+			urls = append(urls, c.creds.NATSURL(c.nodes[i].addr))
+		} else {
+			urls = append(urls, c.NodeURL(i))
+		}
 	}
 	return strings.Join(urls, ",")
 }
 
-// NodeURL is the client URL of node i (0-based).
+// NodeURL is the client URL of node i (0-based), without credentials.
 func (c *Cluster) NodeURL(i int) string { return "nats://" + c.nodes[i].addr }
 
 // NodeName is the server name of node i (0-based), as JetStream reports
@@ -321,8 +345,14 @@ func (c *Cluster) Running(i int) bool {
 	return c.nodes[i].ns != nil
 }
 
-// MongoURI is FerretDB's connection string.
-func (c *Cluster) MongoURI() string { return c.ferret.uri }
+// MongoURI is FerretDB's connection string, with the store user and
+// password of the credentials when they are set.
+func (c *Cluster) MongoURI() string {
+	if c.creds != nil {
+		return c.creds.MongoURI(c.mongo)
+	}
+	return c.ferret.uri
+}
 
 // MongoDir is where FerretDB keeps one SQLite file per database.
 func (c *Cluster) MongoDir() string { return filepath.Join(c.dir, "ferretdb") }
@@ -332,7 +362,7 @@ func (c *Cluster) StopMongo() { c.ferret.stop() }
 
 // StartMongo brings FerretDB back on the same address with the same data.
 func (c *Cluster) StartMongo() error {
-	fdb, err := startFerretDB(c.MongoDir(), c.mongo, c.log.With("component", "ferretdb"))
+	fdb, err := startFerretDBWithCredentials(c.MongoDir(), c.mongo, c.creds, c.log.With("component", "ferretdb"))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package devstack
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +51,11 @@ func TestClusterSurvivesANode(t *testing.T) {
 			// A publish during a leader election may time out; the same
 			// message id makes a repeat harmless.
 			var err error
-			for range 20 {
-				if _, err = js.Publish(ctx, "cluster.msg", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint("m", i))); err == nil {
+			for range 40 {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err = js.Publish(pctx, "cluster.msg", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint("m", i)))
+				cancel()
+				if err == nil {
 					break
 				}
 				time.Sleep(250 * time.Millisecond)
@@ -133,5 +137,59 @@ func TestClusterAddrs(t *testing.T) {
 		if _, _, err := clusterAddrs(tc.addrs, tc.routes); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("clusterAddrs(%q, %q) = %v, want an error saying %q", tc.addrs, tc.routes, err, tc.want)
 		}
+	}
+}
+
+// TestClusterCredentials: with credentials the nodes refuse a client
+// without them, route to each other with them (a stream of three replicas
+// forms), and the store refuses a client without them.
+func TestClusterCredentials(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three NATS servers and FerretDB")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	creds, err := LoadOrCreateCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartCluster(ctx, ClusterOptions{Dir: dir, Credentials: &creds})
+	if err != nil {
+		t.Fatalf("StartCluster with credentials: %v", err)
+	}
+	t.Cleanup(c.Close)
+
+	if nc, err := nats.Connect(c.NodeURL(1), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatalf("nats.Connect(%s) without credentials succeeded, want it refused", c.NodeURL(1))
+	}
+	nc, err := nats.Connect(c.NATSURL())
+	if err != nil {
+		t.Fatalf("nats.Connect with the cluster's credentials: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "CREDS", Subjects: []string{"creds.>"}, Replicas: ClusterNodes}); err != nil {
+		t.Fatalf("CreateOrUpdateStream(replicas 3) with credentials: %v", err)
+	}
+	if _, err := js.Publish(ctx, "creds.x", []byte("x")); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+
+	if !strings.Contains(c.MongoURI(), creds.MongoUser+":") {
+		t.Errorf("MongoURI() has no user: the services could not sign in")
+	}
+	anon := strings.Replace(c.MongoURI(), url.UserPassword(creds.MongoUser, creds.MongoPassword).String()+"@", "", 1)
+	mc := connectMongo(t, anon)
+	if err := mc.Database("x").RunCommand(ctx, map[string]any{"listCollections": 1}).Err(); err == nil {
+		t.Errorf("the store answered a client without credentials")
+	}
+	mc = connectMongo(t, c.MongoURI())
+	if err := mc.Database("x").RunCommand(ctx, map[string]any{"listCollections": 1}).Err(); err != nil {
+		t.Errorf("the store refused its own credentials: %v", err)
 	}
 }
