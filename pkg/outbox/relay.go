@@ -91,7 +91,13 @@ type Option func(*Relay)
 // entries nobody told it about: those of another replica that crashed and
 // never came back (a crash of this process is covered by the scan at the
 // next start). Scans read every document on the embedded store.
-func WithInterval(d time.Duration) Option { return func(r *Relay) { r.interval = d } }
+func WithInterval(d time.Duration) Option {
+	return func(r *Relay) {
+		if d > 0 {
+			r.interval = d
+		}
+	}
+}
 
 // WithSettle sets how long the relay waits after publishing a document's
 // entries before clearing its outbox, so that a document written again

@@ -39,6 +39,10 @@ type Common struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
 	HealthInterval  time.Duration `env:"HEALTH_INTERVAL" default:"2s"`
 	StreamKeepAlive time.Duration `env:"STREAM_KEEPALIVE" default:"15s"`
+	// OutboxScan is how often the outbox relay looks for events no writer
+	// handed it (another replica crashed and never came back). On MongoDB
+	// it is an indexed query; the embedded store reads every document.
+	OutboxScan time.Duration `env:"OUTBOX_SCAN_INTERVAL" default:"5m"`
 }
 
 // Defaults are a service's own values for the Common fields that differ
@@ -87,8 +91,9 @@ type Deps struct {
 	Signer *auth.Signer
 	GRPC   *grpcx.Server
 
-	workers []worker
-	relays  []worker
+	workers    []worker
+	relays     []worker
+	outboxScan time.Duration
 }
 
 type worker struct {
@@ -106,7 +111,7 @@ func (d *Deps) Go(name string, run func(ctx context.Context) error) {
 // Relay starts the outbox relay of colls as a worker and returns the
 // function a store calls after each write that left events.
 func (d *Deps) Relay(colls []*mongo.Collection) outbox.Notify {
-	r := outbox.NewRelay(d.Bus, d.Log, colls)
+	r := outbox.NewRelay(d.Bus, d.Log, colls, outbox.WithInterval(d.outboxScan))
 	d.relays = append(d.relays, worker{"outbox relay", r.Run})
 	return r.Written
 }
@@ -169,7 +174,7 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 	}
 
 	d := &Deps{Log: log, Mongo: mc, DB: mc.Database(c.MongoDatabase), Bus: bus, Signer: signer,
-		GRPC: grpcx.NewServer(log, signer, s.Policy)}
+		GRPC: grpcx.NewServer(log, signer, s.Policy), outboxScan: c.OutboxScan}
 	if err := s.Setup(ctx, d); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
