@@ -54,6 +54,9 @@ type Bus struct {
 	// published counts events by kind: the order funnel is the rate of
 	// each "order.<status>".
 	published metric.Int64Counter
+	// Replicas is how many copies of a stream JetStream keeps when its
+	// config does not say (the dead-letter stream); set it before use.
+	Replicas int
 }
 
 // Connect connects to url and keeps reconnecting for as long as the process
@@ -101,6 +104,9 @@ func Connect(url, name string, log *slog.Logger) (*Bus, error) {
 func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	if cfg.Storage == 0 {
 		cfg.Storage = jetstream.FileStorage
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = max(1, b.Replicas)
 	}
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = 10 * time.Minute
@@ -170,6 +176,9 @@ func (b *Bus) PublishRaw(ctx context.Context, subject, eventID, eventType string
 	SetEventHeaders(msg.Header, eventType)
 	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(msg.Header))
 	ack, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(eventID))
+	if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == jsDuplicateInProcess {
+		return true, nil
+	}
 	if err != nil {
 		span.RecordError(err)
 		return false, fmt.Errorf("publish %s: %w", subject, err)
@@ -219,6 +228,11 @@ func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType s
 			}
 			return ack.Duplicate, nil
 		case err := <-fut.Err():
+			if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && apiErr.ErrorCode == jsDuplicateInProcess {
+				// A cluster is storing the same event from an earlier
+				// send right now: stored, as a duplicate would be.
+				return true, nil
+			}
 			span.RecordError(err)
 			return false, fmt.Errorf("publish %s: %w", subject, err)
 		case <-ctx.Done():
@@ -227,6 +241,10 @@ func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType s
 		}
 	}, nil
 }
+
+// jsDuplicateInProcess is JetStream's answer to a message whose id a
+// clustered stream is storing at that moment.
+const jsDuplicateInProcess jetstream.ErrorCode = 10158
 
 // HeaderCarrier carries W3C trace context in NATS headers. It keeps header
 // keys exactly as given, which propagation.HeaderCarrier does not.

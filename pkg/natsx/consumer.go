@@ -213,7 +213,10 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		case <-stopping:
 			_ = m.Nak()
 		}
-	}, jetstream.PullMaxMessages(16))
+	}, jetstream.PullMaxMessages(16),
+		// A pull waiting on a NATS node that died is given up after 5 s,
+		// not the default 30, so work moves on to a live node soon.
+		jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		stop()
 		return fmt.Errorf("consume %s: %w", cfg.Durable, err)

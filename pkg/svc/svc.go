@@ -166,8 +166,9 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		return err
 	}
 	defer bus.Close()
+	bus.Replicas = max(1, c.StreamReplicas)
 	for _, st := range s.Streams {
-		st.Replicas = max(1, c.StreamReplicas)
+		st.Replicas = bus.Replicas
 		if err := bus.EnsureStream(ctx, st); err != nil {
 			return err
 		}
