@@ -79,21 +79,9 @@ const clusterReadyTimeout = 30 * time.Second
 // StartCluster starts the three NATS nodes and FerretDB, and returns once
 // the nodes accept clients and JetStream has a meta leader.
 func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err error) {
-	if opts.Dir == "" {
-		return nil, errors.New("devstack: ClusterOptions.Dir is empty")
-	}
-	dir, err := filepath.Abs(opts.Dir)
+	dir, log, err := prepare("ClusterOptions", opts.Dir, opts.Logger, opts.Credentials)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: %w", err)
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Credentials != nil {
-		if err := opts.Credentials.validate(); err != nil {
-			return nil, fmt.Errorf("devstack: credentials: %w", err)
-		}
+		return nil, err
 	}
 	addrs, routes, err := clusterAddrs(opts.NATSAddrs, opts.RouteAddrs)
 	if err != nil {

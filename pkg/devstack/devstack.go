@@ -20,7 +20,6 @@ package devstack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -68,6 +67,27 @@ type Stack struct {
 	closeOnce sync.Once
 }
 
+// prepare checks what Start and StartCluster share: the data directory
+// (made absolute), the logger (discarding when nil) and the credentials.
+func prepare(what, dir string, log *slog.Logger, creds *Credentials) (string, *slog.Logger, error) {
+	if dir == "" {
+		return "", nil, fmt.Errorf("devstack: %s.Dir is empty", what)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("devstack: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if creds != nil {
+		if err := creds.validate(); err != nil {
+			return "", nil, fmt.Errorf("devstack: credentials: %w", err)
+		}
+	}
+	return abs, log, nil
+}
+
 // readyTimeout bounds how long Start waits for NATS to accept clients;
 // JetStream recovers its file store before that.
 const readyTimeout = 30 * time.Second
@@ -75,21 +95,9 @@ const readyTimeout = 30 * time.Second
 // Start starts NATS with JetStream and FerretDB with data under opts.Dir. It
 // returns once both accept connections. Close stops them.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
-	if opts.Dir == "" {
-		return nil, errors.New("devstack: Options.Dir is empty")
-	}
-	dir, err := filepath.Abs(opts.Dir)
+	dir, log, err := prepare("Options", opts.Dir, opts.Logger, opts.Credentials)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: %w", err)
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Credentials != nil {
-		if err := opts.Credentials.validate(); err != nil {
-			return nil, fmt.Errorf("devstack: credentials: %w", err)
-		}
+		return nil, err
 	}
 	ns, err := startNATSWithCredentials(filepath.Join(dir, "nats"), or(opts.NATSAddr, "127.0.0.1:0"), opts.Credentials, log.With("component", "nats"))
 	if err != nil {
