@@ -58,7 +58,7 @@ var statusResponses = map[int]statusResponse{
 	404: {name: "NotFound",
 		description: "No such resource, or one the caller may not see: another customer's order answers 404 too."},
 	409: {name: "Conflict",
-		description: "The resource moved on and the change is no longer possible (the kitchen started baking, the ticket or delivery is past that step), the item already exists, or a request with the same Idempotency-Key is still in flight. Read the resource again before retrying."},
+		description: "The resource moved on and the change is no longer possible (the kitchen started baking, the ticket or delivery is past that step), or the item already exists. Read the resource again before retrying."},
 	408: {name: "RequestTimeout",
 		description: "The body did not arrive within the gateway's body timeout (BODY_TIMEOUT, 10 seconds by default); the connection is closed."},
 	413: {name: "PayloadTooLarge",
@@ -91,7 +91,7 @@ func gatewayStatuses(hasBody bool) []int {
 // x-pizzashop-header.
 var requestHeaders = map[string]map[string]any{
 	"Idempotency-Key": {
-		"description": "Makes retries safe: the same key and body return the original order (keys are kept at least 24 hours); another body answers 422; a request still in flight with this key answers 409. At most 200 printable characters.",
+		"description": "Makes retries safe: the same key and body return the original order, even while the first request is still in flight (a key stays bound to its order for as long as the order is kept); another body answers 422. At most 200 printable characters.",
 		"schema":      map[string]any{"type": "string", "maxLength": 200},
 	},
 	"If-None-Match": {

@@ -159,9 +159,6 @@ func TestAnswersAreDocumented(t *testing.T) {
 		{name: "key reused", setup: func() {
 			s.order.createErr = statusErr(codes.FailedPrecondition, "this Idempotency-Key was already used", reason("IDEMPOTENCY_KEY_REUSED"))
 		}, method: "POST", path: "/v1/orders", body: order, header: http.Header{"Idempotency-Key": {"k1"}}, wantStatus: 422},
-		{name: "key in flight", setup: func() {
-			s.order.createErr = statusErr(codes.Aborted, "still in flight", reason("IDEMPOTENCY_KEY_IN_FLIGHT"))
-		}, method: "POST", path: "/v1/orders", body: order, wantStatus: 409},
 		{name: "body too large", method: "POST", path: "/v1/orders", body: `{"note":"` + strings.Repeat("x", 4096) + `"}`, wantStatus: 413},
 		{name: "bad body", method: "POST", path: "/v1/orders", body: `{"price":1}`, wantStatus: 400},
 		{name: "not found", setup: func() { s.order.getErr = statusErr(codes.NotFound, "order not found") },

@@ -1144,11 +1144,11 @@ const file_pizzashop_order_v1_order_proto_rawDesc = "" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PAYMENT_METHOD_CASH\x10\x01\x12\x17\n" +
-	"\x13PAYMENT_METHOD_CARD\x10\x022\xa6\a\n" +
-	"\fOrderService\x12\xe1\x01\n" +
-	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"\x80\x01\xfaPaB'\n" +
-	"\x12x-pizzashop-header\x12\x11\x1a\x0fIdempotency-KeyB6\n" +
-	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 409 413 422 503\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
+	"\x13PAYMENT_METHOD_CARD\x10\x022\xa1\a\n" +
+	"\fOrderService\x12\xdc\x01\n" +
+	"\vCreateOrder\x12&.pizzashop.order.v1.CreateOrderRequest\x1a'.pizzashop.order.v1.CreateOrderResponse\"|\xfaP]B'\n" +
+	"\x12x-pizzashop-header\x12\x11\x1a\x0fIdempotency-KeyB2\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 413 422 503\x82\xd3\xe4\x93\x02\x16:\x01*b\x05order\"\n" +
 	"/v1/orders\x12\xa0\x01\n" +
 	"\bGetOrder\x12#.pizzashop.order.v1.GetOrderRequest\x1a$.pizzashop.order.v1.GetOrderResponse\"I\xfaP(B&\n" +
 	"\x15x-pizzashop-responses\x12\r\x1a\v401 404 503\x82\xd3\xe4\x93\x02\x18b\x05order\x12\x0f/v1/orders/{id}\x12\x9a\x01\n" +

@@ -40,9 +40,9 @@ type OrderServiceClient interface {
 	// CreateOrder places an order for one pizza. The price is computed by the
 	// server from the menu. Send an Idempotency-Key header (gRPC metadata
 	// "idempotency-key") to make retries safe: the same key and body return the
-	// original order, another body answers 422 (gRPC FAILED_PRECONDITION with
-	// reason IDEMPOTENCY_KEY_REUSED), and a request still in flight answers 409
-	// (gRPC ABORTED).
+	// original order, whenever and however often it is sent, even while the
+	// first is still in flight; another body answers 422 (gRPC
+	// FAILED_PRECONDITION with reason IDEMPOTENCY_KEY_REUSED).
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
 	// GetOrder returns one order. Another customer's order answers NOT_FOUND.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
@@ -135,9 +135,9 @@ type OrderServiceServer interface {
 	// CreateOrder places an order for one pizza. The price is computed by the
 	// server from the menu. Send an Idempotency-Key header (gRPC metadata
 	// "idempotency-key") to make retries safe: the same key and body return the
-	// original order, another body answers 422 (gRPC FAILED_PRECONDITION with
-	// reason IDEMPOTENCY_KEY_REUSED), and a request still in flight answers 409
-	// (gRPC ABORTED).
+	// original order, whenever and however often it is sent, even while the
+	// first is still in flight; another body answers 422 (gRPC
+	// FAILED_PRECONDITION with reason IDEMPOTENCY_KEY_REUSED).
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)
 	// GetOrder returns one order. Another customer's order answers NOT_FOUND.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
