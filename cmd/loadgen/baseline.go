@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -49,6 +50,8 @@ func runBaselineOrder(ctx context.Context, args []string, stderr io.Writer) erro
 	orderv1.RegisterOrderServiceServer(srv, &fixedOrders{order: fixedOrder()})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	// What a gateway balancing over replicas asks before it sends a call.
+	hs.SetServingStatus(grpcx.ServingHealth, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
 
 	var msrv *http.Server
