@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	commonv1 "github.com/pizzashop/pizzashop/proto/pizzashop/common/v1"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
 	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
@@ -17,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
