@@ -140,22 +140,33 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 // clusterAddrs fills in the client and route addresses of the nodes.
 func clusterAddrs(addrs, routes []string) ([]string, []string, error) {
 	if len(addrs) == 0 {
-		addrs = make([]string, ClusterNodes)
-		for i := range addrs {
-			a, err := freeLoopback()
-			if err != nil {
-				return nil, nil, err
-			}
-			addrs[i] = a
-		}
-		if len(routes) == 0 {
-			routes = make([]string, ClusterNodes)
-			for i := range routes {
+		// A port just freed can come back from the next pick: pick until
+		// every address differs.
+		picked := map[string]bool{}
+		pick := func(n int) ([]string, error) {
+			out := make([]string, 0, n)
+			for tries := 0; len(out) < n; tries++ {
 				a, err := freeLoopback()
 				if err != nil {
-					return nil, nil, err
+					return nil, err
 				}
-				routes[i] = a
+				if tries > 100 {
+					return nil, errors.New("devstack: cluster: no distinct free ports")
+				}
+				if !picked[a] {
+					picked[a] = true
+					out = append(out, a)
+				}
+			}
+			return out, nil
+		}
+		var err error
+		if addrs, err = pick(ClusterNodes); err != nil {
+			return nil, nil, err
+		}
+		if len(routes) == 0 {
+			if routes, err = pick(ClusterNodes); err != nil {
+				return nil, nil, err
 			}
 		}
 	}
