@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -287,6 +288,9 @@ func runLoad(ctx context.Context, o options, stdout, stderr io.Writer) (*Report,
 	if ctx.Err() != nil && len(l.t.phases) == 0 {
 		return nil, errors.New("interrupted")
 	}
+	if o.display {
+		l.confirmUnseen(ctx)
+	}
 	rep := l.report()
 	rep.Ramp = ramp
 	return rep, nil
@@ -303,4 +307,53 @@ func (l *loader) stepResult(idx int, rate float64) stepResult {
 	slices.Sort(lat)
 	r.p99 = percentile(lat, 0.99)
 	return r
+}
+
+// maxConfirm bounds the orders confirmUnseen asks about.
+const maxConfirm = 20_000
+
+// confirmUnseen asks the order service about every accepted order the
+// kitchen display never showed. One the kitchen took (any status past
+// PLACED) is unseen, not lost: under overload the display stream falls
+// behind and starts over from a snapshot that lists only the open tickets.
+func (l *loader) confirmUnseen(ctx context.Context) {
+	l.t.mu.Lock()
+	var ids []string
+	for id, o := range l.t.orders {
+		if o.accepted && o.displayed.IsZero() && len(ids) < maxConfirm {
+			ids = append(ids, id)
+		}
+	}
+	l.t.mu.Unlock()
+	if len(ids) == 0 || ctx.Err() != nil {
+		return
+	}
+	taken := make(chan string, len(ids))
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for id := range work {
+				code, body, err := l.shop.do(ctx, http.MethodGet, "/v1/orders/"+id, l.shop.kitchen, nil, nil)
+				var o struct {
+					Status string `json:"status"` // GET /v1/orders/{id} answers the order itself
+				}
+				if err == nil && code == http.StatusOK && json.Unmarshal(body, &o) == nil &&
+					o.Status != "" && o.Status != "ORDER_STATUS_PLACED" {
+					taken <- id
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	close(taken)
+	l.t.mu.Lock()
+	for id := range taken {
+		l.t.orders[id].confirmed = true
+	}
+	l.t.mu.Unlock()
 }

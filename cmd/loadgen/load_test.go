@@ -157,3 +157,31 @@ func TestStaffStep(t *testing.T) {
 		t.Errorf("recorded %d answers 503, want 3 (every attempt counts)", got)
 	}
 }
+
+// TestConfirmUnseen: an accepted order the display never showed is lost
+// only if the order service has not seen the kitchen take it either.
+func TestConfirmUnseen(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/orders/taken":
+			fmt.Fprint(w, `{"id":"taken","status":"ORDER_STATUS_ACCEPTED"}`)
+		case "/v1/orders/stuck":
+			fmt.Fprint(w, `{"id":"stuck","status":"ORDER_STATUS_PLACED"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	l := testLoader(&shop{base: srv.URL, http: srv.Client(), kitchen: "k", tokens: []string{"t"}})
+	l.o.display = true
+	l.t.display = true
+	p := l.t.begin("run", 10, 0)
+	for _, id := range []string{"taken", "stuck", "missing"} {
+		l.t.answered(p, time.Now(), false, placed{id: id, status: http.StatusOK})
+	}
+	l.confirmUnseen(context.Background())
+	rep := l.report()
+	if rep.Lost != 2 || rep.Unseen != 1 {
+		t.Errorf("lost %d, unseen %d; want 2 lost (stuck, missing) and 1 unseen (taken)", rep.Lost, rep.Unseen)
+	}
+}

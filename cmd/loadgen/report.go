@@ -26,6 +26,7 @@ type Report struct {
 	Accepted          int         `json:"accepted"`
 	Errors            int         `json:"errors"`
 	Lost              int         `json:"lost"`
+	Unseen            int         `json:"unseen"`
 	Duplicated        int         `json:"duplicated"`
 	Incomplete        int         `json:"incomplete"`
 	DisplayReconnects int         `json:"display_reconnects"`
@@ -58,12 +59,16 @@ type Phase struct {
 	// stopped. Lost never reached the kitchen display; Incomplete reached
 	// it but their lifecycle did not end; Duplicated were shown or
 	// answered twice.
-	BacklogAtEnd int        `json:"backlog_at_end"`
-	Lost         int        `json:"lost"`
-	Incomplete   int        `json:"incomplete"`
-	Duplicated   int        `json:"duplicated"`
-	CPU          *CPUReport `json:"cpu,omitempty"`
-	Timeline     []Second   `json:"timeline"`
+	BacklogAtEnd int `json:"backlog_at_end"`
+	Lost         int `json:"lost"`
+	// Unseen never showed on the display, though the order service says
+	// the kitchen took them: the display stream fell behind (it starts
+	// over from a snapshot), not the shop.
+	Unseen     int        `json:"unseen"`
+	Incomplete int        `json:"incomplete"`
+	Duplicated int        `json:"duplicated"`
+	CPU        *CPUReport `json:"cpu,omitempty"`
+	Timeline   []Second   `json:"timeline"`
 }
 
 // Second is one second of a phase.
@@ -91,6 +96,7 @@ func (l *loader) report() *Report {
 	type lat struct{ display, ready, complete []time.Duration }
 	per := make([]lat, len(t.phases))
 	lost := make([]int, len(t.phases))
+	unseen := make([]int, len(t.phases))
 	incomplete := make([]int, len(t.phases))
 	dup := make([]int, len(t.phases))
 	for _, o := range t.orders {
@@ -102,7 +108,11 @@ func (l *loader) report() *Report {
 			continue
 		}
 		if o.displayed.IsZero() {
-			lost[i]++
+			if o.confirmed {
+				unseen[i]++
+			} else {
+				lost[i]++
+			}
 			continue
 		}
 		per[i].display = append(per[i].display, o.displayed.Sub(o.due))
@@ -120,7 +130,7 @@ func (l *loader) report() *Report {
 			Sent: p.sent, Accepted: p.accepted, Errors: p.errors, Late: p.late, Statuses: p.statuses,
 			SendingS: round3(p.sending.Seconds()), DrainS: round3(p.drain.Seconds()),
 			Place:        summarize(slices.Clone(p.placeLat), nil),
-			BacklogAtEnd: p.backlog, Lost: lost[i], Incomplete: incomplete[i], Duplicated: dup[i] + p.dupIDs,
+			BacklogAtEnd: p.backlog, Lost: lost[i], Unseen: unseen[i], Incomplete: incomplete[i], Duplicated: dup[i] + p.dupIDs,
 			CPU: p.cpu, Timeline: []Second{}}
 		if p.clients > 0 {
 			ph.Model, ph.Rate = "closed", 0
@@ -154,6 +164,7 @@ func (l *loader) report() *Report {
 		rep.Accepted += ph.Accepted
 		rep.Errors += ph.Errors
 		rep.Lost += ph.Lost
+		rep.Unseen += ph.Unseen
 		rep.Duplicated += ph.Duplicated
 		rep.Incomplete += ph.Incomplete
 	}
@@ -226,7 +237,7 @@ func (r *Report) print(w io.Writer) {
 		line("order->ready", p.OrderToReady)
 		line("order->complete", p.OrderToComplete)
 		if r.Display {
-			fmt.Fprintf(w, "lost %d, duplicated %d, incomplete %d\n", p.Lost, p.Duplicated, p.Incomplete)
+			fmt.Fprintf(w, "lost %d, duplicated %d, incomplete %d, unseen on the display but taken by the kitchen %d\n", p.Lost, p.Duplicated, p.Incomplete, p.Unseen)
 		}
 		if c := p.CPU; c != nil {
 			fmt.Fprintf(w, "whole-stack CPU per order: %.3f ms (%d orders, drain included)\n", c.TotalMsPerOrder, c.Orders)
@@ -248,8 +259,8 @@ func (r *Report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %8g/s  p99 %7.1fms  late %5d  %s\n", s.Rate, s.P99ms, s.Late, verdict)
 		}
 	}
-	fmt.Fprintf(w, "\nin all: sent %d, accepted %d, errors %d, lost %d, duplicated %d, incomplete %d, display reconnects %d\n",
-		r.Sent, r.Accepted, r.Errors, r.Lost, r.Duplicated, r.Incomplete, r.DisplayReconnects)
+	fmt.Fprintf(w, "\nin all: sent %d, accepted %d, errors %d, lost %d, duplicated %d, incomplete %d, unseen %d, display reconnects %d\n",
+		r.Sent, r.Accepted, r.Errors, r.Lost, r.Duplicated, r.Incomplete, r.Unseen, r.DisplayReconnects)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -31,6 +31,7 @@ type orderRec struct {
 	ready     time.Time
 	waiting   time.Time // first seen on the delivery board
 	completed time.Time // delivered or picked up
+	confirmed bool      // never seen on the display, but the order service says the kitchen took it
 	queued    int       // QUEUED events (not snapshots) on the display
 	boarded   int       // WAITING events (not snapshots) on the board
 }
