@@ -626,7 +626,10 @@ func abuseStreams(t *testing.T, s *stack.Stack) {
 		counts[<-statuses]++
 	}
 	burst := measure() // while the refused connections close
-	after := measure() // with the accepted streams held open
+	// With the accepted streams held open: the better of two rounds, so a
+	// pause of the shared machine in one round is not taken for the
+	// streams' doing.
+	after := min(measure(), measure())
 	if code, raw, _ := s.Do(http.MethodGet, "/readyz", "", nil); code != http.StatusOK {
 		t.Errorf("GET /readyz with %d streams open = %d %s", streams, code, raw)
 	}

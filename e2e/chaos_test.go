@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -193,8 +194,15 @@ func testLiveViewsOnEveryReplica(t *testing.T, s *stack.Stack) {
 					close(ch)
 					return
 				}
-				if m.GetOrder() != nil {
-					ch <- m.GetOrder().GetId() + " " + m.GetOrder().GetStatus().String()
+				// Every step the order's history holds, then where it
+				// is: with two order replicas a step can be applied after
+				// a later one, and then it shows in the history of the
+				// next update instead of as an update of its own.
+				if o := m.GetOrder(); o != nil {
+					for _, c := range o.GetHistory() {
+						ch <- o.GetId() + " " + c.GetStatus().String()
+					}
+					ch <- o.GetId() + " " + o.GetStatus().String()
 				}
 			}
 		}()
@@ -229,8 +237,34 @@ func testLiveViewsOnEveryReplica(t *testing.T, s *stack.Stack) {
 		waitLine(t, v.ch, v.name, id+" DELIVERY_STATUS_PICKED_UP")
 	}
 	for _, v := range follows {
+		var want []string
 		for _, st := range []string{"ACCEPTED", "BAKING", "READY", "PICKED_UP"} {
-			waitLine(t, v.ch, v.name, id+" ORDER_STATUS_"+st)
+			want = append(want, id+" ORDER_STATUS_"+st)
+		}
+		waitLines(t, v.ch, v.name, want...)
+	}
+}
+
+// waitLines reads ch until it has shown every one of want, in any order,
+// failing after 15 s or when the stream ends.
+func waitLines(t *testing.T, ch <-chan string, name string, want ...string) {
+	t.Helper()
+	left := map[string]bool{}
+	for _, w := range want {
+		left[w] = true
+	}
+	deadline := time.After(15 * time.Second)
+	var got []string
+	for len(left) > 0 {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s: the live stream ended before it showed %q; it showed %q", name, slices.Sorted(maps.Keys(left)), got)
+			}
+			delete(left, l)
+			got = append(got, l)
+		case <-deadline:
+			t.Fatalf("%s: no %q on its live stream within 15s; it showed %q", name, slices.Sorted(maps.Keys(left)), got)
 		}
 	}
 }
