@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/auth"
@@ -106,6 +107,22 @@ type worker struct {
 // accepted by the last calls is still handed on.
 func (d *Deps) Go(name string, run func(ctx context.Context) error) {
 	d.workers = append(d.workers, worker{name, run})
+}
+
+// Listen calls fn with the data of every message on subject, from now until
+// the service stops. It is for caches every replica keeps fresh from
+// events (the menu, prices, the kitchen queue): plain NATS, no ack, as a
+// missed message is healed by the cache's own refresh.
+func (d *Deps) Listen(subject string, fn func(data []byte)) error {
+	sub, err := d.Bus.Conn.Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", subject, err)
+	}
+	d.Go("listener on "+subject, func(ctx context.Context) error {
+		<-ctx.Done()
+		return sub.Unsubscribe()
+	})
+	return nil
 }
 
 // Relay starts the outbox relay of colls as a worker and returns the

@@ -4,11 +4,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/svc"
@@ -46,14 +44,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
 			// Every replica follows every ticket change, its own and the
 			// others', to know the queue its estimates count.
-			sub, err := d.Bus.Conn.Subscribe("kitchen.*.*", func(m *nats.Msg) { srv.TicketChanged(m.Data) })
-			if err != nil {
-				return fmt.Errorf("subscribe to kitchen events: %w", err)
+			if err := d.Listen("kitchen.*.*", srv.TicketChanged); err != nil {
+				return err
 			}
-			d.Go("ticket change listener", func(ctx context.Context) error {
-				<-ctx.Done()
-				return sub.Unsubscribe()
-			})
 			d.Go("placed orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
 			})

@@ -4,11 +4,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/svc"
@@ -43,14 +41,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 			srv := menuapi.NewServer(store)
 			// Every replica empties its menu cache on every change, its own
 			// or another's.
-			sub, err := d.Bus.Conn.Subscribe(menuapi.SubjectChanged, func(*nats.Msg) { srv.MenuChanged() })
-			if err != nil {
-				return fmt.Errorf("subscribe to %s: %w", menuapi.SubjectChanged, err)
+			if err := d.Listen(menuapi.SubjectChanged, func([]byte) { srv.MenuChanged() }); err != nil {
+				return err
 			}
-			d.Go("menu change listener", func(ctx context.Context) error {
-				<-ctx.Done()
-				return sub.Unsubscribe()
-			})
 			menuv1.RegisterMenuServiceServer(d.GRPC, srv)
 			return nil
 		},

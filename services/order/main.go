@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/auth"
@@ -76,14 +75,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 				orderapi.Options{TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout, KeepAlive: cfg.StreamKeepAlive})
 			// Every menu change empties the price cache, whichever menu
 			// replica made it.
-			menuSub, err := d.Bus.Conn.Subscribe(orderapi.MenuChangedSubject, func(*nats.Msg) { srv.PricesChanged() })
-			if err != nil {
-				return fmt.Errorf("subscribe to %s: %w", orderapi.MenuChangedSubject, err)
+			if err := d.Listen(orderapi.MenuChangedSubject, func([]byte) { srv.PricesChanged() }); err != nil {
+				return err
 			}
-			d.Go("menu change listener", func(ctx context.Context) error {
-				<-ctx.Done()
-				return menuSub.Unsubscribe()
-			})
 			d.Go("kitchen events consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, orderapi.KitchenConsumer, srv.HandleKitchen)
 			})
