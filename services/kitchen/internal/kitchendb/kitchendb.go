@@ -150,16 +150,6 @@ func (s *Store) List(ctx context.Context, statuses []kitchen.Status, limit int, 
 	return out, nil
 }
 
-// CountOpen counts the queued and baking tickets, the queue a new ticket
-// joins.
-func (s *Store) CountOpen(ctx context.Context) (int, error) {
-	n, err := s.tickets.CountDocuments(ctx, bson.D{statusFilter([]kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})})
-	if err != nil {
-		return 0, fmt.Errorf("count open tickets: %w", mongox.Translate(err, nil, nil))
-	}
-	return int(n), nil
-}
-
 // ErrConflict: the ticket kept changing under an update.
 var ErrConflict = outbox.ErrConflict
 
