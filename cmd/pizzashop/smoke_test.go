@@ -148,6 +148,19 @@ func TestSmoke(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Started is not yet listening: on a busy machine the new process
+	// takes a moment to open its port.
+	for {
+		c, err := net.DialTimeout("tcp", kitchenAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted kitchen does not listen on %s: %v", kitchenAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	checkGRPC(t, kitchenAddr, "pizzashop.kitchen.v1.KitchenService")
 
 	if code, _ := shop.interrupt(t, 30*time.Second); code != 0 {
