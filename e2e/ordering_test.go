@@ -856,8 +856,8 @@ func TestOutboxCrash(t *testing.T) {
 	if err := s.Mongo("order").Collection("orders").FindOne(context.Background(), bson.D{{Key: "_id", Value: o.GetId()}}).Decode(&doc); err != nil {
 		t.Fatalf("read the order document: %v", err)
 	}
-	if pending, _ := doc["outbox_pending"].(bool); !pending {
-		t.Errorf("the order document has outbox_pending = %v, want true: the event is not kept with the order", doc["outbox_pending"])
+	if entries, _ := doc["outbox"].(bson.A); len(entries) != 1 || doc["outbox_at"] == nil {
+		t.Errorf("the order document has outbox %v at %v, want its event and the time: the event is not kept with the order", doc["outbox"], doc["outbox_at"])
 	}
 
 	s.Kill("order")

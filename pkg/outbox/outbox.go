@@ -9,9 +9,19 @@
 //
 // A document that carries an outbox has three fields besides its own:
 //
-//	revision        int64    bumped by every write of the document
-//	outbox          []Entry  events not yet acknowledged
-//	outbox_pending  bool     true while outbox is not empty
+//	revision   int64    bumped by every write of the document
+//	outbox     []Entry  the events of its latest writes, published or not
+//	outbox_at  date     when the latest write that added events began
+//
+// Published entries are not cleared document by document, which would cost
+// a second write for every write. Each relay keeps instead a mark, one small
+// document in outbox_marks: every write it was told of that began before the
+// mark's time has its events in JetStream. After a crash, the relay that
+// starts under the same name (or, for one that never comes back, any relay
+// once the mark is stale) publishes again what the documents written since
+// the mark hold: an indexed range query on outbox_at. A write drops the
+// entries it finds in a document once they are known to be published, so an
+// outbox holds a few entries at most.
 package outbox
 
 import (
@@ -30,7 +40,7 @@ import (
 const (
 	FieldRevision = "revision"
 	FieldEntries  = "outbox"
-	FieldPending  = "outbox_pending"
+	FieldAt       = "outbox_at"
 )
 
 // Entry is one event waiting in a document for its publish.

@@ -34,63 +34,63 @@ type AsyncPublisher interface {
 
 // Relay publishes the outbox entries of the documents in its collections.
 //
-// Writers hand it the entries of each write (Written): it publishes them
-// from memory, many at once, and clears the outboxes of the documents
-// whose entries JetStream acknowledged a little later, many in one bulk
-// write, after the document has settled; a document written again
-// meanwhile needs only one clear. So an event costs no store read and, in a
-// busy shop, a fraction of a store write.
-//
-// Scans of the collections for pending entries, which on the embedded store
-// read every document, run only at start (what a crash left behind), at
-// shutdown and every interval (default 5 minutes: what another replica that
-// crashed and never came back left behind).
+// Writers tell it of each write (it is their Tracker): it publishes the
+// entries from memory, many at once, and costs the store no read and no
+// write per event. Its mark, stored about once a second while writes come
+// in, says how far every write it was told of is published; the relay that
+// starts under the same name after a crash publishes again what the
+// documents written since then hold, and so does any relay for a mark that
+// stopped moving (a replica that never came back), looked for every
+// interval.
 type Relay struct {
-	pub      Publisher
-	colls    []*mongo.Collection
-	log      *slog.Logger
-	wake     chan struct{}
-	interval time.Duration
-	settle   time.Duration
-	batch    int32
+	pub        Publisher
+	colls      []*mongo.Collection
+	log        *slog.Logger
+	wake       chan struct{}
+	interval   time.Duration
+	staleAfter time.Duration
+	name       string
+	marks      *mongo.Collection
+	paused     bool
 
-	mu     sync.Mutex
-	queue  []job            // written and not yet published
-	clears map[docKey]clear // published, to clear once settled
-	scan   bool
-	acked  ackedSet
+	// ready is closed once the mark is stored: no write may begin before,
+	// or a crash could leave it outside every range a relay looks at.
+	ready chan struct{}
+
+	mu      sync.Mutex
+	queue   []job               // written and not yet published
+	unsure  []Written           // writes whose outcome is not known
+	open    map[time.Time]int   // stamps of the writes not yet published
+	last    time.Time           // latest stamp handed out or promised
+	floor   time.Time           // when not zero: documents from here on need a scan
+	floorN  int                 // bumped whenever floor moves
+	acked   ackedSet            // ids JetStream has acknowledged lately
+	saved   mark                // the mark as last stored
+	others  []mark              // every relay's mark, as last read
+	othersT time.Time           // when others was read
+	gone    map[string]struct{} // stale marks being taken over
 
 	published atomic.Int64
 	lag       metric.Float64Histogram
 }
 
 // job is one write a writer told the relay about: the document, its
-// revision after the write, and every entry its outbox holds at that
-// revision.
+// revision after the write, every entry its outbox may hold unpublished,
+// and the write's stamp.
 type job struct {
 	c       *mongo.Collection
 	id      any
 	rev     int64
 	entries []Entry
-}
-
-type docKey struct {
-	c  *mongo.Collection
-	id any
-}
-
-type clear struct {
-	rev int64
-	due time.Time
+	at      time.Time
 }
 
 // Option configures a Relay.
 type Option func(*Relay)
 
-// WithInterval sets how often the relay scans its collections for
-// entries nobody told it about: those of another replica that crashed and
-// never came back (a crash of this process is covered by the scan at the
-// next start). Scans read every document on the embedded store.
+// WithInterval sets how often the relay looks for marks that stopped
+// moving: those of a replica that crashed and never came back (a crash of
+// this process is covered when it starts again under its name).
 func WithInterval(d time.Duration) Option {
 	return func(r *Relay) {
 		if d > 0 {
@@ -99,21 +99,49 @@ func WithInterval(d time.Duration) Option {
 	}
 }
 
-// WithSettle sets how long the relay waits after publishing a document's
-// entries before clearing its outbox, so that a document written again
-// soon after (an order accepted right after it was placed) is cleared once.
-func WithSettle(d time.Duration) Option { return func(r *Relay) { r.settle = d } }
+// WithName sets the name the relay keeps its mark under. A process that
+// restarts under the same name picks up at once what its last run left;
+// the default is a random name, whose mark another relay takes over once
+// it is stale.
+func WithName(name string) Option {
+	return func(r *Relay) {
+		if name != "" {
+			r.name = name
+		}
+	}
+}
 
-// maxClearBatch bounds the statements of one bulk clear: FerretDB holds a
-// connection per statement until the command ends.
-const maxClearBatch = 32
+// WithStaleAfter sets how long a mark may stand still, while its relay
+// would store it every beat, before other relays take it over.
+func WithStaleAfter(d time.Duration) Option {
+	return func(r *Relay) {
+		if d > 0 {
+			r.staleAfter = d
+		}
+	}
+}
 
-// NewRelay returns a relay for the outboxes of colls.
+// WithPaused makes a relay that keeps its mark but publishes nothing: a
+// fault drill for a process whose events cannot get out and which then
+// dies. Its mark stays at its first write, and the next run under its name
+// publishes everything since.
+func WithPaused(p bool) Option { return func(r *Relay) { r.paused = p } }
+
+// MarksCollection is where relays keep their marks, in the database of
+// their first collection.
+const MarksCollection = "outbox_marks"
+
+// NewRelay returns a relay for the outboxes of colls, which must be in one
+// database.
 func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts ...Option) *Relay {
 	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: 5 * time.Minute,
-		settle: time.Second, batch: 100, clears: map[docKey]clear{}, acked: newAckedSet(1 << 16)}
+		staleAfter: time.Minute, name: "relay-" + NewID(), ready: make(chan struct{}),
+		open: map[time.Time]int{}, acked: newAckedSet(1 << 16), gone: map[string]struct{}{}}
 	for _, o := range opts {
 		o(r)
+	}
+	if len(colls) > 0 {
+		r.marks = colls[0].Database().Collection(MarksCollection)
 	}
 	// A no-op histogram is returned alongside any error, so it is safe to use.
 	r.lag, _ = otel.Meter("github.com/pizzashop/pizzashop/pkg/outbox").Float64Histogram("pizzashop.outbox.lag",
@@ -121,35 +149,122 @@ func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts .
 	return r
 }
 
+// Name is the name the relay keeps its mark under.
+func (r *Relay) Name() string { return r.name }
+
+// Begin hands out the stamp of a write about to begin and holds the mark
+// back to it until the write's entries are published. It waits until the
+// relay has stored its mark.
+func (r *Relay) Begin(ctx context.Context) (time.Time, error) {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return time.Time{}, fmt.Errorf("outbox: relay not ready: %w", ctx.Err())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at := stampNow()
+	if at.Before(r.last) {
+		at = r.last // the clock went back: stamps never do
+	}
+	r.last = at
+	r.open[at]++
+	return at, nil
+}
+
+// Done is told how a write ended. It never blocks.
+func (r *Relay) Done(w Written) {
+	r.mu.Lock()
+	switch w.Outcome {
+	case NotApplied:
+		r.releaseLocked(w.At)
+	case Unknown:
+		r.unsure = append(r.unsure, w)
+	default:
+		if len(r.queue) < maxQueue {
+			r.queue = append(r.queue, job{w.Coll, w.ID, w.Revision, w.Entries, w.At})
+		} else {
+			// Too much waits in memory (JetStream is away): forget it and
+			// scan from here once JetStream is back.
+			r.lowerFloorLocked(w.At)
+			r.releaseLocked(w.At)
+		}
+	}
+	r.mu.Unlock()
+	r.poke()
+}
+
+// Acked reports whether every one of entries is known to be in JetStream:
+// acknowledged to this relay lately, or older than every relay's mark.
+func (r *Relay) Acked(ctx context.Context, entries []Entry, at time.Time) bool {
+	r.mu.Lock()
+	all := true
+	for _, e := range entries {
+		if !r.acked.has(e.ID) {
+			all = false
+			break
+		}
+	}
+	r.mu.Unlock()
+	if all {
+		return true
+	}
+	if len(entries) < keepBeforeAsking {
+		// Entries of other replicas or of earlier runs: keeping a few
+		// costs less than reading the marks.
+		return false
+	}
+	floor, ok := r.everyMark(ctx)
+	return ok && at.Before(floor)
+}
+
+// keepBeforeAsking is how many entries of unknown fate a document may
+// carry before a write asks the marks whether they are published.
+const keepBeforeAsking = 8
+
+func (r *Relay) releaseLocked(at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	if n := r.open[at]; n > 1 {
+		r.open[at] = n - 1
+	} else {
+		delete(r.open, at)
+	}
+}
+
+func (r *Relay) lowerFloorLocked(at time.Time) {
+	if r.floor.IsZero() || at.Before(r.floor) {
+		r.floor = at
+	}
+	r.floorN++
+}
+
+// upto is the relay's mark: every write it was told of that began before
+// it has its entries in JetStream. Every stamp handed out later is at or
+// after it.
+func (r *Relay) upto() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := stampNow()
+	if u.Before(r.last) {
+		u = r.last
+	}
+	r.last = u
+	for at := range r.open {
+		if at.Before(u) {
+			u = at
+		}
+	}
+	if !r.floor.IsZero() && r.floor.Before(u) {
+		u = r.floor
+	}
+	return u
+}
+
 // maxQueue bounds the writes held in memory while JetStream is away; past
 // it the relay forgets them and scans the store once JetStream is back.
 const maxQueue = 100_000
-
-// Written tells the relay that document id of c is now at revision rev and
-// its outbox holds entries. It never blocks; the relay publishes them at
-// once.
-func (r *Relay) Written(c *mongo.Collection, id any, rev int64, entries []Entry) {
-	if len(entries) == 0 {
-		return
-	}
-	r.mu.Lock()
-	if len(r.queue) < maxQueue {
-		r.queue = append(r.queue, job{c, id, rev, entries})
-	} else {
-		r.scan = true
-	}
-	r.mu.Unlock()
-	r.poke()
-}
-
-// Notify asks the relay to scan every collection for pending entries now.
-// It never blocks.
-func (r *Relay) Notify() {
-	r.mu.Lock()
-	r.scan = true
-	r.mu.Unlock()
-	r.poke()
-}
 
 func (r *Relay) poke() {
 	select {
@@ -162,60 +277,59 @@ func (r *Relay) poke() {
 // did not already have.
 func (r *Relay) Published() int64 { return r.published.Load() }
 
-// Run publishes pending entries until ctx ends, then makes one last short
-// attempt so that changes stored by the final requests go out before a
-// redeploy. Failures are logged and retried with backoff. Scans run beside
-// the fast path, so a slow scan of a large collection never holds it up.
+// Run publishes what writers hand it until ctx ends, then makes one last
+// short attempt so that changes stored by the final requests go out before
+// a redeploy. Failures are logged and retried with backoff. Scans run
+// beside the fast path, so a slow scan of a large collection never holds
+// it up.
 func (r *Relay) Run(ctx context.Context) error {
+	if err := r.register(ctx); err != nil {
+		return nil // ctx ended before the store answered
+	}
+	close(r.ready)
 	scans := make(chan struct{}, 1)
 	var wg sync.WaitGroup
-	wg.Go(func() { r.scanLoop(ctx, scans) })
-	r.Notify() // a first scan picks up what an earlier run left behind
+	if !r.paused {
+		wg.Go(func() { r.scanLoop(ctx, scans) })
+	}
+	scans <- struct{}{} // what the last run under this name left behind
 	backoff := 100 * time.Millisecond
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	tick := time.NewTicker(min(r.settle, 100*time.Millisecond) + time.Millisecond)
+	tick := time.NewTicker(markEvery)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			err := r.publishQueued(fctx)
-			if err == nil {
-				err = r.clearSettled(fctx, true)
-			}
-			if err == nil {
-				_, err = r.Flush(fctx)
-			}
-			if err != nil {
-				r.log.Warn("outbox relay: final flush incomplete; the next start sends the rest", "err", err)
-			}
+			r.finish(ctx)
 			return nil
 		case <-r.wake:
 		case <-retry.C:
 		case <-tick.C:
 		}
+		err := r.recheck(ctx)
+		if err == nil {
+			err = r.publishQueued(ctx)
+		}
 		r.mu.Lock()
-		if r.scan {
-			r.scan = false
+		needScan := !r.floor.IsZero() && len(r.queue) == 0
+		r.mu.Unlock()
+		if needScan && err == nil {
 			select {
 			case scans <- struct{}{}:
 			default: // one is queued already
 			}
 		}
-		r.mu.Unlock()
-		err := r.publishQueued(ctx)
-		if err == nil {
-			err = r.clearSettled(ctx, false)
+		if merr := r.storeMark(ctx, false); err == nil {
+			err = merr
 		}
 		switch {
 		case err == nil:
 			backoff = 100 * time.Millisecond
 		case ctx.Err() != nil:
-			// Shutting down: the final pass above has the last word.
+			// Shutting down: the final pass has the last word.
 		default:
 			r.log.Warn("outbox relay: will retry", "err", err, "in", backoff)
 			retry.Reset(backoff)
@@ -224,7 +338,32 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// scanLoop scans every collection when asked and every interval.
+// finish publishes what is still queued, then stores the mark, or deletes
+// it when nothing is left to look for.
+func (r *Relay) finish(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	err := r.recheck(fctx)
+	if err == nil {
+		err = r.publishQueued(fctx)
+	}
+	if err != nil {
+		r.log.Warn("outbox relay: final publish incomplete; the next start under this name sends the rest", "err", err, "name", r.name)
+	}
+	r.mu.Lock()
+	clean := len(r.open) == 0 && r.floor.IsZero() && len(r.queue) == 0 && len(r.unsure) == 0
+	r.mu.Unlock()
+	if clean {
+		_, err = r.marks.DeleteOne(fctx, bson.D{{Key: "_id", Value: r.name}})
+	} else {
+		err = r.storeMark(fctx, true)
+	}
+	if err != nil {
+		r.log.Warn("outbox relay: final mark not stored", "err", err, "name", r.name)
+	}
+}
+
+// scanLoop scans when asked and every interval looks for stale marks.
 func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
@@ -238,7 +377,10 @@ func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
 		case <-t.C:
 		}
 		for {
-			_, err := r.Flush(ctx)
+			err := r.scanFloor(ctx)
+			if err == nil {
+				err = r.takeOverStale(ctx)
+			}
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -267,9 +409,12 @@ type sent struct {
 
 // publishQueued publishes the entries of every queued write that JetStream
 // has not acknowledged yet, all at once, then waits for the answers. A
-// write whose entries all went out is scheduled for its clear; the rest
+// write whose entries all went out no longer holds the mark back; the rest
 // go back in the queue for the retry.
 func (r *Relay) publishQueued(ctx context.Context) error {
+	if r.paused {
+		return nil
+	}
 	r.mu.Lock()
 	jobs := r.queue
 	r.queue = nil
@@ -284,7 +429,7 @@ func (r *Relay) publishQueued(ctx context.Context) error {
 	for i := range jobs {
 		j := &jobs[i]
 		for _, e := range j.entries {
-			if r.acked.has(e.ID) {
+			if r.isAcked(e.ID) {
 				continue
 			}
 			pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
@@ -307,7 +452,6 @@ func (r *Relay) publishQueued(ctx context.Context) error {
 		dup, err := s.wait(wctx)
 		r.settled(ctx, s.job, s.entry, dup, err, failed, &firstErr)
 	}
-	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var retry []job
@@ -317,10 +461,7 @@ func (r *Relay) publishQueued(ctx context.Context) error {
 			retry = append(retry, *j)
 			continue
 		}
-		k := docKey{j.c, j.id}
-		if c, ok := r.clears[k]; !ok || c.rev < j.rev {
-			r.clears[k] = clear{rev: j.rev, due: now.Add(r.settle)}
-		}
+		r.releaseLocked(j.at)
 	}
 	r.queue = append(retry, r.queue...)
 	return firstErr
@@ -335,7 +476,9 @@ func (r *Relay) settled(ctx context.Context, j *job, e Entry, dup bool, err erro
 		}
 		return
 	}
+	r.mu.Lock()
 	r.acked.add(e.ID)
+	r.mu.Unlock()
 	if dup {
 		return // a scan and the fast path, or two replicas, sent it twice
 	}
@@ -343,56 +486,53 @@ func (r *Relay) settled(ctx context.Context, j *job, e Entry, dup bool, err erro
 	r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", j.c.Name())))
 }
 
-// clearSettled clears the outboxes of the documents published at least
-// settle ago (all of them when all is true), in bulk writes guarded by the
-// revision whose entries were published: a document written again since
-// keeps its outbox, and the relay told of that write clears it later.
-func (r *Relay) clearSettled(ctx context.Context, all bool) error {
-	type item struct {
-		k docKey
-		c clear
-	}
-	now := time.Now()
-	byColl := map[*mongo.Collection][]item{}
+func (r *Relay) isAcked(id string) bool {
 	r.mu.Lock()
-	for k, c := range r.clears {
-		if all || !c.due.After(now) {
-			byColl[k.c] = append(byColl[k.c], item{k, c})
-			delete(r.clears, k)
+	defer r.mu.Unlock()
+	return r.acked.has(id)
+}
+
+// recheck reads back the documents of writes whose answer was lost and
+// queues what their outboxes hold.
+func (r *Relay) recheck(ctx context.Context) error {
+	r.mu.Lock()
+	ws := r.unsure
+	r.unsure = nil
+	r.mu.Unlock()
+	var left []Written
+	var firstErr error
+	for i, w := range ws {
+		var st State
+		err := w.Coll.FindOne(ctx, bson.D{{Key: "_id", Value: w.ID}},
+			options.FindOne().SetProjection(bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}})).Decode(&st)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			r.mu.Lock()
+			r.releaseLocked(w.At)
+			r.mu.Unlock()
+		case err != nil:
+			firstErr = fmt.Errorf("outbox: read back %v in %s: %w", w.ID, w.Coll.Name(), err)
+			left = append(left, ws[i:]...)
+		default:
+			r.mu.Lock()
+			r.queue = append(r.queue, job{w.Coll, w.ID, st.Revision, st.Outbox, w.At})
+			r.mu.Unlock()
+		}
+		if firstErr != nil {
+			break
 		}
 	}
-	r.mu.Unlock()
-	var firstErr error
-	for coll, items := range byColl {
-		for len(items) > 0 && firstErr == nil {
-			n := min(len(items), maxClearBatch)
-			models := make([]mongo.WriteModel, n)
-			for i, it := range items[:n] {
-				models[i] = mongo.NewUpdateOneModel().
-					SetFilter(bson.D{{Key: "_id", Value: it.k.id}, {Key: FieldRevision, Value: it.c.rev}}).
-					SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: FieldEntries, Value: bson.A{}}, {Key: FieldPending, Value: false}}}})
-			}
-			if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-				firstErr = fmt.Errorf("outbox: clear %d documents in %s: %w", n, coll.Name(), err)
-				break
-			}
-			items = items[n:]
-		}
-		// Put back what is left; a clear done twice is harmless.
+	if len(left) > 0 {
 		r.mu.Lock()
-		for _, it := range items {
-			if c, ok := r.clears[it.k]; !ok || c.rev < it.c.rev {
-				r.clears[it.k] = it.c
-			}
-		}
+		r.unsure = append(left, r.unsure...)
 		r.mu.Unlock()
 	}
 	return firstErr
 }
 
 // ackedSet remembers the ids of the most recent entries JetStream
-// acknowledged, so that entries a writer finds still in a document's
-// outbox (published, not yet cleared) are not sent again.
+// acknowledged, so that entries a writer finds in a document's outbox are
+// not sent again, and may be dropped. Guarded by the relay's mu.
 type ackedSet struct {
 	ids  map[string]struct{}
 	ring []string
@@ -403,7 +543,6 @@ func newAckedSet(n int) ackedSet {
 	return ackedSet{ids: make(map[string]struct{}, n), ring: make([]string, n)}
 }
 
-// has and add are called from the Run goroutine only.
 func (a *ackedSet) has(id string) bool {
 	_, ok := a.ids[id]
 	return ok
@@ -419,98 +558,4 @@ func (a *ackedSet) add(id string) {
 	a.ring[a.next] = id
 	a.ids[id] = struct{}{}
 	a.next = (a.next + 1) % len(a.ring)
-}
-
-type pendingDoc struct {
-	ID       any     `bson:"_id"`
-	Revision int64   `bson:"revision"`
-	Outbox   []Entry `bson:"outbox"`
-}
-
-// Flush publishes every pending entry once and clears the published ones.
-// It returns how many entries it published.
-func (r *Relay) Flush(ctx context.Context) (int, error) {
-	total := 0
-	for _, c := range r.colls {
-		for {
-			n, more, err := r.flushBatch(ctx, c)
-			total += n
-			if err != nil {
-				return total, err
-			}
-			if !more {
-				break
-			}
-		}
-	}
-	return total, nil
-}
-
-func (r *Relay) flushBatch(ctx context.Context, c *mongo.Collection) (n int, more bool, err error) {
-	cur, err := c.Find(ctx, bson.D{{Key: FieldPending, Value: true}},
-		options.Find().SetLimit(int64(r.batch)).SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}}))
-	if err != nil {
-		return 0, false, fmt.Errorf("outbox: find pending in %s: %w", c.Name(), err)
-	}
-	var docs []pendingDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return 0, false, fmt.Errorf("outbox: read pending in %s: %w", c.Name(), err)
-	}
-	for _, d := range docs {
-		k, err := r.flushDoc(ctx, c, d)
-		n += k
-		if err != nil {
-			return n, false, err
-		}
-	}
-	return n, len(docs) == int(r.batch), nil
-}
-
-// flushDoc publishes a document's entries in order, then clears them if the
-// document did not change meanwhile; if it did, it starts over with the new
-// version, skipping entries it already sent.
-func (r *Relay) flushDoc(ctx context.Context, c *mongo.Collection, d pendingDoc) (int, error) {
-	sent := map[string]bool{}
-	n := 0
-	for attempt := 0; ; attempt++ {
-		for _, e := range d.Outbox {
-			if sent[e.ID] {
-				continue
-			}
-			pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
-			dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
-			if err != nil {
-				return n, fmt.Errorf("outbox: publish %s: %w", e.ID, err)
-			}
-			sent[e.ID] = true
-			if dup {
-				continue // a scan and the fast path, or two replicas, sent it twice
-			}
-			n++
-			r.published.Add(1)
-			r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", c.Name())))
-		}
-		res, err := c.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: d.ID}, {Key: FieldRevision, Value: d.Revision}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: FieldEntries, Value: bson.A{}}, {Key: FieldPending, Value: false}}}})
-		if err != nil {
-			return n, fmt.Errorf("outbox: clear %v: %w", d.ID, err)
-		}
-		if res.MatchedCount == 1 {
-			return n, nil
-		}
-		// Changed since we read it: read it again.
-		var fresh pendingDoc
-		err = c.FindOne(ctx, bson.D{{Key: "_id", Value: d.ID}}).Decode(&fresh)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return n, nil
-		}
-		if err != nil {
-			return n, fmt.Errorf("outbox: reread %v: %w", d.ID, err)
-		}
-		d = fresh
-		if attempt > 100 {
-			return n, fmt.Errorf("outbox: document %v keeps changing", d.ID)
-		}
-	}
 }

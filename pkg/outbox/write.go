@@ -4,54 +4,85 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
-// Write applies set to the document id if it is still at revision rev, and
-// appends events to its outbox in the same write. set must include the new
-// revision. It reports whether the document matched; false means it changed
-// since it was read, and the caller should read it again and retry.
-func Write(ctx context.Context, c *mongo.Collection, id any, rev int64, set bson.D, events ...Entry) (bool, error) {
-	// The relay clears an outbox only if the document is still at the
-	// revision it read; a write that did not move the revision could have
-	// its new entries cleared unpublished.
-	if !bumps(set, rev) {
-		return false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, rev)
+// Write applies set to document id if it is still at the revision of st,
+// and adds events to its outbox in the same write. set must include the
+// new revision. It reports whether the document matched; false means it
+// changed since it was read, and the caller should read it again and retry.
+//
+// The entries st holds stay in the outbox unless tr knows them published,
+// and outbox_at never moves back, so a relay that takes over after a crash
+// finds in range every document with an entry it may not have published.
+func Write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st State, set bson.D, events ...Entry) (bool, error) {
+	rev, ok := revisionIn(set)
+	if !ok || rev <= st.Revision {
+		return false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, st.Revision)
 	}
-	update := bson.D{{Key: "$set", Value: set}}
-	if len(events) > 0 {
-		set = append(slices.Clip(set), bson.E{Key: FieldPending, Value: true})
-		update = bson.D{{Key: "$set", Value: set},
-			{Key: "$push", Value: bson.D{{Key: FieldEntries, Value: bson.D{{Key: "$each", Value: events}}}}}}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: FieldRevision, Value: st.Revision}}
+	if len(events) == 0 {
+		res, err := c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+		if err != nil {
+			return false, err
+		}
+		return res.MatchedCount == 1, nil
 	}
-	res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: FieldRevision, Value: rev}}, update)
+	at, err := tr.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	kept := st.Outbox
+	if len(kept) > 0 && tr.Acked(ctx, kept, st.At) {
+		kept = nil
+	}
+	stamp := at
+	if len(kept) > 0 && st.At.After(stamp) {
+		stamp = st.At // a writer whose clock runs ahead left entries here
+	}
+	entries := append(slices.Clip(kept), events...)
+	set = append(slices.Clip(set), bson.E{Key: FieldEntries, Value: entries}, bson.E{Key: FieldAt, Value: stamp})
+	res, err := c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+	w := Written{At: at, Coll: c, ID: id, Revision: rev, Entries: entries}
+	switch {
+	case err != nil:
+		w.Outcome = Unknown
+	case res.MatchedCount != 1:
+		w.Outcome = NotApplied
+	}
+	tr.Done(w)
 	if err != nil {
 		return false, err
 	}
 	return res.MatchedCount == 1, nil
 }
 
-// Recheck hands the entries waiting in document id's outbox to written. A
-// store calls it when an insert finds its document already there: the
-// insert may be its own, applied though its answer was lost, and its events
-// not yet published. Without it they would wait for the relay's next scan.
-func Recheck(ctx context.Context, c *mongo.Collection, id any, written Notify) error {
-	var st State
-	err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&st)
+// Insert stores a new document whose outbox holds events: doc builds it
+// with the stamp to keep in outbox_at. The error is InsertOne's; a
+// duplicate key error means the document exists and nothing was written.
+func Insert(ctx context.Context, c *mongo.Collection, tr Tracker, id any, rev int64, events []Entry, doc func(at time.Time) any) error {
+	if len(events) == 0 {
+		_, err := c.InsertOne(ctx, doc(time.Time{}))
+		return err
+	}
+	at, err := tr.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("outbox: recheck %v in %s: %w", id, c.Name(), err)
+		return err
 	}
-	if len(st.Outbox) > 0 {
-		written(c, id, st.Revision, st.Outbox)
+	_, err = c.InsertOne(ctx, doc(at))
+	w := Written{At: at, Coll: c, ID: id, Revision: rev, Entries: events}
+	switch {
+	case mongox.IsDuplicate(err):
+		w.Outcome = NotApplied
+	case err != nil:
+		w.Outcome = Unknown
 	}
-	return nil
-}
-
-func bumps(set bson.D, rev int64) bool {
-	n, ok := revisionIn(set)
-	return ok && n > rev
+	tr.Done(w)
+	return err
 }
 
 // revisionIn finds the revision a write sets.

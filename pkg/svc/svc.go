@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -95,6 +96,7 @@ type Deps struct {
 	workers    []worker
 	relays     []worker
 	outboxScan time.Duration
+	instance   string
 }
 
 type worker struct {
@@ -125,12 +127,15 @@ func (d *Deps) Listen(subject string, fn func(data []byte)) error {
 	return nil
 }
 
-// Relay starts the outbox relay of colls as a worker and returns the
-// function a store calls after each write that left events.
-func (d *Deps) Relay(colls []*mongo.Collection) outbox.Notify {
-	r := outbox.NewRelay(d.Bus, d.Log, colls, outbox.WithInterval(d.outboxScan))
+// Relay starts the outbox relay of colls as a worker and returns it as the
+// Tracker a store tells of its writes. Its mark is kept under the
+// instance's name, so a process that restarts in the same place (host and
+// gRPC address) resumes at once what its last run left.
+func (d *Deps) Relay(colls []*mongo.Collection, opts ...outbox.Option) outbox.Tracker {
+	opts = append([]outbox.Option{outbox.WithInterval(d.outboxScan), outbox.WithName(d.instance)}, opts...)
+	r := outbox.NewRelay(d.Bus, d.Log, colls, opts...)
 	d.relays = append(d.relays, worker{"outbox relay", r.Run})
-	return r.Written
+	return r
 }
 
 // Run runs s until ctx ends.
@@ -192,7 +197,8 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 	}
 
 	d := &Deps{Log: log, Mongo: mc, DB: mc.Database(c.MongoDatabase), Bus: bus, Signer: signer,
-		GRPC: grpcx.NewServer(log, signer, s.Policy), outboxScan: c.OutboxScan}
+		GRPC: grpcx.NewServer(log, signer, s.Policy), outboxScan: c.OutboxScan,
+		instance: instanceName(s.Name, c.GRPCAddr)}
 	if err := s.Setup(ctx, d); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -237,6 +243,16 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		}
 	}()
 	return d.GRPC.Run(sctx, c.GRPCAddr, c.ShutdownTimeout)
+}
+
+// instanceName names this process by its service, host and gRPC address:
+// the same after a restart in the same place, different between replicas.
+func instanceName(service, grpcAddr string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return service + "@" + host + "/" + grpcAddr
 }
 
 func serviceNames(d *Deps) []string {

@@ -35,7 +35,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx); err != nil {
 				return err
 			}
-			store.Written = d.Relay(store.Collections())
+			store.Tracker = d.Relay(store.Collections())
 			srv := deliveryapi.NewServer(store, d.Bus.Conn, d.Log)
 			srv.KeepAlive = cfg.StreamKeepAlive
 			d.Go("ready orders consumer", func(ctx context.Context) error {

@@ -40,7 +40,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx); err != nil {
 				return err
 			}
-			store.Written = d.Relay(store.Collections())
+			store.Tracker = d.Relay(store.Collections())
 			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
 			// Every replica follows every ticket change, its own and the
 			// others', to know the queue its estimates count.

@@ -37,7 +37,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			if err := store.Init(ctx, time.Now()); err != nil {
 				return err
 			}
-			store.Written = d.Relay(store.Collections())
+			store.Tracker = d.Relay(store.Collections())
 			srv := menuapi.NewServer(store)
 			// Every replica empties its menu cache on every change, its own
 			// or another's.

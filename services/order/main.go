@@ -13,6 +13,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
@@ -67,9 +68,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 			})
 			if cfg.RelayDisabled {
 				d.Log.Warn("OUTBOX_RELAY_DISABLED is set: order events stay in the outbox until a relay runs")
-			} else {
-				store.Written = d.Relay(store.Collections())
 			}
+			store.Tracker = d.Relay(store.Collections(), outbox.WithPaused(cfg.RelayDisabled))
 			srv := orderapi.NewServer(store, menuv1.NewMenuServiceClient(menuConn), kitchenv1.NewKitchenServiceClient(kitchenConn),
 				d.Signer, orderapi.NATSWatcher{Conn: d.Bus.Conn}, d.Log,
 				orderapi.Options{TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout, KeepAlive: cfg.StreamKeepAlive})

@@ -20,14 +20,14 @@ import (
 // Store reads and writes deliveries.
 type Store struct {
 	deliveries *mongo.Collection
-	// Written is called after every write that left outbox entries, with
-	// the collection and _id of the document, to wake the relay.
-	Written outbox.Notify
+	// Tracker is told of every write that adds outbox entries: the
+	// relay, which publishes them.
+	Tracker outbox.Tracker
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{deliveries: db.Collection("deliveries"), Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
+	return &Store{deliveries: db.Collection("deliveries"), Tracker: outbox.OnWritten(nil)}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -38,7 +38,7 @@ func (s *Store) Collections() []*mongo.Collection { return []*mongo.Collection{s
 func (s *Store) Init(ctx context.Context) error {
 	return mongox.EnsureIndexes(ctx, s.deliveries,
 		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "ready_time", Value: 1}, {Key: "_id", Value: 1}}},
-		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}})
+		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldAt, Value: 1}}})
 }
 
 type addressDoc struct {
@@ -62,13 +62,13 @@ type deliveryDoc struct {
 	Payment       int         `bson:"payment_method"`
 	ReadyTime     time.Time   `bson:"ready_time"`
 	// Times of moves not made yet are absent rather than year one.
-	DispatchTime  *time.Time     `bson:"dispatch_time,omitempty"`
-	CompleteTime  *time.Time     `bson:"complete_time,omitempty"`
-	UpdateTime    time.Time      `bson:"update_time"`
-	CourierID     string         `bson:"courier_id,omitempty"`
-	Revision      int64          `bson:"revision"`
-	Outbox        []outbox.Entry `bson:"outbox"`
-	OutboxPending bool           `bson:"outbox_pending"`
+	DispatchTime *time.Time     `bson:"dispatch_time,omitempty"`
+	CompleteTime *time.Time     `bson:"complete_time,omitempty"`
+	UpdateTime   time.Time      `bson:"update_time"`
+	CourierID    string         `bson:"courier_id,omitempty"`
+	Revision     int64          `bson:"revision"`
+	Outbox       []outbox.Entry `bson:"outbox"`
+	OutboxAt     time.Time      `bson:"outbox_at,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -126,18 +126,17 @@ var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
 // was delivered again.
 func (s *Store) Insert(ctx context.Context, d delivery.Delivery, events ...outbox.Entry) (bool, error) {
 	doc := toDoc(d)
-	if len(events) > 0 {
-		doc.Outbox, doc.OutboxPending = events, true
-	}
-	_, err := s.deliveries.InsertOne(ctx, doc)
+	err := outbox.Insert(ctx, s.deliveries, s.Tracker, d.ID(), doc.Revision, events, func(at time.Time) any {
+		if len(events) > 0 {
+			doc.Outbox, doc.OutboxAt = events, at
+		}
+		return doc
+	})
 	if mongox.IsDuplicate(err) {
-		return false, outbox.Recheck(ctx, s.deliveries, d.ID(), s.Written)
+		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("insert delivery %s: %w", d.ID(), mongox.Translate(err, nil, nil))
-	}
-	if len(events) > 0 {
-		s.Written(s.deliveries, d.ID(), doc.Revision, events)
 	}
 	return true, nil
 }
@@ -155,7 +154,7 @@ func (s *Store) get(ctx context.Context, id string, projection bson.D) (delivery
 	if err != nil {
 		return delivery.Delivery{}, outbox.State{}, fmt.Errorf("get delivery %s: %w", id, mongox.Translate(err, delivery.ErrNotFound, nil))
 	}
-	return doc.delivery(), outbox.State{Revision: doc.Revision, Outbox: doc.Outbox}, nil
+	return doc.delivery(), outbox.State{Revision: doc.Revision, Outbox: doc.Outbox, At: doc.OutboxAt}, nil
 }
 
 // Filter selects deliveries. Zero values select everything.
@@ -213,7 +212,7 @@ var ErrConflict = outbox.ErrConflict
 // delivery it is given.
 func (s *Store) Update(ctx context.Context, id string, apply func(*delivery.Delivery) (bool, []outbox.Entry, error)) (delivery.Delivery, bool, error) {
 	read := func(ctx context.Context) (delivery.Delivery, outbox.State, error) { return s.get(ctx, id, nil) }
-	d, changed, err := outbox.Update(ctx, s.deliveries, id, read, apply, deliveryFields, s.Written)
+	d, changed, err := outbox.Update(ctx, s.deliveries, id, read, apply, deliveryFields, s.Tracker)
 	if err != nil {
 		return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, err)
 	}

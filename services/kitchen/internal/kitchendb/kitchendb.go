@@ -19,14 +19,14 @@ import (
 // Store reads and writes tickets.
 type Store struct {
 	tickets *mongo.Collection
-	// Written is called after every write that left outbox entries, with
-	// the collection and _id of the document, to wake the relay.
-	Written outbox.Notify
+	// Tracker is told of every write that adds outbox entries: the
+	// relay, which publishes them.
+	Tracker outbox.Tracker
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{tickets: db.Collection("tickets"), Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
+	return &Store{tickets: db.Collection("tickets"), Tracker: outbox.OnWritten(nil)}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -36,7 +36,7 @@ func (s *Store) Collections() []*mongo.Collection { return []*mongo.Collection{s
 func (s *Store) Init(ctx context.Context) error {
 	return mongox.EnsureIndexes(ctx, s.tickets,
 		mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "order_time", Value: 1}, {Key: "_id", Value: 1}}},
-		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}})
+		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldAt, Value: 1}}})
 }
 
 type ticketDoc struct {
@@ -55,7 +55,7 @@ type ticketDoc struct {
 	Reason         string         `bson:"reason,omitempty"`
 	Revision       int64          `bson:"revision"`
 	Outbox         []outbox.Entry `bson:"outbox"`
-	OutboxPending  bool           `bson:"outbox_pending"`
+	OutboxAt       time.Time      `bson:"outbox_at,omitempty"`
 }
 
 func toDoc(t kitchen.Ticket) ticketDoc {
@@ -83,18 +83,17 @@ var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
 // delivered again, or the order was cancelled before it arrived.
 func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.Entry) (bool, error) {
 	d := toDoc(t)
-	if len(events) > 0 {
-		d.Outbox, d.OutboxPending = events, true
-	}
-	_, err := s.tickets.InsertOne(ctx, d)
+	err := outbox.Insert(ctx, s.tickets, s.Tracker, t.ID, d.Revision, events, func(at time.Time) any {
+		if len(events) > 0 {
+			d.Outbox, d.OutboxAt = events, at
+		}
+		return d
+	})
 	if mongox.IsDuplicate(err) {
-		return false, outbox.Recheck(ctx, s.tickets, t.ID, s.Written)
+		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("insert ticket %s: %w", t.ID, mongox.Translate(err, nil, nil))
-	}
-	if len(events) > 0 {
-		s.Written(s.tickets, t.ID, d.Revision, events)
 	}
 	return true, nil
 }
@@ -112,7 +111,7 @@ func (s *Store) get(ctx context.Context, id string, projection bson.D) (kitchen.
 	if err != nil {
 		return kitchen.Ticket{}, outbox.State{}, fmt.Errorf("get ticket %s: %w", id, mongox.Translate(err, kitchen.ErrNotFound, nil))
 	}
-	return d.ticket(), outbox.State{Revision: d.Revision, Outbox: d.Outbox}, nil
+	return d.ticket(), outbox.State{Revision: d.Revision, Outbox: d.Outbox, At: d.OutboxAt}, nil
 }
 
 func statusFilter(statuses []kitchen.Status) bson.E {
@@ -157,7 +156,7 @@ var ErrConflict = outbox.ErrConflict
 // events apply returns, guarded by the revision it read (see outbox.Update).
 func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticket) (bool, []outbox.Entry, error)) (kitchen.Ticket, bool, error) {
 	read := func(ctx context.Context) (kitchen.Ticket, outbox.State, error) { return s.get(ctx, id, nil) }
-	t, changed, err := outbox.Update(ctx, s.tickets, id, read, apply, ticketFields, s.Written)
+	t, changed, err := outbox.Update(ctx, s.tickets, id, read, apply, ticketFields, s.Tracker)
 	if err != nil {
 		return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, err)
 	}

@@ -22,29 +22,29 @@ type Store struct {
 	pizzas   *mongo.Collection
 	toppings *mongo.Collection
 	currency string
-	// Written is called after every write that left outbox entries, with
-	// the collection and _id of the document, to wake the relay.
-	Written outbox.Notify
+	// Tracker is told of every write that adds outbox entries: the
+	// relay, which publishes them.
+	Tracker outbox.Tracker
 }
 
 // New returns a store over db. currency is the ISO code of every price.
 func New(db *mongo.Database, currency string) *Store {
-	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
+	return &Store{pizzas: db.Collection("pizzas"), toppings: db.Collection("toppings"), currency: currency, Tracker: outbox.OnWritten(nil)}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
 func (s *Store) Collections() []*mongo.Collection { return []*mongo.Collection{s.pizzas, s.toppings} }
 
 type itemDoc struct {
-	ID            string         `bson:"_id"`
-	Name          string         `bson:"name"`
-	Description   string         `bson:"description,omitempty"`
-	Prices        []int64        `bson:"prices"`
-	Available     bool           `bson:"available"`
-	UpdateTime    time.Time      `bson:"update_time"`
-	Revision      int64          `bson:"revision"`
-	Outbox        []outbox.Entry `bson:"outbox"`
-	OutboxPending bool           `bson:"outbox_pending"`
+	ID          string         `bson:"_id"`
+	Name        string         `bson:"name"`
+	Description string         `bson:"description,omitempty"`
+	Prices      []int64        `bson:"prices"`
+	Available   bool           `bson:"available"`
+	UpdateTime  time.Time      `bson:"update_time"`
+	Revision    int64          `bson:"revision"`
+	Outbox      []outbox.Entry `bson:"outbox"`
+	OutboxAt    time.Time      `bson:"outbox_at,omitempty"`
 }
 
 func toDoc(it menu.Item) itemDoc {
@@ -69,7 +69,7 @@ func (s *Store) coll(k menu.Kind) *mongo.Collection {
 // Init creates indexes and seeds an empty store with the default menu. It is
 // safe to run from several replicas at once.
 func (s *Store) Init(ctx context.Context, now time.Time) error {
-	idx := mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}}
+	idx := mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldAt, Value: 1}}}
 	for _, c := range s.Collections() {
 		if err := mongox.EnsureIndexes(ctx, c, idx); err != nil {
 			return err
@@ -139,17 +139,20 @@ func (s *Store) get(ctx context.Context, k menu.Kind, id string) (menu.Item, out
 	if err != nil {
 		return menu.Item{}, outbox.State{}, fmt.Errorf("get %s %q: %w", k, id, mongox.Translate(err, menu.ErrNotFound, nil))
 	}
-	return d.item(), outbox.State{Revision: d.Revision, Outbox: d.Outbox}, nil
+	return d.item(), outbox.State{Revision: d.Revision, Outbox: d.Outbox, At: d.OutboxAt}, nil
 }
 
 // Create stores a new item with its event.
 func (s *Store) Create(ctx context.Context, k menu.Kind, it menu.Item, ev outbox.Entry) error {
 	d := toDoc(it)
-	d.Outbox, d.OutboxPending = []outbox.Entry{ev}, true
-	if _, err := s.coll(k).InsertOne(ctx, d); err != nil {
+	events := []outbox.Entry{ev}
+	err := outbox.Insert(ctx, s.coll(k), s.Tracker, it.ID, d.Revision, events, func(at time.Time) any {
+		d.Outbox, d.OutboxAt = events, at
+		return d
+	})
+	if err != nil {
 		return fmt.Errorf("create %s %q: %w", k, it.ID, mongox.Translate(err, nil, menu.ErrExists))
 	}
-	s.Written(s.coll(k), it.ID, d.Revision, d.Outbox)
 	return nil
 }
 
@@ -176,7 +179,7 @@ func (s *Store) Update(ctx context.Context, k menu.Kind, id string,
 		*it = changed
 		return true, []outbox.Entry{ev}, nil
 	}
-	it, _, err := outbox.Update(ctx, s.coll(k), id, read, apply, itemFields, s.Written)
+	it, _, err := outbox.Update(ctx, s.coll(k), id, read, apply, itemFields, s.Tracker)
 	if err != nil {
 		return menu.Item{}, fmt.Errorf("update %s %q: %w", k, id, err)
 	}

@@ -27,15 +27,15 @@ import (
 type Store struct {
 	orders    *mongo.Collection
 	customers *mongo.Collection
-	// Written is called after every write that leaves entries in an
-	// outbox, to hand them to the relay.
-	Written outbox.Notify
+	// Tracker is told of every write that adds outbox entries: the
+	// relay, which publishes them.
+	Tracker outbox.Tracker
 }
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
 	return &Store{orders: db.Collection("orders"), customers: db.Collection("customers"),
-		Written: func(*mongo.Collection, any, int64, []outbox.Entry) {}}
+		Tracker: outbox.OnWritten(nil)}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -46,7 +46,7 @@ func (s *Store) Init(ctx context.Context) error {
 	if err := mongox.EnsureIndexes(ctx, s.orders,
 		mongo.IndexModel{Keys: bson.D{{Key: "customer_id", Value: 1}, {Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
 		mongo.IndexModel{Keys: bson.D{{Key: "create_time", Value: -1}, {Key: "_id", Value: -1}}},
-		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldPending, Value: 1}}},
+		mongo.IndexModel{Keys: bson.D{{Key: outbox.FieldAt, Value: 1}}},
 	); err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ type orderDoc struct {
 	Revision       int64          `bson:"revision"`
 	RequestHash    string         `bson:"request_hash,omitempty"`
 	Outbox         []outbox.Entry `bson:"outbox"`
-	OutboxPending  bool           `bson:"outbox_pending"`
+	OutboxAt       time.Time      `bson:"outbox_at,omitempty"`
 }
 
 func toDoc(o *order.Order) orderDoc {
@@ -169,16 +169,14 @@ var ErrExists = errors.New("an order with this id already exists")
 // Insert stores a new order with its event.
 func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) error {
 	d := toDoc(o)
-	d.Outbox, d.OutboxPending = []outbox.Entry{ev}, true
-	if _, err := s.orders.InsertOne(ctx, d); err != nil {
-		if mongox.IsDuplicate(err) {
-			if rerr := outbox.Recheck(ctx, s.orders, o.ID, s.Written); rerr != nil {
-				return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(rerr, nil, nil))
-			}
-		}
+	events := []outbox.Entry{ev}
+	err := outbox.Insert(ctx, s.orders, s.Tracker, o.ID, d.Revision, events, func(at time.Time) any {
+		d.Outbox, d.OutboxAt = events, at
+		return d
+	})
+	if err != nil {
 		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrExists))
 	}
-	s.Written(s.orders, o.ID, d.Revision, d.Outbox)
 	return nil
 }
 
@@ -195,7 +193,7 @@ func (s *Store) get(ctx context.Context, id string, projection bson.D) (*order.O
 	if err != nil {
 		return nil, outbox.State{}, fmt.Errorf("get order %s: %w", id, mongox.Translate(err, order.ErrNotFound, nil))
 	}
-	return d.order(), outbox.State{Revision: d.Revision, Outbox: d.Outbox}, nil
+	return d.order(), outbox.State{Revision: d.Revision, Outbox: d.Outbox, At: d.OutboxAt}, nil
 }
 
 // Cursor marks a position in a newest-first listing.
@@ -273,7 +271,7 @@ var ErrConflict = outbox.ErrConflict
 func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) (changed bool, events []outbox.Entry, err error)) (*order.Order, bool, error) {
 	read := func(ctx context.Context) (*order.Order, outbox.State, error) { return s.get(ctx, id, nil) }
 	o, changed, err := outbox.Update(ctx, s.orders, id, read,
-		func(o **order.Order) (bool, []outbox.Entry, error) { return apply(*o) }, orderFields, s.Written)
+		func(o **order.Order) (bool, []outbox.Entry, error) { return apply(*o) }, orderFields, s.Tracker)
 	if err != nil {
 		return nil, false, fmt.Errorf("update order %s: %w", id, err)
 	}

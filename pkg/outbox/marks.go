@@ -1,0 +1,233 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// mark is a relay's promise, stored in MarksCollection: every write it was
+// told of that began before Upto has its entries in JetStream. Beat is when
+// the relay last stored it.
+type mark struct {
+	Name string    `bson:"_id"`
+	Upto time.Time `bson:"upto"`
+	Beat time.Time `bson:"beat"`
+}
+
+const (
+	// markEvery is how often, at most, a relay stores its mark: one small
+	// write a second however many orders go through.
+	markEvery = time.Second
+	// beatEvery is how often, at least, it stores it while nothing moves,
+	// so other relays can tell it is alive.
+	beatEvery = 10 * time.Second
+)
+
+// register reads the mark the last run under this name left, holds the new
+// mark at it until the scan from there is done, and stores the new mark. It
+// retries until the store answers or ctx ends.
+func (r *Relay) register(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.registerOnce(ctx)
+		if err == nil {
+			return nil
+		}
+		r.log.Warn("outbox relay: cannot store its mark yet; will retry", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (r *Relay) registerOnce(ctx context.Context) error {
+	var prev mark
+	err := r.marks.FindOne(ctx, bson.D{{Key: "_id", Value: r.name}}).Decode(&prev)
+	switch {
+	case isNoDocuments(err):
+	case err != nil:
+		return fmt.Errorf("outbox: read mark %s: %w", r.name, err)
+	default:
+		r.mu.Lock()
+		r.lowerFloorLocked(prev.Upto.UTC())
+		r.mu.Unlock()
+	}
+	return r.storeMark(ctx, true)
+}
+
+// storeMark stores the mark when it moved (at most every markEvery), when
+// beatEvery has passed, or when force is true.
+func (r *Relay) storeMark(ctx context.Context, force bool) error {
+	u := r.upto()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	r.mu.Lock()
+	saved := r.saved
+	r.mu.Unlock()
+	since := now.Sub(saved.Beat)
+	if !force && (since < markEvery || u.Equal(saved.Upto) && since < beatEvery) {
+		return nil
+	}
+	m := mark{Name: r.name, Upto: u, Beat: now}
+	_, err := r.marks.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.name}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "upto", Value: m.Upto}, {Key: "beat", Value: m.Beat}}}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("outbox: store mark %s: %w", r.name, err)
+	}
+	r.mu.Lock()
+	r.saved = m
+	r.mu.Unlock()
+	return nil
+}
+
+// everyMark returns the earliest mark of every relay of the database, read
+// at most once a second.
+func (r *Relay) everyMark(ctx context.Context) (time.Time, bool) {
+	r.mu.Lock()
+	ms, readAt := r.others, r.othersT
+	r.mu.Unlock()
+	if time.Since(readAt) > markEvery {
+		var err error
+		if ms, err = r.readMarks(ctx); err != nil {
+			return time.Time{}, false
+		}
+		r.mu.Lock()
+		r.others, r.othersT = ms, time.Now()
+		r.mu.Unlock()
+	}
+	if len(ms) == 0 {
+		return time.Time{}, false
+	}
+	floor := ms[0].Upto
+	for _, m := range ms[1:] {
+		if m.Upto.Before(floor) {
+			floor = m.Upto
+		}
+	}
+	return floor, true
+}
+
+func (r *Relay) readMarks(ctx context.Context) ([]mark, error) {
+	cur, err := r.marks.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: read marks: %w", err)
+	}
+	var ms []mark
+	if err := cur.All(ctx, &ms); err != nil {
+		return nil, fmt.Errorf("outbox: read marks: %w", err)
+	}
+	return ms, nil
+}
+
+// scanFloor publishes what the documents written since the floor hold: what
+// the last run under this name left unpublished, or what the relay forgot
+// while JetStream was away.
+func (r *Relay) scanFloor(ctx context.Context) error {
+	r.mu.Lock()
+	from, n := r.floor, r.floorN
+	r.mu.Unlock()
+	if from.IsZero() {
+		return nil
+	}
+	if _, err := r.scanFrom(ctx, from); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.floorN == n {
+		r.floor = time.Time{}
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// takeOverStale publishes, for every other relay's mark that stood still
+// for staleAfter, what the documents written since it hold, then deletes
+// the mark (unless its relay stored it again meanwhile).
+func (r *Relay) takeOverStale(ctx context.Context) error {
+	ms, err := r.readMarks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Name == r.name || time.Since(m.Beat) < r.staleAfter {
+			continue
+		}
+		r.log.Info("outbox relay: taking over a stale mark", "mark", m.Name, "upto", m.Upto, "beat", m.Beat)
+		if _, err := r.scanFrom(ctx, m.Upto); err != nil {
+			return err
+		}
+		if _, err := r.marks.DeleteOne(ctx, bson.D{{Key: "_id", Value: m.Name}, {Key: "beat", Value: m.Beat}}); err != nil {
+			return fmt.Errorf("outbox: delete stale mark %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// scanned is the part of a document a scan reads.
+type scanned struct {
+	ID     any     `bson:"_id"`
+	Outbox []Entry `bson:"outbox"`
+}
+
+// scanFrom publishes every entry, not known to be acknowledged, of the
+// documents whose outbox_at is at or after from. It returns how many
+// entries JetStream did not have yet. On MongoDB it is a range query on
+// the outbox_at index; the embedded store reads every document.
+func (r *Relay) scanFrom(ctx context.Context, from time.Time) (int, error) {
+	n := 0
+	for _, c := range r.colls {
+		cur, err := c.Find(ctx, bson.D{{Key: FieldAt, Value: bson.D{{Key: "$gte", Value: from}}}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: FieldEntries, Value: 1}}))
+		if err != nil {
+			return n, fmt.Errorf("outbox: scan %s from %s: %w", c.Name(), from.Format(time.RFC3339Nano), err)
+		}
+		for cur.Next(ctx) {
+			var d scanned
+			if err := cur.Decode(&d); err != nil {
+				_ = cur.Close(ctx)
+				return n, fmt.Errorf("outbox: scan %s: %w", c.Name(), err)
+			}
+			for _, e := range d.Outbox {
+				if r.isAcked(e.ID) {
+					continue
+				}
+				pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
+				dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+				if err != nil {
+					_ = cur.Close(ctx)
+					return n, fmt.Errorf("outbox: publish %s: %w", e.ID, err)
+				}
+				r.mu.Lock()
+				r.acked.add(e.ID)
+				r.mu.Unlock()
+				if dup {
+					continue
+				}
+				n++
+				r.published.Add(1)
+				r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", c.Name())))
+			}
+		}
+		err = cur.Err()
+		_ = cur.Close(ctx)
+		if err != nil {
+			return n, fmt.Errorf("outbox: scan %s: %w", c.Name(), err)
+		}
+	}
+	return n, nil
+}
+
+func isNoDocuments(err error) bool { return errors.Is(err, mongo.ErrNoDocuments) }
