@@ -273,6 +273,18 @@ func (r *Relay) poke() {
 	}
 }
 
+// Pending is how many writes the relay was told of whose entries are not
+// yet all acknowledged.
+func (r *Relay) Pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.open {
+		n += c
+	}
+	return n
+}
+
 // Published is how many entries this relay has published that JetStream
 // did not already have.
 func (r *Relay) Published() int64 { return r.published.Load() }

@@ -20,7 +20,6 @@ import (
 	"github.com/pizzashop/pizzashop/services/delivery/internal/delivery"
 	"github.com/pizzashop/pizzashop/services/delivery/internal/deliveryapi"
 	"github.com/pizzashop/pizzashop/services/delivery/internal/deliverydb"
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -38,6 +37,7 @@ type env struct {
 	srv    *deliveryapi.Server
 	bus    *natsx.Bus
 	stream jetstream.Stream // DELIVERY
+	relay  *outbox.Relay
 
 	ctx context.Context // ends when the test does
 	wg  *sync.WaitGroup
@@ -68,7 +68,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("Stream: %v", err)
 	}
 	relay := outbox.NewRelay(bus, logging.Discard(), store.Collections())
-	store.Written = relay.Written
+	store.Tracker = relay
 	wg.Go(func() { _ = relay.Run(ctx) })
 
 	signer, err := auth.NewSigner(secret)
@@ -97,7 +97,7 @@ func newEnv(t *testing.T) *env {
 	// and the store go: cleanups run last registered first.
 	t.Cleanup(func() { srv.EndWatches(); cancel(); wg.Wait() })
 
-	return &env{client: deliveryv1.NewDeliveryServiceClient(conn), signer: signer, store: store, srv: srv,
+	return &env{client: deliveryv1.NewDeliveryServiceClient(conn), signer: signer, store: store, srv: srv, relay: relay,
 		bus: bus, stream: stream, ctx: ctx, wg: &wg}
 }
 
@@ -203,29 +203,16 @@ func (e *env) waitPublished(t *testing.T, subjects ...string) []*deliveryv1.Deli
 	}
 }
 
-// waitFlushed waits until the relay has published and cleared every outbox.
-//
-// Tests call it between two moves of one delivery. On the embedded FerretDB
-// the relay's clear of an outbox is a read and a separate write of the whole
-// document (FerretDB/FerretDB#3040), so a move stored in between is rolled
-// back, its event with it. MongoDB applies the clear's revision filter
-// atomically and needs no waiting; TestBackToBackMoves checks that there.
+// waitFlushed waits until the relay has published every event of the
+// writes so far.
 func (e *env) waitFlushed(t *testing.T) {
 	t.Helper()
-	ctx := testContext(t)
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, err := e.store.Collections()[0].CountDocuments(ctx, bson.D{{Key: outbox.FieldPending, Value: true}})
-		if err != nil {
-			t.Fatalf("count pending outboxes: %v", err)
-		}
-		if n == 0 {
-			return
-		}
+	for e.relay.Pending() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d outboxes still pending after 10s", n)
+			t.Fatalf("%d writes still unpublished after 10s", e.relay.Pending())
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestPricingFromCache(t *testing.T) {
 		t.Fatalf("EnsureStream: %v", err)
 	}
 	relay := outbox.NewRelay(bus, logging.Discard(), store.Collections())
-	store.Written = relay.Written
+	store.Tracker = relay
 	rctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = relay.Run(rctx) })

@@ -46,7 +46,7 @@ func newStore(t *testing.T) (*menudb.Store, *mongo.Database) {
 type rawDoc struct {
 	Revision      int64          `bson:"revision"`
 	Outbox        []outbox.Entry `bson:"outbox"`
-	OutboxPending bool           `bson:"outbox_pending"`
+	OutboxAt      time.Time      `bson:"outbox_at"`
 }
 
 func readRaw(t *testing.T, db *mongo.Database, coll, id string) rawDoc {
@@ -115,7 +115,7 @@ func TestInitSeedsOnce(t *testing.T) {
 	}
 	for _, coll := range []string{"pizzas", "toppings"} {
 		var d rawDoc
-		err := db.Collection(coll).FindOne(ctx, bson.D{{Key: "outbox_pending", Value: true}, {Key: "revision", Value: 1}}).Decode(&d)
+		err := db.Collection(coll).FindOne(ctx, bson.D{{Key: "outbox_at", Value: bson.D{{Key: "$exists", Value: true}}}, {Key: "revision", Value: 1}}).Decode(&d)
 		if !errors.Is(err, mongo.ErrNoDocuments) {
 			t.Errorf("seeded %s with a pending outbox: %+v, %v; want none: the seed is not an event", coll, d, err)
 		}
@@ -229,7 +229,7 @@ func TestCreateGet(t *testing.T) {
 			ctx := testContext(t)
 			s, db := newStore(t)
 			var written atomic.Int32
-			s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
+			s.Tracker = outbox.OnWritten(func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) })
 
 			it := newItem(t, k, "Tartufo Nero")
 			ev := testEntry(t)
@@ -250,8 +250,8 @@ func TestCreateGet(t *testing.T) {
 			if diff := gocmp.Diff([]outbox.Entry{ev}, raw.Outbox); diff != "" {
 				t.Errorf("outbox after Create (-want +got):\n%s", diff)
 			}
-			if !raw.OutboxPending {
-				t.Errorf("outbox_pending after Create = false, want true")
+			if raw.OutboxAt.IsZero() {
+				t.Errorf("outbox_at after Create is not set, want the write's stamp")
 			}
 
 			other := menu.KindTopping
@@ -280,7 +280,7 @@ func TestCreateDuplicate(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	var written atomic.Int32
-	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
+	s.Tracker = outbox.OnWritten(func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) })
 
 	seeded := newItem(t, menu.KindPizza, "Margherita")
 	if err := s.Create(ctx, menu.KindPizza, seeded, testEntry(t)); !errors.Is(err, menu.ErrExists) {
@@ -315,7 +315,7 @@ func TestUpdate(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	var written atomic.Int32
-	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
+	s.Tracker = outbox.OnWritten(func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) })
 
 	before, err := s.Get(ctx, menu.KindTopping, "ham")
 	if err != nil {
@@ -348,8 +348,8 @@ func TestUpdate(t *testing.T) {
 	if diff := gocmp.Diff([]string{ev1.ID}, entryIDs(raw.Outbox)); diff != "" {
 		t.Errorf("outbox after Update (-want +got):\n%s", diff)
 	}
-	if !raw.OutboxPending || raw.Revision != 2 {
-		t.Errorf("after Update outbox_pending = %v revision = %d, want true 2", raw.OutboxPending, raw.Revision)
+	if raw.OutboxAt.IsZero() || raw.Revision != 2 {
+		t.Errorf("after Update outbox_at = %v revision = %d, want set and 2", raw.OutboxAt, raw.Revision)
 	}
 
 	// A second change queues its event behind the first.
@@ -376,7 +376,7 @@ func TestUpdateRefused(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	var written atomic.Int32
-	s.Written = func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) }
+	s.Tracker = outbox.OnWritten(func(*mongo.Collection, any, int64, []outbox.Entry) { written.Add(1) })
 	boom := errors.New("boom")
 
 	tests := []struct {
@@ -426,8 +426,8 @@ func TestUpdateRefused(t *testing.T) {
 	if err != nil || it.Name != "Funghi" || it.Revision != 1 {
 		t.Errorf("funghi after refused updates = %q revision %d (%v), want unchanged", it.Name, it.Revision, err)
 	}
-	if raw := readRaw(t, db, "pizzas", "funghi"); len(raw.Outbox) != 0 || raw.OutboxPending {
-		t.Errorf("refused updates left outbox %v pending %v, want none", entryIDs(raw.Outbox), raw.OutboxPending)
+	if raw := readRaw(t, db, "pizzas", "funghi"); len(raw.Outbox) != 0 || !raw.OutboxAt.IsZero() {
+		t.Errorf("refused updates left outbox %v at %v, want none", entryIDs(raw.Outbox), raw.OutboxAt)
 	}
 }
 

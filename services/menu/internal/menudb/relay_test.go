@@ -16,8 +16,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menuapi"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menudb"
 )
 
 // newStream connects to NATS and declares the menu stream. It returns the
@@ -68,25 +67,50 @@ func msgsAfter(t *testing.T, stream jetstream.Stream, seq uint64) []*jetstream.R
 	return out
 }
 
-// settle waits until the relay has cleared the outbox of a document. On the
-// embedded FerretDB a write to the document while the relay clears it can be
-// lost (see requireAtomicUpdates), so tests that write one document twice
-// with a relay running wait for it in between.
-func settle(t *testing.T, db *mongo.Database, coll, id string) {
+// runRelay runs a relay named name over s's collections until the test
+// ends or the returned stop is called, with s telling it of every write.
+func runRelay(t *testing.T, s *menudb.Store, bus *natsx.Bus, opts ...outbox.Option) (*outbox.Relay, func()) {
+	t.Helper()
+	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections(), opts...)
+	s.Tracker = relay
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := relay.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return relay, stop
+}
+
+// waitIdle waits until relay has published every write it was told of.
+func waitIdle(t *testing.T, relay *outbox.Relay) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for readRaw(t, db, coll, id).OutboxPending {
+	for relay.Pending() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s %q still has a pending outbox after 10s", coll, id)
+			t.Fatalf("%d writes still unpublished after 10s", relay.Pending())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func streamIDs(t *testing.T, stream jetstream.Stream, after uint64) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range msgsAfter(t, stream, after) {
+		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	return ids
 }
 
 func TestRelayPublishesEachEntryOnce(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	bus, stream, start := newStream(t)
+	relay, _ := runRelay(t, s, bus, outbox.WithInterval(time.Hour))
 
 	// Five events over three documents in two collections.
 	var want []outbox.Entry
@@ -111,15 +135,7 @@ func TestRelayPublishesEachEntryOnce(t *testing.T) {
 	update(menu.KindPizza, "bianca", menu.Patch{Name: new("Bianca Neve")})
 	update(menu.KindPizza, "bianca", menu.Patch{Available: new(false)})
 	update(menu.KindTopping, "ham", menu.Patch{Available: new(false)})
-
-	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections())
-	n, err := relay.Flush(ctx)
-	if err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	if n != len(want) {
-		t.Errorf("Flush() = %d, want %d", n, len(want))
-	}
+	waitIdle(t, relay)
 
 	msgs := msgsAfter(t, stream, start)
 	if len(msgs) != len(want) {
@@ -150,86 +166,65 @@ func TestRelayPublishesEachEntryOnce(t *testing.T) {
 		t.Errorf("bianca's events published in stream positions %d, %d, %d, want increasing",
 			pos[want[0].ID], pos[want[2].ID], pos[want[3].ID])
 	}
-
-	for _, coll := range []string{"pizzas", "toppings"} {
-		n, err := db.Collection(coll).CountDocuments(ctx, bson.D{{Key: outbox.FieldPending, Value: true}})
-		if err != nil {
-			t.Fatalf("count pending: %v", err)
-		}
-		if n != 0 {
-			t.Errorf("%s with outbox_pending after Flush = %d, want 0", coll, n)
-		}
-	}
-	raw := readRaw(t, db, "pizzas", "bianca")
-	if len(raw.Outbox) != 0 || raw.Revision != 3 {
-		t.Errorf("bianca after Flush: outbox %v revision %d, want empty and 3", entryIDs(raw.Outbox), raw.Revision)
-	}
-
-	// Nothing is pending, so a second Flush sends nothing.
-	seq := lastSeq(t, stream)
-	if n, err := relay.Flush(ctx); n != 0 || err != nil {
-		t.Errorf("second Flush() = %d, %v; want 0, nil", n, err)
-	}
-	if got := lastSeq(t, stream); got != seq {
-		t.Errorf("stream last sequence after second Flush = %d, want %d", got, seq)
-	}
 	if got := relay.Published(); got != int64(len(want)) {
 		t.Errorf("Published() = %d, want %d", got, len(want))
 	}
+	// A write keeps the entries it finds that the relay has not yet
+	// acknowledged, and drops the rest: once the relay is idle, the next
+	// write leaves only its own event.
+	raw := readRaw(t, db, "pizzas", "bianca")
+	if ids := entryIDs(raw.Outbox); len(ids) == 0 || ids[len(ids)-1] != want[3].ID || raw.Revision != 3 {
+		t.Errorf("bianca: outbox %v revision %d, want ending in %s, and 3", ids, raw.Revision, want[3].ID)
+	}
+	update(menu.KindPizza, "bianca", menu.Patch{Available: new(true)})
+	if ids := entryIDs(readRaw(t, db, "pizzas", "bianca").Outbox); len(ids) != 1 || ids[0] != want[5].ID {
+		t.Errorf("bianca after a write with every earlier event acknowledged: outbox %v, want only [%s]", ids, want[5].ID)
+	}
 }
 
-func TestRelayRepublishCollapses(t *testing.T) {
-	// A relay that stopped after publishing but before clearing the outbox
-	// publishes again on the next start; the event id makes JetStream keep
-	// one copy.
+func TestRelayResumesUnderItsName(t *testing.T) {
+	// A process whose events could not get out dies; the next one under
+	// its name publishes them, once, and a third finds nothing to do.
 	ctx := testContext(t)
-	s, db := newStore(t)
+	s, _ := newStore(t)
 	bus, stream, start := newStream(t)
+
+	paused, stop := runRelay(t, s, bus, outbox.WithName("menu@test"), outbox.WithPaused(true))
 	ev := testEntry(t)
 	if err := s.Create(ctx, menu.KindPizza, newItem(t, menu.KindPizza, "Bianca"), ev); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections())
-	if _, err := relay.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
+	if paused.Pending() != 1 {
+		t.Fatalf("paused relay has %d pending writes, want 1", paused.Pending())
 	}
-	_, err := db.Collection("pizzas").UpdateOne(ctx, bson.D{{Key: "_id", Value: "bianca"}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: outbox.FieldEntries, Value: bson.A{ev}}, {Key: outbox.FieldPending, Value: true}}}})
-	if err != nil {
-		t.Fatalf("restore outbox: %v", err)
+	stop()
+	if ids := streamIDs(t, stream, start); len(ids) != 0 {
+		t.Fatalf("a paused relay published %v", ids)
 	}
-	// JetStream already has it: the publish collapses, so nothing is new.
-	if n, err := relay.Flush(ctx); n != 0 || err != nil {
-		t.Fatalf("Flush of the restored entry = %d, %v; want 0 new, nil", n, err)
+
+	next, stop := runRelay(t, s, bus, outbox.WithName("menu@test"))
+	deadline := time.Now().Add(10 * time.Second)
+	for next.Published() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	msgs := msgsAfter(t, stream, start)
-	if len(msgs) != 1 || msgs[0].Header.Get(jetstream.MsgIDHeader) != ev.ID {
-		var ids []string
-		for _, m := range msgs {
-			ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
-		}
-		t.Errorf("stream holds events %v, want only [%s]", ids, ev.ID)
+	stop() // clean: nothing outstanding, so its mark goes
+	if diff := gocmp.Diff([]string{ev.ID}, streamIDs(t, stream, start)); diff != "" {
+		t.Fatalf("stream after the restart (-want +got):\n%s", diff)
 	}
-	if raw := readRaw(t, db, "pizzas", "bianca"); len(raw.Outbox) != 0 || raw.OutboxPending {
-		t.Errorf("bianca after Flush: outbox %v pending %v, want cleared", entryIDs(raw.Outbox), raw.OutboxPending)
+
+	third, _ := runRelay(t, s, bus, outbox.WithName("menu@test"))
+	time.Sleep(300 * time.Millisecond)
+	if third.Published() != 0 {
+		t.Errorf("a third run published %d events, want 0: the clean stop left nothing to look for", third.Published())
 	}
 }
 
 func TestRelayRunWakesOnWrite(t *testing.T) {
 	ctx := testContext(t)
-	s, db := newStore(t)
+	s, _ := newStore(t)
 	bus, stream, start := newStream(t)
-	// Polling once an hour: only Notify can make the publish prompt.
-	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections(), outbox.WithInterval(time.Hour))
-	s.Written = relay.Written
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := relay.Run(runCtx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	t.Cleanup(func() { stop(); wg.Wait() })
+	// Looking for stale marks once an hour: only a write can make it publish.
+	relay, _ := runRelay(t, s, bus, outbox.WithInterval(time.Hour))
 
 	waitPublished := func(want int64) {
 		t.Helper()
@@ -246,18 +241,13 @@ func TestRelayRunWakesOnWrite(t *testing.T) {
 		t.Fatalf("Create: %v", err)
 	}
 	waitPublished(1)
-	settle(t, db, "toppings", "capers")
 	ev2 := testEntry(t)
 	if _, err := s.Update(ctx, menu.KindTopping, "capers", apply(menu.KindTopping, menu.Patch{Available: new(false)}),
 		func(menu.Item) (outbox.Entry, error) { return ev2, nil }); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
 	waitPublished(2)
-	var ids []string
-	for _, m := range msgsAfter(t, stream, start) {
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
-	}
-	if diff := gocmp.Diff([]string{ev.ID, ev2.ID}, ids); diff != "" {
+	if diff := gocmp.Diff([]string{ev.ID, ev2.ID}, streamIDs(t, stream, start)); diff != "" {
 		t.Errorf("stream events (-want +got):\n%s", diff)
 	}
 }
@@ -266,12 +256,7 @@ func TestRelayRacesUpdates(t *testing.T) {
 	ctx := testContext(t)
 	s, db := newStore(t)
 	bus, stream, start := newStream(t)
-	relay := outbox.NewRelay(bus, logging.Discard(), s.Collections(), outbox.WithInterval(time.Millisecond))
-	s.Written = relay.Written
-	runCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = relay.Run(runCtx) })
-	t.Cleanup(func() { stop(); wg.Wait() })
+	relay, stop := runRelay(t, s, bus, outbox.WithInterval(time.Millisecond))
 
 	const n = 30
 	var want []string
@@ -285,16 +270,9 @@ func TestRelayRacesUpdates(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	waitIdle(t, relay)
 	stop()
-	wg.Wait()
-	if _, err := relay.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	var got []string
-	for _, m := range msgsAfter(t, stream, start) {
-		got = append(got, m.Header.Get(jetstream.MsgIDHeader))
-	}
-	if diff := gocmp.Diff(want, got); diff != "" {
+	if diff := gocmp.Diff(want, streamIDs(t, stream, start)); diff != "" {
 		t.Errorf("events published while the relay ran (-want +got):\n%s", diff)
 	}
 	raw := readRaw(t, db, "pizzas", "funghi")

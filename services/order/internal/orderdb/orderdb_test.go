@@ -50,9 +50,9 @@ func newOrder(t *testing.T, id, customer, key string, at time.Time) *order.Order
 func TestInsertGet(t *testing.T) {
 	s, c := newStore(t), ctx(t)
 	var written []any
-	s.Written = func(_ *mongo.Collection, id any, rev int64, entries []outbox.Entry) {
+	s.Tracker = outbox.OnWritten(func(_ *mongo.Collection, id any, rev int64, entries []outbox.Entry) {
 		written = append(written, fmt.Sprint(id, "@", rev, "+", len(entries)))
-	}
+	})
 	o := newOrder(t, "o1", "ann", "hash-1", t0)
 	ev := outbox.Entry{ID: "e1", Subject: "order.placed.o1", CreateTime: t0}
 	if err := s.Insert(c, o, ev); err != nil {
