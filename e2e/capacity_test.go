@@ -44,7 +44,7 @@ func TestSteadyStateScansNothing(t *testing.T) {
 		}
 	}
 	lifecycle(3)                // warm: caches, connections, the kitchen's queue count
-	time.Sleep(2 * time.Second) // let the warm-up's outboxes be cleared
+	time.Sleep(2 * time.Second) // let the warm-up's events and marks settle
 	before := s.StoreStatements()
 	const n = 20
 	lifecycle(n)

@@ -245,7 +245,7 @@ func waitPlaced(t testing.TB, s *stack.Stack, id string, timeout time.Duration) 
 func outboxState(t testing.TB, s *stack.Stack, id string) string {
 	t.Helper()
 	var doc struct {
-		Pending bool             `bson:"outbox_pending"`
+		At      time.Time        `bson:"outbox_at"`
 		Outbox  []map[string]any `bson:"outbox"`
 		Status  int              `bson:"status"`
 	}
@@ -259,7 +259,7 @@ func outboxState(t testing.TB, s *stack.Stack, id string) string {
 	for _, e := range doc.Outbox {
 		subjects = append(subjects, fmt.Sprint(e["subject"]))
 	}
-	return fmt.Sprintf("order document: status %d, outbox_pending %v, outbox %v", doc.Status, doc.Pending, subjects)
+	return fmt.Sprintf("order document: status %d, outbox_at %v, outbox %v", doc.Status, doc.At, subjects)
 }
 
 // placedEvent reads the order.placed event of an order.

@@ -40,23 +40,47 @@ func Update[T any](ctx context.Context, c *mongo.Collection, id any,
 	fields func(T) bson.D,
 	tr Tracker,
 ) (T, bool, error) {
+	return UpdateRecent(ctx, c, id, nil, read, apply, fields, tr)
+}
+
+// UpdateRecent is Update starting from the copy recent keeps of the
+// document, when it has one, instead of a read; a write keeps its result
+// there. A copy that turns out stale (the guarded write matches nothing, or
+// apply refuses or finds nothing to do) is dropped and the cycle starts
+// over from a read.
+func UpdateRecent[T any](ctx context.Context, c *mongo.Collection, id any, recent *Recent[T],
+	read func(context.Context) (T, State, error),
+	apply func(*T) (bool, []Entry, error),
+	fields func(T) bson.D,
+	tr Tracker,
+) (T, bool, error) {
 	var zero T
 	for range maxAttempts {
-		v, st, err := read(ctx)
-		if err != nil {
-			return zero, false, err
+		v, st, cached := recent.get(id)
+		if !cached {
+			var err error
+			if v, st, err = read(ctx); err != nil {
+				return zero, false, err
+			}
 		}
 		changed, events, err := apply(&v)
 		if err != nil || !changed {
+			if cached {
+				recent.drop(id)
+				continue
+			}
 			return v, false, err
 		}
-		ok, err := Write(ctx, c, tr, id, st, fields(v), events...)
+		next, ok, err := write(ctx, c, tr, id, st, fields(v), events)
 		if err != nil {
+			recent.drop(id)
 			return zero, false, mongox.Translate(err, nil, nil)
 		}
 		if ok {
+			recent.Put(id, v, next)
 			return v, true, nil
 		}
+		recent.drop(id)
 	}
 	return zero, false, ErrConflict
 }

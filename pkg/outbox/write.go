@@ -20,21 +20,27 @@ import (
 // and outbox_at never moves back, so a relay that takes over after a crash
 // finds in range every document with an entry it may not have published.
 func Write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st State, set bson.D, events ...Entry) (bool, error) {
+	_, ok, err := write(ctx, c, tr, id, st, set, events)
+	return ok, err
+}
+
+// write is Write that also returns the document's outbox state after it.
+func write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st State, set bson.D, events []Entry) (State, bool, error) {
 	rev, ok := revisionIn(set)
 	if !ok || rev <= st.Revision {
-		return false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, st.Revision)
+		return State{}, false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, st.Revision)
 	}
 	filter := bson.D{{Key: "_id", Value: id}, {Key: FieldRevision, Value: st.Revision}}
 	if len(events) == 0 {
 		res, err := c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
 		if err != nil {
-			return false, err
+			return State{}, false, err
 		}
-		return res.MatchedCount == 1, nil
+		return State{Revision: rev, Outbox: st.Outbox, At: st.At}, res.MatchedCount == 1, nil
 	}
 	at, err := tr.Begin(ctx)
 	if err != nil {
-		return false, err
+		return State{}, false, err
 	}
 	kept := st.Outbox
 	if len(kept) > 0 && tr.Acked(ctx, kept, st.At) {
@@ -56,9 +62,9 @@ func Write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st Stat
 	}
 	tr.Done(w)
 	if err != nil {
-		return false, err
+		return State{}, false, err
 	}
-	return res.MatchedCount == 1, nil
+	return State{Revision: rev, Outbox: entries, At: stamp}, res.MatchedCount == 1, nil
 }
 
 // Insert stores a new document whose outbox holds events: doc builds it

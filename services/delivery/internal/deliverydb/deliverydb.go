@@ -23,11 +23,18 @@ type Store struct {
 	// Tracker is told of every write that adds outbox entries: the
 	// relay, which publishes them.
 	Tracker outbox.Tracker
+	recent  *outbox.Recent[delivery.Delivery]
 }
+
+// recentDeliveries is how many deliveries a store keeps as it last wrote
+// them, so that the next move of one starts without a read (see
+// outbox.Recent).
+const recentDeliveries = 4096
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{deliveries: db.Collection("deliveries"), Tracker: outbox.OnWritten(nil)}
+	return &Store{deliveries: db.Collection("deliveries"), Tracker: outbox.OnWritten(nil),
+		recent: outbox.NewRecent(recentDeliveries, func(d delivery.Delivery) delivery.Delivery { return toDoc(d).delivery() })}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -138,6 +145,7 @@ func (s *Store) Insert(ctx context.Context, d delivery.Delivery, events ...outbo
 	if err != nil {
 		return false, fmt.Errorf("insert delivery %s: %w", d.ID(), mongox.Translate(err, nil, nil))
 	}
+	s.recent.Put(d.ID(), d, outbox.State{Revision: doc.Revision, Outbox: doc.Outbox, At: doc.OutboxAt})
 	return true, nil
 }
 
@@ -212,7 +220,7 @@ var ErrConflict = outbox.ErrConflict
 // delivery it is given.
 func (s *Store) Update(ctx context.Context, id string, apply func(*delivery.Delivery) (bool, []outbox.Entry, error)) (delivery.Delivery, bool, error) {
 	read := func(ctx context.Context) (delivery.Delivery, outbox.State, error) { return s.get(ctx, id, nil) }
-	d, changed, err := outbox.Update(ctx, s.deliveries, id, read, apply, deliveryFields, s.Tracker)
+	d, changed, err := outbox.UpdateRecent(ctx, s.deliveries, id, s.recent, read, apply, deliveryFields, s.Tracker)
 	if err != nil {
 		return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, err)
 	}

@@ -6,6 +6,7 @@ package kitchendb
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/mongox"
@@ -22,11 +23,20 @@ type Store struct {
 	// Tracker is told of every write that adds outbox entries: the
 	// relay, which publishes them.
 	Tracker outbox.Tracker
+	recent  *outbox.Recent[kitchen.Ticket]
 }
+
+// recentTickets is how many tickets a store keeps as it last wrote them, so
+// that the next move of one starts without a read (see outbox.Recent).
+const recentTickets = 4096
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{tickets: db.Collection("tickets"), Tracker: outbox.OnWritten(nil)}
+	return &Store{tickets: db.Collection("tickets"), Tracker: outbox.OnWritten(nil),
+		recent: outbox.NewRecent(recentTickets, func(t kitchen.Ticket) kitchen.Ticket {
+			t.ToppingNames = slices.Clone(t.ToppingNames)
+			return t
+		})}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -95,6 +105,7 @@ func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.E
 	if err != nil {
 		return false, fmt.Errorf("insert ticket %s: %w", t.ID, mongox.Translate(err, nil, nil))
 	}
+	s.recent.Put(t.ID, t, outbox.State{Revision: d.Revision, Outbox: d.Outbox, At: d.OutboxAt})
 	return true, nil
 }
 
@@ -153,10 +164,11 @@ func (s *Store) List(ctx context.Context, statuses []kitchen.Status, limit int, 
 var ErrConflict = outbox.ErrConflict
 
 // Update reads ticket id, lets apply change it, and writes it back with the
-// events apply returns, guarded by the revision it read (see outbox.Update).
+// events apply returns, guarded by the revision it read (see
+// outbox.UpdateRecent: a ticket this store wrote lately needs no read).
 func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticket) (bool, []outbox.Entry, error)) (kitchen.Ticket, bool, error) {
 	read := func(ctx context.Context) (kitchen.Ticket, outbox.State, error) { return s.get(ctx, id, nil) }
-	t, changed, err := outbox.Update(ctx, s.tickets, id, read, apply, ticketFields, s.Tracker)
+	t, changed, err := outbox.UpdateRecent(ctx, s.tickets, id, s.recent, read, apply, ticketFields, s.Tracker)
 	if err != nil {
 		return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, err)
 	}

@@ -191,7 +191,6 @@ func (e *env) waitEvents(t *testing.T, n int) []*menuv1.MenuChanged {
 	}
 }
 
-
 func prices(s, m, l int64) []*menuv1.SizePrice {
 	return []*menuv1.SizePrice{
 		{Size: commonv1.Size_SIZE_SMALL, AmountMinor: s},

@@ -44,9 +44,9 @@ func newStore(t *testing.T) (*menudb.Store, *mongo.Database) {
 
 // rawDoc is the part of a stored document the outbox relay works on.
 type rawDoc struct {
-	Revision      int64          `bson:"revision"`
-	Outbox        []outbox.Entry `bson:"outbox"`
-	OutboxAt      time.Time      `bson:"outbox_at"`
+	Revision int64          `bson:"revision"`
+	Outbox   []outbox.Entry `bson:"outbox"`
+	OutboxAt time.Time      `bson:"outbox_at"`
 }
 
 func readRaw(t *testing.T, db *mongo.Database, coll, id string) rawDoc {

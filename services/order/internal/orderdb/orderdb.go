@@ -30,12 +30,18 @@ type Store struct {
 	// Tracker is told of every write that adds outbox entries: the
 	// relay, which publishes them.
 	Tracker outbox.Tracker
+	recent  *outbox.Recent[*order.Order]
 }
+
+// recentOrders is how many orders a store keeps as it last wrote them, so
+// that the next step of one starts without a read (see outbox.Recent).
+const recentOrders = 4096
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
 	return &Store{orders: db.Collection("orders"), customers: db.Collection("customers"),
-		Tracker: outbox.OnWritten(nil)}
+		Tracker: outbox.OnWritten(nil),
+		recent:  outbox.NewRecent(recentOrders, func(o *order.Order) *order.Order { return toDoc(o).order() })}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -177,6 +183,7 @@ func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) err
 	if err != nil {
 		return fmt.Errorf("insert order %s: %w", o.ID, mongox.Translate(err, nil, ErrExists))
 	}
+	s.recent.Put(o.ID, o, outbox.State{Revision: d.Revision, Outbox: d.Outbox, At: d.OutboxAt})
 	return nil
 }
 
@@ -270,7 +277,7 @@ var ErrConflict = outbox.ErrConflict
 // outbox.Update). When apply reports no change, nothing is written.
 func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) (changed bool, events []outbox.Entry, err error)) (*order.Order, bool, error) {
 	read := func(ctx context.Context) (*order.Order, outbox.State, error) { return s.get(ctx, id, nil) }
-	o, changed, err := outbox.Update(ctx, s.orders, id, read,
+	o, changed, err := outbox.UpdateRecent(ctx, s.orders, id, s.recent, read,
 		func(o **order.Order) (bool, []outbox.Entry, error) { return apply(*o) }, orderFields, s.Tracker)
 	if err != nil {
 		return nil, false, fmt.Errorf("update order %s: %w", id, err)
