@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"github.com/pizzashop/pizzashop/services/order/internal/order"
 	"github.com/pizzashop/pizzashop/services/order/internal/orderdb"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 var t0 = time.Date(2026, 11, 23, 18, 0, 0, 0, time.UTC)
@@ -186,5 +189,91 @@ func TestCustomers(t *testing.T) {
 	}
 	if _, err := s.GetCustomer(c, "nobody"); !errors.Is(err, order.ErrCustomerNotFound) {
 		t.Errorf("GetCustomer(nobody) = %v, want ErrCustomerNotFound", err)
+	}
+}
+
+// finds counts the find commands a client sends.
+type finds struct{ n atomic.Int64 }
+
+func (f *finds) monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "find" {
+			f.n.Add(1)
+		}
+	}}
+}
+
+func TestUpdateStartsFromWhatItWrote(t *testing.T) {
+	var reads finds
+	client, err := mongo.Connect(options.Client().ApplyURI(devstack.Mongo(t)).SetMonitor(reads.monitor()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, db := devstack.MongoDatabase(t)
+	s, c := orderdb.New(client.Database(db.Name())), ctx(t)
+	if err := s.Init(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(c, newOrder(t, "o1", "ann", "", t0), outbox.Entry{ID: "e1"}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(to order.Status, at time.Time) (*order.Order, bool, error) {
+		return s.Update(c, "o1", func(o *order.Order) (bool, []outbox.Entry, error) {
+			if !o.Advance(to, at, "") {
+				return false, nil, nil
+			}
+			return true, []outbox.Entry{{ID: "ev-" + to.String()}}, nil
+		})
+	}
+
+	// The step right after the insert starts from the store's own copy.
+	before := reads.n.Load()
+	if o, changed, err := step(order.StatusAccepted, t0.Add(time.Minute)); err != nil || !changed || o.Revision != 2 {
+		t.Fatalf("Update to ACCEPTED = %v %v %v", o, changed, err)
+	}
+	if n := reads.n.Load() - before; n != 0 {
+		t.Errorf("Update after Insert made %d reads, want 0", n)
+	}
+
+	// Another replica moves the order on: this store's copy is stale. The
+	// copy finds READY out of reach (it still says ACCEPTED), which does
+	// not stand: the step is made from a fresh read.
+	other := orderdb.New(db)
+	if _, changed, err := other.Update(c, "o1", func(o *order.Order) (bool, []outbox.Entry, error) {
+		return o.Advance(order.StatusBaking, t0.Add(2*time.Minute), ""), []outbox.Entry{{ID: "ev-other"}}, nil
+	}); err != nil || !changed {
+		t.Fatalf("the other replica's step = %v %v", changed, err)
+	}
+	before = reads.n.Load()
+	o, changed, err := step(order.StatusReady, t0.Add(3*time.Minute))
+	if err != nil || !changed || o.Revision != 4 {
+		t.Fatalf("Update to READY over a stale copy = %v %v %v, want revision 4", o, changed, err)
+	}
+	if n := reads.n.Load() - before; n != 1 {
+		t.Errorf("Update over a stale copy made %d reads, want 1", n)
+	}
+	got, err := s.Get(c, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []order.Status
+	for _, h := range got.History {
+		steps = append(steps, h.Status)
+	}
+	if want := []order.Status{order.StatusPlaced, order.StatusAccepted, order.StatusBaking, order.StatusReady}; fmt.Sprint(steps) != fmt.Sprint(want) {
+		t.Errorf("history = %v, want %v: no step lost", steps, want)
+	}
+
+	// A step the other replica has already made: the stale copy would make
+	// it again, the guarded write refuses, and the fresh read shows it done.
+	if _, changed, err := other.Update(c, "o1", func(o *order.Order) (bool, []outbox.Entry, error) {
+		return o.Advance(order.StatusPickedUp, t0.Add(4*time.Minute), ""), []outbox.Entry{{ID: "ev-picked"}}, nil
+	}); err != nil || !changed {
+		t.Fatalf("the other replica's pickup = %v %v", changed, err)
+	}
+	o, changed, err = step(order.StatusPickedUp, t0.Add(5*time.Minute))
+	if err != nil || changed || o.Status != order.StatusPickedUp {
+		t.Errorf("repeating the pickup over a stale copy = %v %v %v, want no change, PICKED_UP from the store", o.Status, changed, err)
 	}
 }
