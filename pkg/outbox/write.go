@@ -67,20 +67,31 @@ func write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st Stat
 	return State{Revision: rev, Outbox: entries, At: stamp}, res.MatchedCount == 1, nil
 }
 
+// Inserter stores one new document: a collection (through Insert), or a
+// mongox.Inserter that sends concurrent inserts together.
+type Inserter interface {
+	InsertOne(ctx context.Context, doc any) error
+	Collection() *mongo.Collection
+}
+
 // Insert stores a new document whose outbox holds events: doc builds it
 // with the stamp to keep in outbox_at. The error is InsertOne's; a
 // duplicate key error means the document exists and nothing was written.
 func Insert(ctx context.Context, c *mongo.Collection, tr Tracker, id any, rev int64, events []Entry, doc func(at time.Time) any) error {
+	return InsertWith(ctx, collectionInserter{c}, tr, id, rev, events, doc)
+}
+
+// InsertWith is Insert through ins.
+func InsertWith(ctx context.Context, ins Inserter, tr Tracker, id any, rev int64, events []Entry, doc func(at time.Time) any) error {
 	if len(events) == 0 {
-		_, err := c.InsertOne(ctx, doc(time.Time{}))
-		return err
+		return ins.InsertOne(ctx, doc(time.Time{}))
 	}
 	at, err := tr.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = c.InsertOne(ctx, doc(at))
-	w := Written{At: at, Coll: c, ID: id, Revision: rev, Entries: events}
+	err = ins.InsertOne(ctx, doc(at))
+	w := Written{At: at, Coll: ins.Collection(), ID: id, Revision: rev, Entries: events}
 	switch {
 	case mongox.IsDuplicate(err):
 		w.Outcome = NotApplied
@@ -90,6 +101,15 @@ func Insert(ctx context.Context, c *mongo.Collection, tr Tracker, id any, rev in
 	tr.Done(w)
 	return err
 }
+
+type collectionInserter struct{ c *mongo.Collection }
+
+func (ci collectionInserter) InsertOne(ctx context.Context, doc any) error {
+	_, err := ci.c.InsertOne(ctx, doc)
+	return err
+}
+
+func (ci collectionInserter) Collection() *mongo.Collection { return ci.c }
 
 // revisionIn finds the revision a write sets.
 func revisionIn(set bson.D) (int64, bool) {

@@ -23,6 +23,7 @@ type Store struct {
 	// Tracker is told of every write that adds outbox entries: the
 	// relay, which publishes them.
 	Tracker outbox.Tracker
+	inserts *mongox.Inserter
 	recent  *outbox.Recent[delivery.Delivery]
 }
 
@@ -33,7 +34,8 @@ const recentDeliveries = 4096
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{deliveries: db.Collection("deliveries"), Tracker: outbox.OnWritten(nil),
+	deliveries := db.Collection("deliveries")
+	return &Store{deliveries: deliveries, Tracker: outbox.OnWritten(nil), inserts: mongox.NewInserter(deliveries, mongox.InsertGroup),
 		recent: outbox.NewRecent(recentDeliveries, func(d delivery.Delivery) delivery.Delivery { return toDoc(d).delivery() })}
 }
 
@@ -133,7 +135,7 @@ var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
 // was delivered again.
 func (s *Store) Insert(ctx context.Context, d delivery.Delivery, events ...outbox.Entry) (bool, error) {
 	doc := toDoc(d)
-	err := outbox.Insert(ctx, s.deliveries, s.Tracker, d.ID(), doc.Revision, events, func(at time.Time) any {
+	err := outbox.InsertWith(ctx, s.inserts, s.Tracker, d.ID(), doc.Revision, events, func(at time.Time) any {
 		if len(events) > 0 {
 			doc.Outbox, doc.OutboxAt = events, at
 		}

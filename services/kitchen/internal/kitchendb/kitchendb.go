@@ -23,6 +23,7 @@ type Store struct {
 	// Tracker is told of every write that adds outbox entries: the
 	// relay, which publishes them.
 	Tracker outbox.Tracker
+	inserts *mongox.Inserter
 	recent  *outbox.Recent[kitchen.Ticket]
 }
 
@@ -32,7 +33,8 @@ const recentTickets = 4096
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{tickets: db.Collection("tickets"), Tracker: outbox.OnWritten(nil),
+	tickets := db.Collection("tickets")
+	return &Store{tickets: tickets, Tracker: outbox.OnWritten(nil), inserts: mongox.NewInserter(tickets, mongox.InsertGroup),
 		recent: outbox.NewRecent(recentTickets, func(t kitchen.Ticket) kitchen.Ticket {
 			t.ToppingNames = slices.Clone(t.ToppingNames)
 			return t
@@ -93,7 +95,7 @@ var withoutOutbox = bson.D{{Key: outbox.FieldEntries, Value: 0}}
 // delivered again, or the order was cancelled before it arrived.
 func (s *Store) Insert(ctx context.Context, t kitchen.Ticket, events ...outbox.Entry) (bool, error) {
 	d := toDoc(t)
-	err := outbox.Insert(ctx, s.tickets, s.Tracker, t.ID, d.Revision, events, func(at time.Time) any {
+	err := outbox.InsertWith(ctx, s.inserts, s.Tracker, t.ID, d.Revision, events, func(at time.Time) any {
 		if len(events) > 0 {
 			d.Outbox, d.OutboxAt = events, at
 		}

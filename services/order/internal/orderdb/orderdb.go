@@ -30,6 +30,7 @@ type Store struct {
 	// Tracker is told of every write that adds outbox entries: the
 	// relay, which publishes them.
 	Tracker outbox.Tracker
+	inserts *mongox.Inserter
 	recent  *outbox.Recent[*order.Order]
 }
 
@@ -39,9 +40,10 @@ const recentOrders = 4096
 
 // New returns a store over db.
 func New(db *mongo.Database) *Store {
-	return &Store{orders: db.Collection("orders"), customers: db.Collection("customers"),
-		Tracker: outbox.OnWritten(nil),
-		recent:  outbox.NewRecent(recentOrders, func(o *order.Order) *order.Order { return toDoc(o).order() })}
+	orders := db.Collection("orders")
+	return &Store{orders: orders, customers: db.Collection("customers"),
+		Tracker: outbox.OnWritten(nil), inserts: mongox.NewInserter(orders, mongox.InsertGroup),
+		recent: outbox.NewRecent(recentOrders, func(o *order.Order) *order.Order { return toDoc(o).order() })}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -176,7 +178,7 @@ var ErrExists = errors.New("an order with this id already exists")
 func (s *Store) Insert(ctx context.Context, o *order.Order, ev outbox.Entry) error {
 	d := toDoc(o)
 	events := []outbox.Entry{ev}
-	err := outbox.Insert(ctx, s.orders, s.Tracker, o.ID, d.Revision, events, func(at time.Time) any {
+	err := outbox.InsertWith(ctx, s.inserts, s.Tracker, o.ID, d.Revision, events, func(at time.Time) any {
 		d.Outbox, d.OutboxAt = events, at
 		return d
 	})
