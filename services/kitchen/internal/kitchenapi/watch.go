@@ -20,6 +20,10 @@ const (
 	displayLimit = 1000
 	// snapshotTimeout bounds one shared snapshot read.
 	snapshotTimeout = 5 * time.Second
+	// displayBuffer is how many changes a display may fall behind by, in a
+	// burst of orders, before it starts over from a snapshot (which holds
+	// at most displayLimit tickets). A few seconds of a busy shop.
+	displayBuffer = 4096
 )
 
 // displays holds the snapshot reads the display streams share.
@@ -44,7 +48,7 @@ func (d *displays) snapshot(ctx context.Context, store *kitchendb.Store) ([]kitc
 // open tickets.
 func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1.KitchenService_WatchTicketsServer) error {
 	ctx := stream.Context()
-	events := make(chan *kitchenv1.Ticket, 256)
+	events := make(chan *kitchenv1.Ticket, displayBuffer)
 	overflow := make(chan struct{}, 1)
 	sub, err := s.conn.Subscribe("kitchen.*.*", func(m *nats.Msg) {
 		var ev kitchenv1.TicketStatusChanged
