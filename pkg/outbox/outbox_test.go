@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/logging"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -59,6 +61,20 @@ func newColls(t *testing.T, n int) []*mongo.Collection {
 		out = append(out, db.Collection(fmt.Sprintf("docs%d", i)))
 	}
 	return out
+}
+
+// closedColl returns a collection of db reached through a client that is
+// already disconnected: every operation on it fails at once.
+func closedColl(t *testing.T, db *mongo.Database, name string) *mongo.Collection {
+	t.Helper()
+	c, err := mongox.Connect(devstack.Mongo(t), 4)
+	if err != nil {
+		t.Fatalf("mongox.Connect: %v", err)
+	}
+	if err := c.Disconnect(testContext(t)); err != nil {
+		t.Fatalf("Disconnect: %v", err)
+	}
+	return c.Database(db.Name()).Collection(name)
 }
 
 // newBus connects to a NATS server of t's own with the event stream.
@@ -108,6 +124,7 @@ func newEntry(t *testing.T, ctx context.Context, subject, id string) outbox.Entr
 	return e
 }
 
+// insert stores a document at revision 0 with an empty outbox.
 func insert(t *testing.T, c *mongo.Collection, id string) {
 	t.Helper()
 	if _, err := c.InsertOne(testContext(t), bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: int64(0)}}); err != nil {
@@ -115,13 +132,43 @@ func insert(t *testing.T, c *mongo.Collection, id string) {
 	}
 }
 
-// write does outbox.Write and fails the test unless it matched.
-func write(t *testing.T, c *mongo.Collection, id string, rev int64, set bson.D, events ...outbox.Entry) {
+// insertWith stores a document as a writer that crashed, or another
+// replica, would have left it: entries stamped at.
+func insertWith(t *testing.T, c *mongo.Collection, id string, at time.Time, entries ...outbox.Entry) {
 	t.Helper()
-	set = append(set, bson.E{Key: outbox.FieldRevision, Value: rev + 1})
-	ok, err := outbox.Write(testContext(t), c, id, rev, set, events...)
+	if _, err := c.InsertOne(testContext(t), bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: int64(1)},
+		{Key: outbox.FieldEntries, Value: entries}, {Key: outbox.FieldAt, Value: at}}); err != nil {
+		t.Fatalf("insert %s: %v", id, err)
+	}
+}
+
+// write reads document id and does outbox.Write with tr on it, bumping the
+// revision; it fails the test unless the write matched.
+func write(t *testing.T, c *mongo.Collection, tr outbox.Tracker, id string, set bson.D, events ...outbox.Entry) {
+	t.Helper()
+	writeFrom(t, c, c, tr, id, set, events...)
+}
+
+// writeFrom is write reading the document's state through from.
+func writeFrom(t *testing.T, from, c *mongo.Collection, tr outbox.Tracker, id string, set bson.D, events ...outbox.Entry) {
+	t.Helper()
+	st := stateOf(t, from, id)
+	set = append(set, bson.E{Key: outbox.FieldRevision, Value: st.Revision + 1})
+	ok, err := outbox.Write(testContext(t), c, tr, id, st, set, events...)
 	if err != nil || !ok {
-		t.Fatalf("Write(%s, rev %d) = %v, %v; want true, nil", id, rev, ok, err)
+		t.Fatalf("Write(%s, rev %d) = %v, %v; want true, nil", id, st.Revision, ok, err)
+	}
+}
+
+// insertEvents does outbox.Insert with tr of a new document holding events.
+func insertEvents(t *testing.T, c *mongo.Collection, tr outbox.Tracker, id string, events ...outbox.Entry) {
+	t.Helper()
+	err := outbox.Insert(testContext(t), c, tr, id, 1, events, func(at time.Time) any {
+		return bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: int64(1)},
+			{Key: outbox.FieldEntries, Value: events}, {Key: outbox.FieldAt, Value: at}}
+	})
+	if err != nil {
+		t.Fatalf("Insert(%s): %v", id, err)
 	}
 }
 
@@ -129,7 +176,8 @@ type rawDoc struct {
 	ID       string         `bson:"_id"`
 	Revision int64          `bson:"revision"`
 	Outbox   []outbox.Entry `bson:"outbox"`
-	Pending  bool           `bson:"outbox_pending"`
+	At       time.Time      `bson:"outbox_at"`
+	N        int            `bson:"n"`
 }
 
 func read(t *testing.T, c *mongo.Collection, id string) (rawDoc, bson.M) {
@@ -146,6 +194,13 @@ func read(t *testing.T, c *mongo.Collection, id string) (rawDoc, bson.M) {
 	return d, m
 }
 
+// stateOf reads the outbox state of document id, as a store would.
+func stateOf(t *testing.T, c *mongo.Collection, id string) outbox.State {
+	t.Helper()
+	d, _ := read(t, c, id)
+	return outbox.State{Revision: d.Revision, Outbox: d.Outbox, At: d.At}
+}
+
 func ids(es []outbox.Entry) []string {
 	var out []string
 	for _, e := range es {
@@ -154,23 +209,92 @@ func ids(es []outbox.Entry) []string {
 	return out
 }
 
+// stubTracker is a Tracker whose answers the test sets: the stamp Begin
+// hands out (or its error) and what Acked says. It records what it is told.
+type stubTracker struct {
+	mu       sync.Mutex
+	stamp    time.Time
+	beginErr error
+	acked    bool
+	begins   int
+	asked    []askedAcked
+	done     []outbox.Written
+}
+
+type askedAcked struct {
+	ids []string
+	at  time.Time
+}
+
+func (s *stubTracker) Begin(context.Context) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.begins++
+	return s.stamp, s.beginErr
+}
+
+func (s *stubTracker) Done(w outbox.Written) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = append(s.done, w)
+}
+
+func (s *stubTracker) Acked(_ context.Context, entries []outbox.Entry, at time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked = append(s.asked, askedAcked{ids(entries), at})
+	return s.acked
+}
+
+// reset clears what s recorded and sets its answers.
+func (s *stubTracker) reset(stamp time.Time, acked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stamp, s.acked, s.beginErr = stamp, acked, nil
+	s.begins, s.asked, s.done = 0, nil, nil
+}
+
+// checkDone fails unless tr was told exactly of one write, described by
+// want (Coll compared by name).
+func checkDone(t *testing.T, tr *stubTracker, want outbox.Written) {
+	t.Helper()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.done) != 1 {
+		t.Errorf("Done called %d times, want once", len(tr.done))
+		return
+	}
+	got := tr.done[0]
+	if got.Outcome != want.Outcome || !got.At.Equal(want.At) || got.ID != want.ID || got.Revision != want.Revision ||
+		!slices.Equal(ids(got.Entries), ids(want.Entries)) || got.Coll == nil || got.Coll.Name() != want.Coll.Name() {
+		t.Errorf("Done(%s) got outcome %v at %v id %v revision %d entries %v;\nwant outcome %v at %v id %v revision %d entries %v",
+			want.Coll.Name(), got.Outcome, got.At, got.ID, got.Revision, ids(got.Entries),
+			want.Outcome, want.At, want.ID, want.Revision, ids(want.Entries))
+	}
+}
+
 // fakePublisher records what it is asked to publish and fails while fail
 // says so. It stands in for the bus where a test needs a publisher that
-// breaks.
+// breaks, or needs to count every publish, repeats included.
 type fakePublisher struct {
 	mu     sync.Mutex
-	calls  int
-	ids    []string // published successfully
+	calls  map[string]int // publish attempts by event id
+	ids    []string       // published successfully, in order
 	traces []trace.TraceID
-	fail   func(call int) error
+	fail   func(id string, call int) error // call counts every attempt
+	n      int
 }
 
 func (p *fakePublisher) PublishRaw(ctx context.Context, subject, eventID, eventType string, data []byte) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.calls++
+	p.n++
+	if p.calls == nil {
+		p.calls = map[string]int{}
+	}
+	p.calls[eventID]++
 	if p.fail != nil {
-		if err := p.fail(p.calls); err != nil {
+		if err := p.fail(eventID, p.n); err != nil {
 			return false, err
 		}
 	}
@@ -183,6 +307,12 @@ func (p *fakePublisher) published() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.ids)
+}
+
+func (p *fakePublisher) attempts(id string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[id]
 }
 
 func TestNewEntry(t *testing.T) {
@@ -246,523 +376,489 @@ func TestWrite(t *testing.T) {
 	ctx := testContext(t)
 	c := newColls(t, 1)[0]
 	insert(t, c, "d1")
-	e1, e2, e3 := newEntry(t, ctx, "evt.a", "e1"), newEntry(t, ctx, "evt.a", "e2"), newEntry(t, ctx, "evt.a", "e3")
+	e := func(id string) outbox.Entry { return newEntry(t, ctx, "evt.a", id) }
+	e1, e2, e3, e4 := e("e1"), e("e2"), e("e3"), e("e4")
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	sec := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+	tr := &stubTracker{}
 
-	tests := []struct {
-		name        string
-		rev         int64
-		set         bson.D
-		events      []outbox.Entry
-		wantOK      bool
-		wantRev     int64
-		wantOutbox  []string
-		wantPending bool
-		wantField   any // value of "n" afterwards
+	// The steps run in order on one document, each from what the one
+	// before left.
+	steps := []struct {
+		name       string
+		stale      bool // write with the revision before the document's
+		n          int
+		events     []outbox.Entry
+		stamp      time.Time // what Begin hands out
+		acked      bool      // what Acked answers
+		wantOK     bool
+		wantOutbox []string
+		wantAt     time.Time
+		wantAsked  *askedAcked     // nil: Acked is not asked
+		wantDone   *outbox.Outcome // nil: Done is not called
+		wantDoneIn []string        // the entries Done is told of
 	}{
-		{"change with an event", 0, bson.D{{Key: "n", Value: 1}}, []outbox.Entry{e1}, true, 1, []string{"e1"}, true, int32(1)},
-		{"events are appended", 1, bson.D{{Key: "n", Value: 2}}, []outbox.Entry{e2, e3}, true, 2, []string{"e1", "e2", "e3"}, true, int32(2)},
-		{"stale revision changes nothing", 1, bson.D{{Key: "n", Value: 99}}, []outbox.Entry{newEntry(t, ctx, "evt.a", "lost")}, false, 2, []string{"e1", "e2", "e3"}, true, int32(2)},
-		{"change without events keeps the outbox", 2, bson.D{{Key: "n", Value: 3}}, nil, true, 3, []string{"e1", "e2", "e3"}, true, int32(3)},
-		{"future revision changes nothing", 7, bson.D{{Key: "n", Value: 98}}, nil, false, 3, []string{"e1", "e2", "e3"}, true, int32(3)},
+		{name: "first events are stored with the stamp", n: 1, events: []outbox.Entry{e1}, stamp: sec(0),
+			wantOK: true, wantOutbox: []string{"e1"}, wantAt: sec(0), wantDone: ptr(outbox.Applied), wantDoneIn: []string{"e1"}},
+		{name: "entries not known published are kept", n: 2, events: []outbox.Entry{e2}, stamp: sec(1),
+			wantOK: true, wantOutbox: []string{"e1", "e2"}, wantAt: sec(1), wantAsked: &askedAcked{[]string{"e1"}, sec(0)},
+			wantDone: ptr(outbox.Applied), wantDoneIn: []string{"e1", "e2"}},
+		{name: "entries known published are dropped", n: 3, events: []outbox.Entry{e3}, stamp: sec(2), acked: true,
+			wantOK: true, wantOutbox: []string{"e3"}, wantAt: sec(2), wantAsked: &askedAcked{[]string{"e1", "e2"}, sec(1)},
+			wantDone: ptr(outbox.Applied), wantDoneIn: []string{"e3"}},
+		// A writer whose clock is behind the one that left e3 must not move
+		// outbox_at back over it: a relay scanning from e3's stamp would
+		// miss the document.
+		{name: "outbox_at does not move back over kept entries", n: 4, events: []outbox.Entry{e4}, stamp: sec(-60),
+			wantOK: true, wantOutbox: []string{"e3", "e4"}, wantAt: sec(2), wantAsked: &askedAcked{[]string{"e3"}, sec(2)},
+			wantDone: ptr(outbox.Applied), wantDoneIn: []string{"e3", "e4"}},
+		{name: "a stale revision changes nothing", stale: true, n: 99, events: []outbox.Entry{e("lost")}, stamp: sec(3),
+			wantOK: false, wantOutbox: []string{"e3", "e4"}, wantAt: sec(2), wantAsked: &askedAcked{[]string{"e3", "e4"}, sec(2)},
+			wantDone: ptr(outbox.NotApplied), wantDoneIn: []string{"e3", "e4", "lost"}},
+		{name: "a write without events leaves the outbox and tells no one", n: 6,
+			wantOK: true, wantOutbox: []string{"e3", "e4"}, wantAt: sec(2)},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, before := read(t, c, "d1")
-			set := append(tt.set, bson.E{Key: outbox.FieldRevision, Value: tt.rev + 1})
-			ok, err := outbox.Write(ctx, c, "d1", tt.rev, set, tt.events...)
-			if err != nil || ok != tt.wantOK {
-				t.Fatalf("Write(rev %d) = %v, %v; want %v, nil", tt.rev, ok, err, tt.wantOK)
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			before, beforeM := read(t, c, "d1")
+			state := outbox.State{Revision: before.Revision, Outbox: before.Outbox, At: before.At}
+			if st.stale {
+				state.Revision--
 			}
-			d, after := read(t, c, "d1")
-			if d.Revision != tt.wantRev || !slices.Equal(ids(d.Outbox), tt.wantOutbox) || d.Pending != tt.wantPending || after["n"] != tt.wantField {
-				t.Errorf("after Write: revision %d outbox %v pending %v n %v; want %d %v %v %v",
-					d.Revision, ids(d.Outbox), d.Pending, after["n"], tt.wantRev, tt.wantOutbox, tt.wantPending, tt.wantField)
+			tr.reset(st.stamp, st.acked)
+			set := bson.D{{Key: "n", Value: st.n}, {Key: outbox.FieldRevision, Value: state.Revision + 1}}
+			ok, err := outbox.Write(ctx, c, tr, "d1", state, set, st.events...)
+			if err != nil || ok != st.wantOK {
+				t.Fatalf("Write() = %v, %v; want %v, nil", ok, err, st.wantOK)
 			}
-			if !tt.wantOK && !reflect.DeepEqual(before, after) {
-				t.Errorf("a Write that did not match changed the document:\nbefore %v\nafter  %v", before, after)
+			d, afterM := read(t, c, "d1")
+			wantRev, wantN := before.Revision+1, st.n
+			if !st.wantOK {
+				wantRev, wantN = before.Revision, before.N
+				if !reflect.DeepEqual(beforeM, afterM) {
+					t.Errorf("a write that did not match changed the document:\nbefore %v\nafter  %v", beforeM, afterM)
+				}
 			}
+			if d.Revision != wantRev || d.N != wantN || !slices.Equal(ids(d.Outbox), st.wantOutbox) || !d.At.Equal(st.wantAt) {
+				t.Errorf("after Write: revision %d n %d outbox %v outbox_at %v; want %d %d %v %v",
+					d.Revision, d.N, ids(d.Outbox), d.At, wantRev, wantN, st.wantOutbox, st.wantAt)
+			}
+			wantBegins := 1
+			if len(st.events) == 0 {
+				wantBegins = 0
+			}
+			tr.mu.Lock()
+			begins, asked := tr.begins, tr.asked
+			tr.mu.Unlock()
+			if begins != wantBegins {
+				t.Errorf("Begin called %d times, want %d", begins, wantBegins)
+			}
+			switch {
+			case st.wantAsked == nil && len(asked) != 0:
+				t.Errorf("Acked asked %v, want not asked", asked)
+			case st.wantAsked != nil && (len(asked) != 1 || !slices.Equal(asked[0].ids, st.wantAsked.ids) || !asked[0].at.Equal(st.wantAsked.at)):
+				t.Errorf("Acked asked %v, want once about %v at %v", asked, st.wantAsked.ids, st.wantAsked.at)
+			}
+			if st.wantDone == nil {
+				tr.mu.Lock()
+				if len(tr.done) != 0 {
+					t.Errorf("Done told of %v, want nothing", tr.done)
+				}
+				tr.mu.Unlock()
+				return
+			}
+			checkDone(t, tr, outbox.Written{At: st.stamp, Coll: c, ID: "d1", Revision: state.Revision + 1,
+				Entries: entriesNamed(st.wantDoneIn), Outcome: *st.wantDone})
 		})
 	}
 
 	// The stored entry reads back as it was written.
-	d, _ := read(t, c, "d1")
+	insert(t, c, "fresh")
+	tr.reset(sec(0), false)
+	write(t, c, tr, "fresh", nil, e1)
+	d, _ := read(t, c, "fresh")
 	if got := d.Outbox[0]; got.ID != e1.ID || got.Subject != e1.Subject || got.Type != e1.Type ||
-		string(got.Data) != string(e1.Data) || !got.CreateTime.Equal(e1.CreateTime.Truncate(time.Millisecond)) {
+		string(got.Data) != string(e1.Data) || !got.CreateTime.Equal(e1.CreateTime.Truncate(time.Millisecond)) ||
+		!maps.Equal(got.Trace, e1.Trace) {
 		t.Errorf("stored entry = %+v, want %+v", got, e1)
 	}
 
-	bump := bson.E{Key: outbox.FieldRevision, Value: int64(1)}
-	if ok, err := outbox.Write(ctx, c, "missing", 0, bson.D{{Key: "n", Value: 1}, bump}, e1); ok || err != nil {
-		t.Errorf("Write(missing document) = %v, %v; want false, nil", ok, err)
-	}
-	// A write that does not move the revision could have its entries
-	// cleared unpublished by a relay that read the document before it.
-	for _, set := range []bson.D{{{Key: "n", Value: 1}}, {{Key: outbox.FieldRevision, Value: int64(0)}}} {
-		if ok, err := outbox.Write(ctx, c, "a", 0, set, e1); ok || err == nil {
-			t.Errorf("Write(%v) without a revision bump = %v, %v; want refused", set, ok, err)
+	t.Run("missing document", func(t *testing.T) {
+		tr.reset(sec(5), false)
+		bump := bson.E{Key: outbox.FieldRevision, Value: int64(1)}
+		if ok, err := outbox.Write(ctx, c, tr, "missing", outbox.State{}, bson.D{{Key: "n", Value: 1}, bump}, e1); ok || err != nil {
+			t.Errorf("Write(missing document) = %v, %v; want false, nil", ok, err)
 		}
-	}
-}
-
-func TestFlush(t *testing.T) {
-	ctx := testContext(t)
-	colls := newColls(t, 2)
-	bus, stream := newBus(t)
-
-	// Five events over three documents in two collections, and one document
-	// with nothing to send.
-	insert(t, colls[0], "a")
-	insert(t, colls[0], "b")
-	insert(t, colls[0], "quiet")
-	insert(t, colls[1], "c")
-	write(t, colls[0], "a", 0, bson.D{{Key: "step", Value: 1}}, newEntry(t, ctx, "evt.a", "a1"))
-	write(t, colls[0], "b", 0, nil, newEntry(t, ctx, "evt.b", "b1"))
-	write(t, colls[0], "a", 1, bson.D{{Key: "step", Value: 2}}, newEntry(t, ctx, "evt.a", "a2"), newEntry(t, ctx, "evt.a", "a3"))
-	write(t, colls[0], "quiet", 0, bson.D{{Key: "step", Value: 1}})
-	write(t, colls[1], "c", 0, nil, newEntry(t, ctx, "evt.c", "c1"))
-
-	relay := outbox.NewRelay(bus, logging.Discard(), colls)
-	n, err := relay.Flush(ctx)
-	if err != nil || n != 5 {
-		t.Fatalf("Flush() = %d, %v; want 5, nil", n, err)
-	}
-	got := published(t, stream)
-	if len(got) != 5 {
-		t.Fatalf("stream holds %v, want 5 events", got)
-	}
-	pos := map[string]int{}
-	for i, id := range got {
-		pos[id] = i
-	}
-	for _, id := range []string{"a1", "a2", "a3", "b1", "c1"} {
-		if _, ok := pos[id]; !ok {
-			t.Errorf("event %s not published; stream holds %v", id, got)
-		}
-	}
-	if !(pos["a1"] < pos["a2"] && pos["a2"] < pos["a3"]) {
-		t.Errorf("a's events at stream positions %d, %d, %d, want increasing", pos["a1"], pos["a2"], pos["a3"])
-	}
-	m, err := stream.GetMsg(ctx, uint64(pos["a2"]+1))
-	if err != nil {
-		t.Fatalf("GetMsg: %v", err)
-	}
-	var payload wrapperspb.StringValue
-	if err := proto.Unmarshal(m.Data, &payload); err != nil || payload.GetValue() != "payload of a2" ||
-		m.Subject != "evt.a" || m.Header.Get(natsx.HeaderEventType) != "google.protobuf.StringValue" {
-		t.Errorf("a2 published as subject %q type %q payload %q, want evt.a, google.protobuf.StringValue, %q",
-			m.Subject, m.Header.Get(natsx.HeaderEventType), payload.GetValue(), "payload of a2")
-	}
-
-	for _, tc := range []struct {
-		c   *mongo.Collection
-		id  string
-		rev int64
-	}{{colls[0], "a", 2}, {colls[0], "b", 1}, {colls[0], "quiet", 1}, {colls[1], "c", 1}} {
-		d, _ := read(t, tc.c, tc.id)
-		if len(d.Outbox) != 0 || d.Pending || d.Revision != tc.rev {
-			t.Errorf("%s after Flush: outbox %v pending %v revision %d; want empty, false, %d", tc.id, ids(d.Outbox), d.Pending, d.Revision, tc.rev)
-		}
-	}
-	if relay.Published() != 5 {
-		t.Errorf("Published() = %d, want 5", relay.Published())
-	}
-
-	// Nothing is pending, so a second Flush sends nothing.
-	if n, err := relay.Flush(ctx); n != 0 || err != nil {
-		t.Errorf("second Flush() = %d, %v; want 0, nil", n, err)
-	}
-	if again := published(t, stream); len(again) != 5 {
-		t.Errorf("stream after second Flush holds %d events, want 5", len(again))
-	}
-	if relay.Published() != 5 {
-		t.Errorf("Published() after second Flush = %d, want 5", relay.Published())
-	}
-}
-
-func TestFlushManyDocuments(t *testing.T) {
-	// More pending documents than one batch holds.
-	const docs = 130
-	ctx := testContext(t)
-	c := newColls(t, 1)[0]
-	var batch []any
-	var want []string
-	for i := range docs {
-		id := fmt.Sprintf("d%03d", i)
-		batch = append(batch, bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: int64(1)},
-			{Key: outbox.FieldEntries, Value: bson.A{newEntry(t, ctx, "evt.x", "e-"+id)}}, {Key: outbox.FieldPending, Value: true}})
-		want = append(want, "e-"+id)
-	}
-	if _, err := c.InsertMany(ctx, batch); err != nil {
-		t.Fatalf("InsertMany: %v", err)
-	}
-	pub := &fakePublisher{}
-	n, err := outbox.NewRelay(pub, logging.Discard(), []*mongo.Collection{c}).Flush(ctx)
-	if err != nil || n != docs {
-		t.Fatalf("Flush() = %d, %v; want %d, nil", n, err, docs)
-	}
-	got := pub.published()
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("published %d events, want each of the %d once", len(got), docs)
-	}
-	if left, err := c.CountDocuments(ctx, bson.D{{Key: outbox.FieldPending, Value: true}}); err != nil || left != 0 {
-		t.Errorf("pending documents after Flush = %d, %v; want 0", left, err)
-	}
-}
-
-func TestFlushJoinsEntryTrace(t *testing.T) {
-	useTracing(t)
-	c := newColls(t, 1)[0]
-	insert(t, c, "a")
-	ctx, span := otel.Tracer("test").Start(testContext(t), "request")
-	write(t, c, "a", 0, nil, newEntry(t, ctx, "evt.a", "a1"))
-	span.End()
-
-	pub := &fakePublisher{}
-	if _, err := outbox.NewRelay(pub, logging.Discard(), []*mongo.Collection{c}).Flush(testContext(t)); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	if len(pub.traces) != 1 || pub.traces[0] != span.SpanContext().TraceID() {
-		t.Errorf("published in traces %v, want the request's %s", pub.traces, span.SpanContext().TraceID())
-	}
-}
-
-func TestFlushPublisherFails(t *testing.T) {
-	ctx := testContext(t)
-	c := newColls(t, 1)[0]
-	insert(t, c, "a")
-	write(t, c, "a", 0, nil, newEntry(t, ctx, "evt.a", "a1"), newEntry(t, ctx, "evt.a", "a2"))
-
-	// The first entry goes out, the second fails: nothing is cleared.
-	pub := &fakePublisher{fail: func(call int) error {
-		if call >= 2 {
-			return errors.New("nats: no responders")
-		}
-		return nil
-	}}
-	relay := outbox.NewRelay(pub, logging.Discard(), []*mongo.Collection{c})
-	n, err := relay.Flush(ctx)
-	if err == nil || !strings.Contains(err.Error(), "no responders") || n != 1 {
-		t.Errorf("Flush() with a failing publisher = %d, %v; want 1 and the publisher's error", n, err)
-	}
-	d, _ := read(t, c, "a")
-	if !slices.Equal(ids(d.Outbox), []string{"a1", "a2"}) || !d.Pending {
-		t.Errorf("after a failed Flush: outbox %v pending %v; want [a1 a2], true", ids(d.Outbox), d.Pending)
-	}
-
-	// Once the publisher is back, everything goes out again, in order.
-	pub.mu.Lock()
-	pub.fail, pub.ids = nil, nil
-	pub.mu.Unlock()
-	if n, err := relay.Flush(ctx); n != 2 || err != nil {
-		t.Errorf("Flush() after recovery = %d, %v; want 2, nil", n, err)
-	}
-	if got := pub.published(); !slices.Equal(got, []string{"a1", "a2"}) {
-		t.Errorf("published after recovery %v, want [a1 a2]", got)
-	}
-}
-
-func TestRunRetries(t *testing.T) {
-	c := newColls(t, 1)[0]
-	insert(t, c, "a")
-	write(t, c, "a", 0, nil, newEntry(t, testContext(t), "evt.a", "a1"))
-	pub := &fakePublisher{fail: func(call int) error {
-		if call <= 3 {
-			return errors.New("nats: connection closed")
-		}
-		return nil
-	}}
-	relay := outbox.NewRelay(pub, logging.Discard(), []*mongo.Collection{c}, outbox.WithInterval(10*time.Millisecond))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v, want nil", err)
-		}
-	}()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for d, _ := read(t, c, "a"); d.Pending; d, _ = read(t, c, "a") {
-		if time.Now().After(deadline) {
-			t.Fatalf("entry still pending 10s into Run; publisher called %d times", pub.calls)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := pub.published(); !slices.Equal(got, []string{"a1"}) {
-		t.Errorf("published %v, want [a1] once after the failures", got)
-	}
-}
-
-func TestRunNotifyAndFinalFlush(t *testing.T) {
-	c := newColls(t, 1)[0]
-	insert(t, c, "a")
-	pub := &fakePublisher{}
-	// Scans rarely: only Notify and the end of Run make it publish.
-	relay := outbox.NewRelay(pub, logging.Discard(), []*mongo.Collection{c}, outbox.WithInterval(time.Hour))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
-	t.Cleanup(cancel)
-
-	waitFor := func(want []string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !slices.Equal(pub.published(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("published %v, want %v", pub.published(), want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-
-	time.Sleep(50 * time.Millisecond) // let the first, empty pass go by
-	write(t, c, "a", 0, nil, newEntry(t, testContext(t), "evt.a", "a1"))
-	relay.Notify()
-	relay.Notify() // never blocks
-	waitFor([]string{"a1"})
-
-	// Stored but never reported: the scan at shutdown sends it, so a
-	// redeploy leaves nothing behind.
-	write(t, c, "a", 1, nil, newEntry(t, testContext(t), "evt.a", "a2"))
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() = %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
-	if got := pub.published(); !slices.Equal(got, []string{"a1", "a2"}) {
-		t.Errorf("published %v, want [a1 a2]: the final scan sends what is left", got)
-	}
-}
-
-// TestRunShutdownDuringPublish stops the relay while it is publishing: the
-// publish fails with the ended context, and the final attempt, which has a
-// context of its own, must still send the entry.
-func TestRunShutdownDuringPublish(t *testing.T) {
-	c := newColls(t, 1)[0]
-	insert(t, c, "a")
-	write(t, c, "a", 0, nil, newEntry(t, testContext(t), "evt.a", "a1"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	publishing := make(chan struct{})
-	pub := &fakePublisher{}
-	var once sync.Once
-	blocking := publisherFunc(func(pctx context.Context, subject, id, typ string, data []byte) (bool, error) {
-		first := false
-		once.Do(func() { first = true })
-		if first {
-			close(publishing)
-			<-pctx.Done() // shutdown begins while this publish waits for its ack
-			return false, pctx.Err()
-		}
-		return pub.PublishRaw(pctx, subject, id, typ, data)
+		checkDone(t, tr, outbox.Written{At: sec(5), Coll: c, ID: "missing", Revision: 1, Entries: []outbox.Entry{e1}, Outcome: outbox.NotApplied})
 	})
-	relay := outbox.NewRelay(blocking, logging.Discard(), []*mongo.Collection{c}, outbox.WithInterval(time.Hour))
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
-	relay.Notify()
-	<-publishing
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run() = %v, want nil", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after its context ended")
-	}
-	if got := pub.published(); !slices.Equal(got, []string{"a1"}) {
-		t.Errorf("published %v, want [a1]: the final attempt sends what the interrupted pass did not", got)
-	}
-}
 
-type publisherFunc func(ctx context.Context, subject, eventID, eventType string, data []byte) (bool, error)
-
-func (f publisherFunc) PublishRaw(ctx context.Context, subject, eventID, eventType string, data []byte) (bool, error) {
-	return f(ctx, subject, eventID, eventType, data)
-}
-
-// TestRunWritten checks the fast path: the entries a writer hands over are
-// published at once, from memory, without waiting for a scan; kept for a
-// retry when publishing fails; not sent again when a later write hands them
-// over with its own; and cleared from the documents once published.
-func TestRunWritten(t *testing.T) {
-	colls := newColls(t, 2)
-	insert(t, colls[0], "a")
-	insert(t, colls[1], "b")
-	pub := &fakePublisher{fail: func(call int) error {
-		if call == 2 {
-			return errors.New("nats: timeout")
-		}
-		return nil
-	}}
-	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithInterval(time.Hour), outbox.WithSettle(10*time.Millisecond))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- relay.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v, want nil", err)
-		}
-	}()
-	time.Sleep(50 * time.Millisecond) // let the first, empty scan go by
-
-	a1, b1, a2 := newEntry(t, ctx, "evt.a", "a1"), newEntry(t, ctx, "evt.b", "b1"), newEntry(t, ctx, "evt.a", "a2")
-	steps := []struct {
-		name  string
-		do    func()
-		wantN int
-		want  []string
-	}{
-		{"handed over", func() {
-			write(t, colls[0], "a", 0, nil, a1)
-			relay.Written(colls[0], "a", 1, []outbox.Entry{a1})
-		}, 1, []string{"a1"}},
-		{"failed publish is retried", func() {
-			write(t, colls[1], "b", 0, nil, b1)
-			relay.Written(colls[1], "b", 1, []outbox.Entry{b1})
-		}, 3, []string{"a1", "b1"}},
-		{"published entries are not sent again", func() {
-			write(t, colls[0], "a", 1, nil, a2)
-			relay.Written(colls[0], "a", 2, []outbox.Entry{a1, a2})
-			relay.Written(colls[0], "a", 2, nil) // nothing to hand over
-		}, 4, []string{"a1", "b1", "a2"}},
-	}
-	for _, st := range steps {
-		st.do()
-		deadline := time.Now().Add(10 * time.Second)
-		for !slices.Equal(pub.published(), st.want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: published %v, want %v", st.name, pub.published(), st.want)
+	// A write that does not move the revision could be mistaken for the one
+	// before it; Write refuses it before it begins.
+	t.Run("refuses a write that does not bump the revision", func(t *testing.T) {
+		st := stateOf(t, c, "d1")
+		for _, set := range []bson.D{
+			{{Key: "n", Value: 1}},
+			{{Key: outbox.FieldRevision, Value: st.Revision}},
+			{{Key: outbox.FieldRevision, Value: st.Revision - 1}},
+			{{Key: outbox.FieldRevision, Value: int(st.Revision + 1)}}, // not an int64
+		} {
+			for _, events := range [][]outbox.Entry{{e1}, nil} {
+				_, before := read(t, c, "d1")
+				tr.reset(sec(5), false)
+				if ok, err := outbox.Write(ctx, c, tr, "d1", st, set, events...); ok || err == nil {
+					t.Errorf("Write(%v, %d events) = %v, %v; want refused", set, len(events), ok, err)
+				}
+				if _, after := read(t, c, "d1"); !reflect.DeepEqual(before, after) {
+					t.Errorf("refused Write(%v) changed the document", set)
+				}
+				tr.mu.Lock()
+				if tr.begins != 0 || len(tr.done) != 0 {
+					t.Errorf("refused Write(%v): Begin %d times, Done %d times; want neither", set, tr.begins, len(tr.done))
+				}
+				tr.mu.Unlock()
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(30 * time.Millisecond) // room for a wrong extra publish
-		pub.mu.Lock()
-		calls := pub.calls
-		pub.mu.Unlock()
-		if calls != st.wantN || !slices.Equal(pub.published(), st.want) {
-			t.Errorf("%s: %d publish calls, published %v; want %d, %v", st.name, calls, pub.published(), st.wantN, st.want)
+	})
+
+	t.Run("Begin fails", func(t *testing.T) {
+		st := stateOf(t, c, "d1")
+		_, before := read(t, c, "d1")
+		tr.reset(sec(5), false)
+		tr.beginErr = errors.New("relay not ready")
+		set := bson.D{{Key: "n", Value: 7}, {Key: outbox.FieldRevision, Value: st.Revision + 1}}
+		if ok, err := outbox.Write(ctx, c, tr, "d1", st, set, e1); ok || err == nil || !strings.Contains(err.Error(), "relay not ready") {
+			t.Errorf("Write() with a failing Begin = %v, %v; want false and Begin's error", ok, err)
 		}
-	}
+		if _, after := read(t, c, "d1"); !reflect.DeepEqual(before, after) {
+			t.Error("Write() with a failing Begin changed the document")
+		}
+		if len(tr.done) != 0 {
+			t.Errorf("Done told of %v, want nothing", tr.done)
+		}
+	})
+
+	// The store's answer is lost: the write may or may not be stored, and
+	// the tracker must read the document back.
 	for _, tc := range []struct {
-		c  *mongo.Collection
-		id string
-	}{{colls[0], "a"}, {colls[1], "b"}} {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			d, _ := read(t, tc.c, tc.id)
-			if !d.Pending && len(d.Outbox) == 0 {
-				break
+		name string
+		ctx  func() context.Context
+		c    *mongo.Collection
+	}{
+		{"cancelled context", func() context.Context {
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			return cctx
+		}, c},
+		{"disconnected client", func() context.Context { return ctx }, closedColl(t, c.Database(), c.Name())},
+	} {
+		t.Run("outcome unknown: "+tc.name, func(t *testing.T) {
+			st := stateOf(t, c, "d1")
+			_, before := read(t, c, "d1")
+			tr.reset(sec(9), false)
+			set := bson.D{{Key: "n", Value: 8}, {Key: outbox.FieldRevision, Value: st.Revision + 1}}
+			if ok, err := outbox.Write(tc.ctx(), tc.c, tr, "d1", st, set, e("u1")); ok || err == nil {
+				t.Errorf("Write() = %v, %v; want false and an error", ok, err)
 			}
-			if time.Now().After(deadline) {
-				t.Errorf("%s: pending %v outbox %v, want cleared", tc.id, d.Pending, ids(d.Outbox))
-				break
+			if _, after := read(t, c, "d1"); !reflect.DeepEqual(before, after) {
+				t.Error("the failed Write changed the document")
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			checkDone(t, tr, outbox.Written{At: sec(9), Coll: c, ID: "d1", Revision: st.Revision + 1,
+				Entries: entriesNamed(append(ids(st.Outbox), "u1")), Outcome: outbox.Unknown})
+		})
 	}
 }
 
-// TestConcurrentWrite writes a change while the relay publishes, many
-// times over: a relay clearing the outbox must never lose a change, nor the
-// event it carries. It relies on the dev stack making each conditional
-// update atomic, as MongoDB does.
-func TestConcurrentWrite(t *testing.T) {
-	const rounds = 50
-	tests := []struct {
-		name string
-		// run drives the relay while write(i) stores change i; wait waits
-		// until every event is in the stream.
-		run func(t *testing.T, relay *outbox.Relay, c *mongo.Collection, write func(i int), wait func())
-	}{
-		{"Flush while writing", func(t *testing.T, relay *outbox.Relay, _ *mongo.Collection, write func(int), _ func()) {
-			ctx := testContext(t)
-			for i := range rounds {
-				flushed := make(chan error, 1)
-				go func() {
-					_, err := relay.Flush(ctx)
-					flushed <- err
-				}()
-				write(i)
-				if err := <-flushed; err != nil {
-					t.Fatalf("Flush in round %d: %v", i, err)
-				}
-			}
-			if _, err := relay.Flush(ctx); err != nil {
-				t.Fatalf("last Flush: %v", err)
-			}
-		}},
-		{"Run told by Update", func(t *testing.T, relay *outbox.Relay, c *mongo.Collection, write func(int), wait func()) {
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- relay.Run(ctx) }()
-			for i := range rounds {
-				write(i)
-			}
-			wait()
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run() = %v, want nil", err)
-			}
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx := testContext(t)
-			c := newColls(t, 1)[0]
-			bus, stream := newBus(t)
-			// Clears race the writes: a clear must never take an entry
-			// that was not published.
-			relay := outbox.NewRelay(bus, logging.Discard(), []*mongo.Collection{c}, outbox.WithInterval(time.Hour), outbox.WithSettle(time.Millisecond))
-			insert(t, c, "doc")
-			var want []string
-			// Each round is the read, change, guarded write every store
-			// makes, telling the relay of what it left in the outbox.
-			writeRound := func(i int) {
-				id := fmt.Sprintf("e%02d", i)
-				read := func(ctx context.Context) (bson.M, outbox.State, error) {
-					var st outbox.State
-					err := c.FindOne(ctx, bson.D{{Key: "_id", Value: "doc"}}).Decode(&st)
-					return bson.M{}, st, err
-				}
-				apply := func(*bson.M) (bool, []outbox.Entry, error) {
-					return true, []outbox.Entry{newEntry(t, ctx, "evt.doc", id)}, nil
-				}
-				fields := func(bson.M) bson.D {
-					return bson.D{{Key: fmt.Sprintf("f_%02d", i), Value: i}, {Key: outbox.FieldRevision, Value: int64(i + 1)}}
-				}
-				if _, ok, err := outbox.Update(ctx, c, "doc", read, apply, fields, relay.Written); err != nil || !ok {
-					t.Fatalf("Update round %d = %v, %v", i, ok, err)
-				}
-				want = append(want, id)
-			}
-			wait := func() {
-				deadline := time.Now().Add(10 * time.Second)
-				for len(published(t, stream)) < rounds && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
-			tt.run(t, relay, c, writeRound, wait)
+func ptr[T any](v T) *T { return &v }
 
-			if got := published(t, stream); !slices.Equal(got, want) {
-				t.Errorf("stream holds %d events %v,\nwant %d %v", len(got), got, len(want), want)
-			}
-			d, m := read(t, c, "doc")
-			if d.Revision != rounds || len(d.Outbox) != 0 || d.Pending {
-				t.Errorf("document at the end: revision %d outbox %v pending %v; want %d, empty, false", d.Revision, ids(d.Outbox), d.Pending, rounds)
-			}
-			for i := range rounds {
-				if k := fmt.Sprintf("f_%02d", i); m[k] != int32(i) {
-					t.Errorf("document field %s = %v, want %d: a change was lost", k, m[k], i)
+// entriesNamed returns entries with the given ids, for comparing by id.
+func entriesNamed(names []string) []outbox.Entry {
+	var out []outbox.Entry
+	for _, n := range names {
+		out = append(out, outbox.Entry{ID: n})
+	}
+	return out
+}
+
+func TestInsert(t *testing.T) {
+	ctx := testContext(t)
+	c := newColls(t, 1)[0]
+	e1, e2 := newEntry(t, ctx, "evt.a", "e1"), newEntry(t, ctx, "evt.a", "e2")
+	stamp := time.Now().UTC().Truncate(time.Millisecond)
+	tr := &stubTracker{}
+	var gotAt []time.Time
+	doc := func(id string, events []outbox.Entry) func(time.Time) any {
+		return func(at time.Time) any {
+			gotAt = append(gotAt, at)
+			return bson.D{{Key: "_id", Value: id}, {Key: outbox.FieldRevision, Value: int64(1)}, {Key: "n", Value: 1},
+				{Key: outbox.FieldEntries, Value: events}, {Key: outbox.FieldAt, Value: at}}
+		}
+	}
+
+	t.Run("with events", func(t *testing.T) {
+		tr.reset(stamp, false)
+		gotAt = nil
+		events := []outbox.Entry{e1, e2}
+		if err := outbox.Insert(ctx, c, tr, "a", 1, events, doc("a", events)); err != nil {
+			t.Fatalf("Insert() = %v", err)
+		}
+		if len(gotAt) != 1 || !gotAt[0].Equal(stamp) {
+			t.Errorf("doc built with stamps %v, want [%v]", gotAt, stamp)
+		}
+		d, _ := read(t, c, "a")
+		if !slices.Equal(ids(d.Outbox), []string{"e1", "e2"}) || !d.At.Equal(stamp) || d.N != 1 {
+			t.Errorf("stored outbox %v at %v n %d; want [e1 e2] at %v n 1", ids(d.Outbox), d.At, d.N, stamp)
+		}
+		checkDone(t, tr, outbox.Written{At: stamp, Coll: c, ID: "a", Revision: 1, Entries: events, Outcome: outbox.Applied})
+	})
+
+	t.Run("duplicate", func(t *testing.T) {
+		_, before := read(t, c, "a")
+		tr.reset(stamp.Add(time.Second), false)
+		events := []outbox.Entry{newEntry(t, ctx, "evt.a", "again")}
+		err := outbox.Insert(ctx, c, tr, "a", 1, events, doc("a", events))
+		if !mongox.IsDuplicate(err) {
+			t.Errorf("Insert(existing id) = %v, want a duplicate key error", err)
+		}
+		if _, after := read(t, c, "a"); !reflect.DeepEqual(before, after) {
+			t.Error("a duplicate Insert changed the document")
+		}
+		checkDone(t, tr, outbox.Written{At: stamp.Add(time.Second), Coll: c, ID: "a", Revision: 1, Entries: events, Outcome: outbox.NotApplied})
+	})
+
+	t.Run("without events", func(t *testing.T) {
+		tr.reset(stamp, false)
+		gotAt = nil
+		if err := outbox.Insert(ctx, c, tr, "quiet", 1, nil, doc("quiet", nil)); err != nil {
+			t.Fatalf("Insert() = %v", err)
+		}
+		if len(gotAt) != 1 || !gotAt[0].IsZero() {
+			t.Errorf("doc built with stamps %v, want the zero time", gotAt)
+		}
+		if tr.begins != 0 || len(tr.done) != 0 {
+			t.Errorf("Insert without events: Begin %d times, Done %v; want neither", tr.begins, tr.done)
+		}
+		if d, _ := read(t, c, "quiet"); len(d.Outbox) != 0 {
+			t.Errorf("outbox %v, want empty", ids(d.Outbox))
+		}
+	})
+
+	t.Run("Begin fails", func(t *testing.T) {
+		tr.reset(stamp, false)
+		tr.beginErr = errors.New("relay not ready")
+		events := []outbox.Entry{e1}
+		if err := outbox.Insert(ctx, c, tr, "never", 1, events, doc("never", events)); err == nil || !strings.Contains(err.Error(), "relay not ready") {
+			t.Errorf("Insert() with a failing Begin = %v, want Begin's error", err)
+		}
+		if n, err := c.CountDocuments(ctx, bson.D{{Key: "_id", Value: "never"}}); n != 0 || err != nil {
+			t.Errorf("documents stored after a failed Begin: %d, %v; want 0", n, err)
+		}
+		if len(tr.done) != 0 {
+			t.Errorf("Done told of %v, want nothing", tr.done)
+		}
+	})
+
+	t.Run("outcome unknown", func(t *testing.T) {
+		tr.reset(stamp, false)
+		events := []outbox.Entry{e1}
+		cc := closedColl(t, c.Database(), c.Name())
+		if err := outbox.Insert(ctx, cc, tr, "b", 1, events, doc("b", events)); err == nil || mongox.IsDuplicate(err) {
+			t.Errorf("Insert() on a disconnected client = %v, want an error", err)
+		}
+		checkDone(t, tr, outbox.Written{At: stamp, Coll: c, ID: "b", Revision: 1, Entries: events, Outcome: outbox.Unknown})
+	})
+}
+
+// counter is a document as a store reads it for Update.
+type counter struct {
+	ID           string `bson:"_id"`
+	N            int    `bson:"n"`
+	outbox.State `bson:",inline"`
+}
+
+func readCounter(c *mongo.Collection, id string) func(context.Context) (counter, outbox.State, error) {
+	return func(ctx context.Context) (counter, outbox.State, error) {
+		var v counter
+		err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&v)
+		return v, v.State, err
+	}
+}
+
+func counterFields(v counter) bson.D {
+	return bson.D{{Key: "n", Value: v.N}, {Key: outbox.FieldRevision, Value: v.Revision + 1}}
+}
+
+func TestUpdate(t *testing.T) {
+	ctx := testContext(t)
+	c := newColls(t, 1)[0]
+	insert(t, c, "a")
+	stamp := time.Now().UTC().Truncate(time.Millisecond)
+	tr := &stubTracker{}
+	outcomes := func() []outbox.Outcome {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		var out []outbox.Outcome
+		for _, w := range tr.done {
+			out = append(out, w.Outcome)
+		}
+		return out
+	}
+
+	t.Run("applies and writes", func(t *testing.T) {
+		tr.reset(stamp, false)
+		v, ok, err := outbox.Update(ctx, c, "a", readCounter(c, "a"), func(v *counter) (bool, []outbox.Entry, error) {
+			v.N++
+			return true, []outbox.Entry{newEntry(t, ctx, "evt.a", "u1")}, nil
+		}, counterFields, tr)
+		if err != nil || !ok || v.N != 1 {
+			t.Fatalf("Update() = n %d, %v, %v; want 1, true, nil", v.N, ok, err)
+		}
+		d, _ := read(t, c, "a")
+		if d.N != 1 || d.Revision != 1 || !slices.Equal(ids(d.Outbox), []string{"u1"}) || !d.At.Equal(stamp) {
+			t.Errorf("document n %d revision %d outbox %v at %v; want 1, 1, [u1], %v", d.N, d.Revision, ids(d.Outbox), d.At, stamp)
+		}
+		if got := outcomes(); !slices.Equal(got, []outbox.Outcome{outbox.Applied}) {
+			t.Errorf("Done outcomes %v, want [Applied]", got)
+		}
+	})
+
+	// Another writer changes the document between Update's read and its
+	// write: the write fails its guard and Update starts over from a fresh
+	// read, so neither change is lost.
+	t.Run("retries on conflict", func(t *testing.T) {
+		tr.reset(stamp, false)
+		applies := 0
+		v, ok, err := outbox.Update(ctx, c, "a", readCounter(c, "a"), func(v *counter) (bool, []outbox.Entry, error) {
+			applies++
+			if applies == 1 {
+				if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "a"}},
+					bson.D{{Key: "$inc", Value: bson.D{{Key: "n", Value: 10}, {Key: outbox.FieldRevision, Value: int64(1)}}}}); err != nil {
+					t.Errorf("concurrent write: %v", err)
 				}
+			}
+			v.N++
+			return true, []outbox.Entry{newEntry(t, ctx, "evt.a", fmt.Sprintf("u2-%d", applies))}, nil
+		}, counterFields, tr)
+		if err != nil || !ok || applies != 2 || v.N != 12 {
+			t.Fatalf("Update() = n %d, %v, %v after %d applies; want 12, true, nil after 2", v.N, ok, err, applies)
+		}
+		d, _ := read(t, c, "a")
+		if d.N != 12 || d.Revision != 3 || !slices.Equal(ids(d.Outbox), []string{"u1", "u2-2"}) {
+			t.Errorf("document n %d revision %d outbox %v; want 12, 3, [u1 u2-2]", d.N, d.Revision, ids(d.Outbox))
+		}
+		if got := outcomes(); !slices.Equal(got, []outbox.Outcome{outbox.NotApplied, outbox.Applied}) {
+			t.Errorf("Done outcomes %v, want [NotApplied Applied]", got)
+		}
+	})
+
+	t.Run("gives up after repeated conflicts", func(t *testing.T) {
+		tr.reset(stamp, false)
+		_, before := read(t, c, "a")
+		reads := 0
+		stale := func(ctx context.Context) (counter, outbox.State, error) {
+			reads++
+			v, st, err := readCounter(c, "a")(ctx)
+			v.Revision-- // always one behind: every write fails its guard
+			st.Revision--
+			return v, st, err
+		}
+		_, ok, err := outbox.Update(ctx, c, "a", stale, func(v *counter) (bool, []outbox.Entry, error) {
+			v.N++
+			return true, []outbox.Entry{newEntry(t, ctx, "evt.a", "never")}, nil
+		}, counterFields, tr)
+		if ok || !errors.Is(err, outbox.ErrConflict) || reads != 10 {
+			t.Errorf("Update() = %v, %v after %d reads; want false, ErrConflict after 10", ok, err, reads)
+		}
+		if _, after := read(t, c, "a"); !reflect.DeepEqual(before, after) {
+			t.Error("a conflicting Update changed the document")
+		}
+		got := outcomes()
+		if len(got) != 10 || slices.ContainsFunc(got, func(o outbox.Outcome) bool { return o != outbox.NotApplied }) {
+			t.Errorf("Done outcomes %v, want 10 NotApplied", got)
+		}
+	})
+
+	for _, tc := range []struct {
+		name    string
+		apply   func(*counter) (bool, []outbox.Entry, error)
+		wantErr string
+	}{
+		{"apply fails", func(v *counter) (bool, []outbox.Entry, error) {
+			v.N = 100
+			return true, []outbox.Entry{newEntry(t, ctx, "evt.a", "x")}, errors.New("not allowed")
+		}, "not allowed"},
+		{"no change", func(v *counter) (bool, []outbox.Entry, error) {
+			v.N = 100
+			return false, []outbox.Entry{newEntry(t, ctx, "evt.a", "x")}, nil
+		}, ""},
+	} {
+		t.Run(tc.name+" writes nothing", func(t *testing.T) {
+			tr.reset(stamp, false)
+			_, before := read(t, c, "a")
+			_, ok, err := outbox.Update(ctx, c, "a", readCounter(c, "a"), tc.apply, counterFields, tr)
+			if ok || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("Update() = %v, %v; want false, %q", ok, err, tc.wantErr)
+			}
+			if _, after := read(t, c, "a"); !reflect.DeepEqual(before, after) {
+				t.Error("the Update changed the document")
+			}
+			if tr.begins != 0 || len(tr.done) != 0 {
+				t.Errorf("Begin %d times, Done %d times; want neither", tr.begins, len(tr.done))
 			}
 		})
+	}
+
+	t.Run("read fails", func(t *testing.T) {
+		tr.reset(stamp, false)
+		_, ok, err := outbox.Update(ctx, c, "missing", readCounter(c, "missing"), func(v *counter) (bool, []outbox.Entry, error) {
+			t.Error("apply called after a failed read")
+			return true, nil, nil
+		}, counterFields, tr)
+		if ok || !errors.Is(err, mongo.ErrNoDocuments) {
+			t.Errorf("Update(missing) = %v, %v; want false, ErrNoDocuments", ok, err)
+		}
+	})
+
+	t.Run("store unavailable", func(t *testing.T) {
+		tr.reset(stamp, false)
+		cc := closedColl(t, c.Database(), c.Name())
+		_, ok, err := outbox.Update(ctx, cc, "a", readCounter(c, "a"), func(v *counter) (bool, []outbox.Entry, error) {
+			v.N++
+			return true, []outbox.Entry{newEntry(t, ctx, "evt.a", "x")}, nil
+		}, counterFields, tr)
+		if ok || !errors.Is(err, mongox.ErrUnavailable) {
+			t.Errorf("Update() on a disconnected client = %v, %v; want false, ErrUnavailable", ok, err)
+		}
+		if got := outcomes(); !slices.Equal(got, []outbox.Outcome{outbox.Unknown}) {
+			t.Errorf("Done outcomes %v, want [Unknown]", got)
+		}
+	})
+}
+
+func TestOnWritten(t *testing.T) {
+	c := newColls(t, 1)[0]
+	var got []string
+	tr := outbox.OnWritten(func(c *mongo.Collection, id any, rev int64, entries []outbox.Entry) {
+		got = append(got, fmt.Sprintf("%s/%v@%d:%v", c.Name(), id, rev, ids(entries)))
+	})
+	before := time.Now().UTC()
+	at, err := tr.Begin(context.Background())
+	if err != nil || at.Location() != time.UTC || at.Before(before.Truncate(time.Millisecond)) || at.After(time.Now()) || !at.Equal(at.Truncate(time.Millisecond)) {
+		t.Errorf("Begin() = %v, %v; want now, in UTC, to the millisecond", at, err)
+	}
+	es := entriesNamed([]string{"e1"})
+	for _, o := range []outbox.Outcome{outbox.Applied, outbox.NotApplied, outbox.Unknown} {
+		tr.Done(outbox.Written{At: at, Coll: c, ID: "a", Revision: int64(o) + 1, Entries: es, Outcome: o})
+	}
+	tr.Done(outbox.Written{At: at, Coll: c, ID: "b", Revision: 1, Outcome: outbox.Applied}) // no entries
+	if want := []string{c.Name() + "/a@1:[e1]"}; !slices.Equal(got, want) {
+		t.Errorf("OnWritten called with %v, want %v", got, want)
+	}
+	if tr.Acked(context.Background(), es, time.Time{}) {
+		t.Error("Acked() = true, want false")
+	}
+	var none outbox.OnWritten
+	none.Done(outbox.Written{Coll: c, ID: "a", Entries: es}) // must not panic
+	if _, err := none.Begin(context.Background()); err != nil {
+		t.Errorf("nil OnWritten Begin() = %v", err)
 	}
 }
