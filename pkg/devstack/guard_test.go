@@ -3,12 +3,14 @@ package devstack
 import (
 	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 func TestGuardedWrites(t *testing.T) {
@@ -82,6 +84,18 @@ func TestGuardedWrites(t *testing.T) {
 		t.Errorf("update filtering a missing field with null matched %d (err %v), want 1", res3.MatchedCount, err)
 	}
 
+	// An array matches a value it holds: left to FerretDB, which knows.
+	if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "tags"}, {Key: "tags", Value: bson.A{"a", "b"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[string]int64{"a": 1, "z": 0} {
+		res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "tags"}, {Key: "tags", Value: tag}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "y", Value: 1}}}})
+		if err != nil || res.MatchedCount != want {
+			t.Errorf("update filtering an array on %q matched %v (err %v), want %d", tag, res, err, want)
+		}
+	}
+
 	// Operators are passed through untouched, and still work.
 	res2, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "d0100"}, {Key: "revision", Value: bson.D{{Key: "$lt", Value: 5}}}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})
@@ -146,5 +160,47 @@ func TestGuardedBulkWrite(t *testing.T) {
 	res, err = c.BulkWrite(ctx, models[1:3])
 	if err != nil || res.MatchedCount != 0 {
 		t.Errorf("BulkWrite of failing guards = %+v, %v; want 0 matched", res, err)
+	}
+}
+
+func TestSameValue(t *testing.T) {
+	i32 := func(n int32) bsoncore.Value {
+		return bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(nil, n)}
+	}
+	i64 := func(n int64) bsoncore.Value {
+		return bsoncore.Value{Type: bsoncore.TypeInt64, Data: bsoncore.AppendInt64(nil, n)}
+	}
+	dbl := func(f float64) bsoncore.Value {
+		return bsoncore.Value{Type: bsoncore.TypeDouble, Data: bsoncore.AppendDouble(nil, f)}
+	}
+	str := func(s string) bsoncore.Value {
+		return bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, s)}
+	}
+	for _, tc := range []struct {
+		name string
+		a, b bsoncore.Value
+		want bool
+	}{
+		{"int32 int64", i32(1), i64(1), true},
+		{"int32 double", i32(1), dbl(1), true},
+		{"int64 double", i64(-3), dbl(-3), true},
+		{"int64 fraction", i64(1), dbl(1.5), false},
+		{"beyond 2^53", i64(1<<53 + 1), dbl(1 << 53), false},
+		{"2^53", i64(1 << 53), dbl(1 << 53), true},
+		{"smallest int64", i64(-1 << 63), dbl(-1 << 63), true},
+		{"2^63", i64(1<<63 - 1), dbl(1 << 63), false},
+		{"infinity", i64(1<<63 - 1), dbl(math.Inf(1)), false},
+		{"NaN", i64(0), dbl(math.NaN()), false},
+		{"zeros", dbl(math.Copysign(0, -1)), i32(0), true},
+		{"doubles", dbl(0.1), dbl(0.1), true},
+		{"strings", str("a"), str("a"), true},
+		{"string number", str("1"), i32(1), false},
+	} {
+		if got := sameValue(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: sameValue(%s, %s) = %v, want %v", tc.name, tc.a, tc.b, got, tc.want)
+		}
+		if got := sameValue(tc.b, tc.a); got != tc.want {
+			t.Errorf("%s: sameValue(%s, %s) = %v, want %v", tc.name, tc.b, tc.a, got, tc.want)
+		}
 	}
 }
