@@ -21,7 +21,8 @@ import (
 //
 // The serializer already holds the collection's write lock while a write
 // runs, so nothing can change the document in between: it checks the guard's
-// plain equalities itself against the document read by _id (fast), then
+// plain equalities itself against the document read by _id (fast: straight
+// from SQLite when it can, see fieldReader, else through FerretDB), then
 // forwards the write with the filter cut down to {_id: X}, or answers "0
 // matched" when the guard fails, exactly as MongoDB would. Anything it does
 // not understand goes through untouched: correct, only slower.
@@ -220,9 +221,24 @@ var errUndecided = errors.New("devstack: guard undecided")
 const maxGuardedStatements = 128
 
 // guardHolds reads document id and reports whether it exists and has every
-// field of conds equal to its value. An error means the write must go to
-// FerretDB as it came.
+// field of conds equal to its value: from SQLite when it can tell there,
+// otherwise through FerretDB. An error means the write must go to FerretDB
+// as it came.
 func (s *writeSerializer) guardHolds(ctx context.Context, db, coll string, id bsoncore.Value, conds []bsoncore.Element) (bool, error) {
+	if s.fields != nil {
+		holds, queried, err := s.fields.holds(db, coll, id, conds)
+		if queried {
+			s.commands.add("guardRead", coll, "sqlite", 1)
+		}
+		if err == nil {
+			return holds, nil
+		}
+	}
+	return s.guardHoldsFerretDB(ctx, db, coll, id, conds)
+}
+
+// guardHoldsFerretDB is guardHolds through FerretDB: a find by _id.
+func (s *writeSerializer) guardHoldsFerretDB(ctx context.Context, db, coll string, id bsoncore.Value, conds []bsoncore.Element) (bool, error) {
 	s.commands.add("guardRead", coll, "id", 1)
 	raw, err := s.reader.Database(db).Collection(coll).FindOne(ctx, bson.D{{Key: "_id", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}}}).Raw()
 	switch {
