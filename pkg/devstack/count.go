@@ -16,14 +16,18 @@ type StoreCommand struct {
 	// Lookup is "id" when FerretDB fetched the document by its key (a
 	// filter of exactly {_id: X}), "scan" when it read the collection and
 	// filtered in Go, "none" for a command that finds nothing (insert).
+	// The proxy's own reads for guard checks are the command "guardRead":
+	// by "id" through FerretDB, or by "sqlite" when it read the guarded
+	// fields straight from FerretDB's SQLite file (one indexed SELECT, about
+	// a tenth of the CPU of a find through FerretDB).
 	Lookup string
 	Count  int64
 }
 
 // commandCounter counts the statements that pass the proxy, after guard
-// checks rewrote what they could: what FerretDB really does. It is the
-// dev stack's answer to "how many store round trips does an order cost, and
-// does any of them scan?"
+// checks rewrote what they could, and the reads those checks made: what the
+// store really does. It is the dev stack's answer to "how many store round
+// trips does an order cost, and does any of them scan?"
 type commandCounter struct {
 	mu sync.Mutex
 	n  map[[3]string]int64

@@ -325,6 +325,7 @@ func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slo
 		fdb.stop()
 		return nil, err
 	}
+	proxy.fields = newFieldReader(dir)
 	proxy.start("unix", sock)
 	fdb.uri = (&url.URL{Scheme: "mongodb", Host: proxy.addr(), Path: "/"}).String()
 	return fdb, nil

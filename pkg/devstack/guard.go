@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -20,7 +21,8 @@ import (
 //
 // The serializer already holds the collection's write lock while a write
 // runs, so nothing can change the document in between: it checks the guard's
-// plain equalities itself against the document read by _id (fast), then
+// plain equalities itself against the document read by _id (fast: straight
+// from SQLite when it can, see fieldReader, else through FerretDB), then
 // forwards the write with the filter cut down to {_id: X}, or answers "0
 // matched" when the guard fails, exactly as MongoDB would. Anything it does
 // not understand goes through untouched: correct, only slower.
@@ -211,12 +213,32 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	return m.encode(), nil
 }
 
+// errUndecided: the serializer cannot tell whether a guard holds; the write
+// goes to FerretDB as it came, or the guard is read through FerretDB.
+var errUndecided = errors.New("devstack: guard undecided")
+
 // maxGuardedStatements bounds the reads one write's guards make.
 const maxGuardedStatements = 128
 
 // guardHolds reads document id and reports whether it exists and has every
-// field of conds equal to its value.
+// field of conds equal to its value: from SQLite when it can tell there,
+// otherwise through FerretDB. An error means the write must go to FerretDB
+// as it came.
 func (s *writeSerializer) guardHolds(ctx context.Context, db, coll string, id bsoncore.Value, conds []bsoncore.Element) (bool, error) {
+	if s.fields != nil {
+		holds, queried, err := s.fields.holds(db, coll, id, conds)
+		if queried {
+			s.commands.add("guardRead", coll, "sqlite", 1)
+		}
+		if err == nil {
+			return holds, nil
+		}
+	}
+	return s.guardHoldsFerretDB(ctx, db, coll, id, conds)
+}
+
+// guardHoldsFerretDB is guardHolds through FerretDB: a find by _id.
+func (s *writeSerializer) guardHoldsFerretDB(ctx context.Context, db, coll string, id bsoncore.Value, conds []bsoncore.Element) (bool, error) {
 	s.commands.add("guardRead", coll, "id", 1)
 	raw, err := s.reader.Database(db).Collection(coll).FindOne(ctx, bson.D{{Key: "_id", Value: bson.RawValue{Type: bson.Type(id.Type), Value: id.Data}}}).Raw()
 	switch {
@@ -226,13 +248,20 @@ func (s *writeSerializer) guardHolds(ctx context.Context, db, coll string, id bs
 		return false, err
 	}
 	doc := bsoncore.Document(raw)
+	var undecided error
 	for _, c := range conds {
 		v, err := doc.LookupErr(c.Key())
-		if err != nil || !sameValue(v, c.Value()) {
+		switch {
+		case err != nil:
+			return false, nil // missing
+		case v.Type == bsoncore.TypeArray:
+			// An array matches a value it holds, by rules FerretDB has.
+			undecided = errUndecided
+		case !sameValue(v, c.Value()):
 			return false, nil
 		}
 	}
-	return true, nil
+	return undecided == nil, undecided
 }
 
 // statements finds the statements of a write, in a document sequence or in
@@ -303,6 +332,9 @@ func plainGuard(q bsoncore.Document) (bsoncore.Value, []bsoncore.Element, bool) 
 			return bsoncore.Value{}, nil, false
 		}
 		if e.Key() == "_id" {
+			if id.Type != 0 {
+				return bsoncore.Value{}, nil, false // _id twice
+			}
 			id = v
 			continue
 		}
@@ -317,32 +349,41 @@ var plainType = map[bsoncore.Type]bool{
 }
 
 // sameValue is MongoDB's equality for plain values: numbers compare by
-// value whatever their type (int32 1 equals int64 1), the rest by type and
-// bytes.
+// exact value whatever their type (int32 1 equals int64 1 and double 1.0,
+// int64 2^53+1 does not equal double 2^53), the rest by type and bytes.
 func sameValue(a, b bsoncore.Value) bool {
-	ai, aInt := a.AsInt64OK()
-	bi, bInt := b.AsInt64OK()
-	switch {
-	case aInt && bInt && a.Type != bsoncore.TypeDouble && b.Type != bsoncore.TypeDouble:
-		return ai == bi
-	case isNumber(a) && isNumber(b):
-		return asFloat(a) == asFloat(b)
+	if !isNumber(a) || !isNumber(b) {
+		return a.Equal(b)
 	}
-	return a.Equal(b)
+	switch {
+	case a.Type == bsoncore.TypeDouble && b.Type == bsoncore.TypeDouble:
+		return a.Double() == b.Double()
+	case a.Type == bsoncore.TypeDouble:
+		return intEqualsFloat(asInt(b), a.Double())
+	case b.Type == bsoncore.TypeDouble:
+		return intEqualsFloat(asInt(a), b.Double())
+	}
+	return asInt(a) == asInt(b)
 }
 
 func isNumber(v bsoncore.Value) bool {
 	return v.Type == bsoncore.TypeInt32 || v.Type == bsoncore.TypeInt64 || v.Type == bsoncore.TypeDouble
 }
 
-func asFloat(v bsoncore.Value) float64 {
-	switch v.Type {
-	case bsoncore.TypeInt32:
-		return float64(v.Int32())
-	case bsoncore.TypeInt64:
-		return float64(v.Int64())
+func asInt(v bsoncore.Value) int64 {
+	if v.Type == bsoncore.TypeInt32 {
+		return int64(v.Int32())
 	}
-	return v.Double()
+	return v.Int64()
+}
+
+// intEqualsFloat compares exactly: a float64 equals an integer only when it
+// is that whole number (NaN, infinities and fractions equal none).
+func intEqualsFloat(i int64, f float64) bool {
+	if f != math.Trunc(f) || f < -(1<<63) || f >= 1<<63 {
+		return false
+	}
+	return int64(f) == i
 }
 
 func noMatch(cmd string) bsoncore.Document {

@@ -64,7 +64,7 @@ func TestLookupByIDIndexed(t *testing.T) {
 
 func docID(i int) string { return fmt.Sprintf("doc-%06d", i) }
 
-func fill(t *testing.T, ctx context.Context, c *mongo.Collection, n int) {
+func fill(t testing.TB, ctx context.Context, c *mongo.Collection, n int) {
 	t.Helper()
 	pad := strings.Repeat("x", 400) // about the size of an order
 	for start := 0; start < n; start += 1000 {

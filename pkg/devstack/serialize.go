@@ -41,6 +41,8 @@ type writeSerializer struct {
 	reader *mongo.Client
 	// ids gives each collection the index FerretDB's lookups by _id use.
 	ids *idIndexer
+	// fields reads the fields guards compare straight from SQLite.
+	fields *fieldReader
 	// commands counts what FerretDB is asked to do.
 	commands commandCounter
 	// auth, when not nil, is the user every client connection must
@@ -172,6 +174,9 @@ func (s *writeSerializer) serve(client net.Conn) {
 				beforeReply = func() { s.indexByID(cmd, coll, db) }
 			}
 			err = s.roundTrip(server, client, forward, beforeReply, fixReply)
+			if write {
+				s.forgetTables(cmd, coll, db)
+			}
 		}
 		s.unlock(cmd, coll, db, write)
 		if err != nil {
@@ -200,6 +205,24 @@ func (s *writeSerializer) indexByID(cmd, coll, db string) {
 		if coll != "" {
 			_ = s.ids.ensure(context.Background(), db, coll)
 		}
+	}
+}
+
+// forgetTables keeps fieldReader's map of collections to tables in step
+// with the collections a write drops or renames. It runs under the write's
+// lock, whether or not FerretDB's reply came, so no guard of the collection
+// runs in between.
+func (s *writeSerializer) forgetTables(cmd, coll, db string) {
+	if s.fields == nil {
+		return
+	}
+	switch cmd {
+	case "drop":
+		s.fields.forget(db, coll)
+	case "dropDatabase":
+		s.fields.forget(db, "")
+	case "renameCollection":
+		s.fields.forget("", "")
 	}
 }
 
@@ -247,6 +270,9 @@ func (s *writeSerializer) close() {
 	_ = s.ln.Close()
 	if s.ids != nil {
 		defer s.ids.close()
+	}
+	if s.fields != nil {
+		defer s.fields.close()
 	}
 	s.connsMu.Lock()
 	for c := range s.conns {
