@@ -58,6 +58,7 @@ type Relay struct {
 	ready chan struct{}
 
 	mu      sync.Mutex
+	stopped bool                // Run is ending: no write may begin
 	queue   []job               // written and not yet published
 	unsure  []Written           // writes whose outcome is not known
 	open    map[time.Time]int   // stamps of the writes not yet published
@@ -83,6 +84,12 @@ type job struct {
 	rev     int64
 	entries []Entry
 	at      time.Time
+}
+
+// docKey names a document.
+type docKey struct {
+	c  *mongo.Collection
+	id any
 }
 
 // Option configures a Relay.
@@ -163,6 +170,9 @@ func (r *Relay) Begin(ctx context.Context) (time.Time, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stopped {
+		return time.Time{}, errRelayStopped
+	}
 	at := stampNow()
 	if at.Before(r.last) {
 		at = r.last // the clock went back: stamps never do
@@ -171,6 +181,10 @@ func (r *Relay) Begin(ctx context.Context) (time.Time, error) {
 	r.open[at]++
 	return at, nil
 }
+
+// errRelayStopped refuses a write that would begin after the relay's last
+// publish: nothing would publish its events, and its mark may be gone.
+var errRelayStopped = errors.New("outbox: the relay has stopped; the service is shutting down")
 
 // Done is told how a write ended. It never blocks.
 func (r *Relay) Done(w Written) {
@@ -334,7 +348,12 @@ func (r *Relay) Run(ctx context.Context) error {
 			default: // one is queued already
 			}
 		}
-		if merr := r.storeMark(ctx, false); err == nil {
+		// Not cancelled by the shutdown: a store of the mark abandoned on
+		// its way could land after finish deletes the mark.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+		merr := r.storeMark(mctx, false)
+		cancel()
+		if err == nil {
 			err = merr
 		}
 		switch {
@@ -353,6 +372,9 @@ func (r *Relay) Run(ctx context.Context) error {
 // finish publishes what is still queued, then stores the mark, or deletes
 // it when nothing is left to look for.
 func (r *Relay) finish(ctx context.Context) {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	err := r.recheck(fctx)
@@ -408,6 +430,9 @@ func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
 	}
 }
 
+// markTimeout bounds one store of the mark.
+const markTimeout = 5 * time.Second
+
 // ackTimeout bounds the wait for JetStream's answers to one round of
 // publishes; what is not answered by then is sent again.
 const ackTimeout = 5 * time.Second
@@ -438,21 +463,31 @@ func (r *Relay) publishQueued(ctx context.Context) error {
 	var inFlight []sent
 	var firstErr error
 	failed := map[*job]bool{}
+	// A document whose entry failed sends nothing more this round: its
+	// later entries wait for the retry, so they never overtake it.
+	held := map[docKey]bool{}
 	for i := range jobs {
 		j := &jobs[i]
+		k := docKey{j.c, j.id}
 		for _, e := range j.entries {
 			if r.isAcked(e.ID) {
+				continue
+			}
+			if held[k] {
+				failed[j] = true
 				continue
 			}
 			pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
 			if async == nil {
 				dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
 				r.settled(ctx, j, e, dup, err, failed, &firstErr)
+				held[k] = err != nil
 				continue
 			}
 			wait, err := async.PublishRawAsync(pctx, e.Subject, e.ID, e.Type, e.Data)
 			if err != nil {
 				r.settled(ctx, j, e, false, err, failed, &firstErr)
+				held[k] = true
 				continue
 			}
 			inFlight = append(inFlight, sent{j, e, wait})

@@ -972,8 +972,6 @@ func TestRelayConcurrentUpdates(t *testing.T) {
 // document's entries fails, the entries after it must wait for its retry,
 // or the stream holds the document's events out of order.
 func TestRelayKeepsDocumentOrderAcrossFailures(t *testing.T) {
-	t.Skip("bug: relay.go publishQueued (lines 441-458) goes on to a write's later entries, and to later writes of the same document, " +
-		"after one entry failed to publish; its retry then lands after them, so the stream holds the document's events out of order")
 	t.Run("sync publisher", func(t *testing.T) {
 		colls := newColls(t, 1)
 		ctx := testContext(t)
@@ -1074,9 +1072,6 @@ func (p *holdingProxy) serve(c net.Conn) {
 // outstanding, while a routine store of its mark is on its way to the
 // store: the clean shutdown must still leave no mark behind.
 func TestRelayCleanShutdownWithMarkStoreInFlight(t *testing.T) {
-	t.Skip("bug: relay.go Run stores its mark with Run's context (line 337, storeMark(ctx, false)); when shutdown cancels it while " +
-		"the upsert is on its way, the driver gives up but the store still carries the upsert out, after finish's DeleteOne (line 369): " +
-		"a clean shutdown leaves its mark behind")
 	plain := newColls(t, 1)
 	ctx := testContext(t)
 	u, err := url.Parse(devstack.Mongo(t))
@@ -1196,8 +1191,6 @@ func (f publisherFunc) PublishRaw(ctx context.Context, subject, eventID, eventTy
 // returned after a clean shutdown (its mark deleted): the write must either
 // be refused, or its entry be published by the next run under the name.
 func TestRelayWriteAfterRunEnded(t *testing.T) {
-	t.Skip("bug: relay.go Begin (line 158) still hands out stamps once Run has returned; finish (lines 366-369) may have deleted " +
-		"the mark already, so the write's entries wait in a queue nothing publishes and no later run scans for them")
 	colls := newColls(t, 1)
 	c := colls[0]
 	ctx := testContext(t)
