@@ -66,20 +66,9 @@ func (s *Server) QueueLength(ctx context.Context) (int, error) {
 	s.queue.Lock()
 	defer s.queue.Unlock()
 	if now := s.now(); s.queue.open == nil || now.Sub(s.queue.at) > queueRecount {
-		open := map[string]kitchen.Status{}
-		var after *kitchen.Ticket
-		for {
-			page, err := s.store.List(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking}, 1000, after)
-			if err != nil {
-				return 0, err
-			}
-			for _, t := range page {
-				open[t.ID] = t.Status
-			}
-			if len(page) < 1000 {
-				break
-			}
-			after = &page[len(page)-1]
+		open, err := s.store.OpenStatuses(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})
+		if err != nil {
+			return 0, err
 		}
 		s.queue.open, s.queue.at = open, now
 	}

@@ -162,6 +162,34 @@ func (s *Store) List(ctx context.Context, statuses []kitchen.Status, limit int, 
 	return out, nil
 }
 
+// OpenStatuses returns the status of every ticket in statuses, by id, in
+// one pass with nothing but the id and status read: a count of the kitchen
+// queue, not a page of tickets. MongoDB answers it from the
+// {status, order_time, _id} index alone.
+func (s *Store) OpenStatuses(ctx context.Context, statuses []kitchen.Status) (map[string]kitchen.Status, error) {
+	cur, err := s.tickets.Find(ctx, bson.D{statusFilter(statuses)},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "status", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("read the open tickets: %w", mongox.Translate(err, nil, nil))
+	}
+	defer cur.Close(ctx)
+	out := map[string]kitchen.Status{}
+	for cur.Next(ctx) {
+		var d struct {
+			ID     string `bson:"_id"`
+			Status int    `bson:"status"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return nil, fmt.Errorf("read the open tickets: %w", err)
+		}
+		out[d.ID] = kitchen.Status(d.Status)
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("read the open tickets: %w", mongox.Translate(err, nil, nil))
+	}
+	return out, nil
+}
+
 // ErrConflict: the ticket kept changing under an update.
 var ErrConflict = outbox.ErrConflict
 
