@@ -111,6 +111,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.rampHold, "ramp-hold", 10*time.Second, "ramp: how long each rate is held")
 	fs.DurationVar(&o.rampSettle, "ramp-settle", 2*time.Second, "ramp: how long after a step its backlog may take to clear")
 	fs.DurationVar(&o.p99, "p99", 50*time.Millisecond, "ramp: p99 of placing an order that a step must stay within")
+	fs.BoolVar(&o.display, "display", true, "place: follow the kitchen display to count the orders the kitchen took; false measures placement alone (a store of many open tickets takes long to list)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -124,7 +125,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		}
 		o.basePort = n
 	}
-	o.display = true
 	o.secret = os.Getenv("AUTH_SECRET")
 	return o, o.check()
 }
@@ -142,6 +142,8 @@ func (o *options) check() error {
 	switch {
 	case o.mode != modePlace && o.mode != modeLifecycle:
 		return fmt.Errorf("-mode %q: want %s or %s", o.mode, modePlace, modeLifecycle)
+	case o.mode == modeLifecycle && !o.display:
+		return errors.New("-display=false: lifecycle mode works the tickets the display shows, so it needs it")
 	case o.clients < 0:
 		return fmt.Errorf("-clients %d: want 0 (open model) or more", o.clients)
 	case o.clients == 0 && o.rate <= 0:

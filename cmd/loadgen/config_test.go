@@ -23,8 +23,11 @@ func TestParseOptions(t *testing.T) {
 	if err != nil || o.mode != modeLifecycle || o.url != "http://localhost:18080" {
 		t.Errorf("-lifecycle -url ...: mode %q url %q err %v", o.mode, o.url, err)
 	}
-	if o, err = parseOptions([]string{"-lifecycle=false"}, io.Discard); err != nil || o.mode != modePlace {
-		t.Errorf("-lifecycle=false: mode %q err %v, want %s", o.mode, err, modePlace)
+	if o, err = parseOptions([]string{"-lifecycle=false"}, io.Discard); err != nil || o.mode != modePlace || !o.display {
+		t.Errorf("-lifecycle=false: mode %q display %v err %v, want %s following the display", o.mode, o.display, err, modePlace)
+	}
+	if o, err = parseOptions([]string{"-display=false"}, io.Discard); err != nil || o.display {
+		t.Errorf("-display=false: display %v err %v, want placement alone", o.display, err)
 	}
 
 	bad := []struct {
@@ -42,6 +45,7 @@ func TestParseOptions(t *testing.T) {
 		{[]string{"-base-port", "70000"}, "-base-port 70000"},
 		{[]string{"-metrics", "gateway"}, "name=value"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-lifecycle", "-display=false"}, "-display=false"},
 	}
 	for _, b := range bad {
 		if _, err := parseOptions(b.args, io.Discard); err == nil || !strings.Contains(err.Error(), b.want) {
