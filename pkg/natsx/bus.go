@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,12 +59,35 @@ type Bus struct {
 	// Replicas is how many copies of a stream JetStream keeps when its
 	// config does not say (the dead-letter stream); set it before use.
 	Replicas int
+
+	missedMu sync.Mutex
+	missed   []func()
+}
+
+// OnMissed registers fn to be called whenever plain (not JetStream)
+// subscriptions may have missed messages: after a reconnect, and when the
+// server cut a subscriber off as too slow. What is kept fresh by such
+// messages reads itself again then.
+func (b *Bus) OnMissed(fn func()) {
+	b.missedMu.Lock()
+	defer b.missedMu.Unlock()
+	b.missed = append(b.missed, fn)
+}
+
+func (b *Bus) messagesMissed() {
+	b.missedMu.Lock()
+	fns := slices.Clone(b.missed)
+	b.missedMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // Connect connects to url and keeps reconnecting for as long as the process
 // lives, so a NATS outage delays work instead of failing it. It returns even
 // when NATS is not up yet.
 func Connect(url, name string, log *slog.Logger) (*Bus, error) {
+	b := &Bus{log: log}
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.RetryOnFailedConnect(true),
@@ -74,13 +99,19 @@ func Connect(url, name string, log *slog.Logger) (*Bus, error) {
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
+			b.messagesMissed()
+		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
 			}
 			log.Warn("nats async error", "subject", subj, "err", err)
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				b.messagesMissed()
+			}
 		}),
 	)
 	if err != nil {
@@ -96,7 +127,8 @@ func Connect(url, name string, log *slog.Logger) (*Bus, error) {
 	// A no-op counter comes back with any error, so it is safe to use.
 	published, _ := otel.Meter(tracerName).Int64Counter("pizzashop.events.published",
 		metric.WithDescription("Events stored by JetStream (duplicates not counted), by kind such as order.placed"))
-	return &Bus{Conn: nc, JS: js, log: log, published: published}, nil
+	b.Conn, b.JS, b.published = nc, js, published
+	return b, nil
 }
 
 // EnsureStream creates or updates a stream, retrying until NATS answers or

@@ -44,6 +44,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
 			// Every replica follows every ticket change, its own and the
 			// others', to know the queue its estimates count.
+			d.Bus.OnMissed(srv.QueueStale)
 			if err := d.Listen("kitchen.*.*", srv.TicketChanged); err != nil {
 				return err
 			}

@@ -43,10 +43,10 @@ type Server struct {
 	now   func() time.Time
 
 	// queue is the kitchen queue (tickets queued or baking) for estimates
-	// and the queue gauge, kept in memory: read from the store at first use
-	// and every queueRecount, and kept current meanwhile by every ticket
-	// event, this replica's and the others' (TicketChanged). Reading it is
-	// a query over the open tickets, never on the way of an order.
+	// and the queue gauge, kept in memory: read from the store at first
+	// use, again when events may have been missed (QueueStale) or an hour
+	// has passed, and kept current meanwhile by every ticket event, this
+	// replica's and the others' (TicketChanged).
 	queue struct {
 		sync.Mutex
 		open map[string]kitchen.Status
@@ -57,9 +57,20 @@ type Server struct {
 	displays displays
 }
 
-// queueRecount is how often the queue is read again from the store, to
-// heal what events missed while NATS was away did to it.
-const queueRecount = 10 * time.Minute
+// queueRecount is how often the queue is read again from the store even
+// when no event can have been missed (QueueStale says when one may have
+// been): a last safety net, rare because on the embedded store the read
+// goes through every ticket ever made.
+const queueRecount = time.Hour
+
+// QueueStale drops the queue kept in memory, so that the next order reads
+// it again from the store: call it whenever ticket events may have been
+// missed (NATS reconnected, or cut the subscriber off as too slow).
+func (s *Server) QueueStale() {
+	s.queue.Lock()
+	defer s.queue.Unlock()
+	s.queue.open = nil
+}
 
 // QueueLength returns how many tickets are queued or baking.
 func (s *Server) QueueLength(ctx context.Context) (int, error) {
