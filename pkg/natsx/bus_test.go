@@ -364,3 +364,33 @@ func TestContextFrom(t *testing.T) {
 		t.Errorf("ContextFrom(empty header) has span context %v, want none", sc)
 	}
 }
+
+func TestOnMissedAfterReconnect(t *testing.T) {
+	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bus, err := natsx.Connect(s.NATSURL(), t.Name(), logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close()
+	missed := make(chan struct{}, 4)
+	bus.OnMissed(func() { missed <- struct{}{} })
+
+	select {
+	case <-missed:
+		t.Fatal("OnMissed called while nothing was missed")
+	case <-time.After(200 * time.Millisecond):
+	}
+	s.StopNATS()
+	if err := s.StartNATS(); err != nil {
+		t.Fatalf("StartNATS: %v", err)
+	}
+	select {
+	case <-missed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("OnMissed not called within 15s of NATS coming back")
+	}
+}
