@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,72 +41,9 @@ type Server struct {
 	opts  Options
 	now   func() time.Time
 
-	// queue is the kitchen queue (tickets queued or baking) for estimates
-	// and the queue gauge, kept in memory: read from the store at first
-	// use, again when events may have been missed (QueueStale) or an hour
-	// has passed, and kept current meanwhile by every ticket event, this
-	// replica's and the others' (TicketChanged).
-	queue struct {
-		sync.Mutex
-		open map[string]kitchen.Status
-		at   time.Time
-	}
+	// queue is the kitchen's open tickets, kept in memory (queue.go).
+	queue queue
 
-	// displays shares the display streams' snapshots (watch.go).
-	displays displays
-}
-
-// queueRecount is how often the queue is read again from the store even
-// when no event can have been missed (QueueStale says when one may have
-// been): a last safety net, rare because on the embedded store the read
-// goes through every ticket ever made.
-const queueRecount = time.Hour
-
-// QueueStale drops the queue kept in memory, so that the next order reads
-// it again from the store: call it whenever ticket events may have been
-// missed (NATS reconnected, or cut the subscriber off as too slow).
-func (s *Server) QueueStale() {
-	s.queue.Lock()
-	defer s.queue.Unlock()
-	s.queue.open = nil
-}
-
-// QueueLength returns how many tickets are queued or baking.
-func (s *Server) QueueLength(ctx context.Context) (int, error) {
-	s.queue.Lock()
-	defer s.queue.Unlock()
-	if now := s.now(); s.queue.open == nil || now.Sub(s.queue.at) > queueRecount {
-		open, err := s.store.OpenStatuses(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})
-		if err != nil {
-			return 0, err
-		}
-		s.queue.open, s.queue.at = open, now
-	}
-	return len(s.queue.open), nil
-}
-
-// TicketChanged keeps the queue current with a ticket event of any
-// replica: pass every kitchen.<status>.<id> message.
-func (s *Server) TicketChanged(data []byte) {
-	var ev kitchenv1.TicketStatusChanged
-	if proto.Unmarshal(data, &ev) != nil || ev.GetTicket().GetId() == "" {
-		return
-	}
-	s.ticketMoved(ev.GetTicket().GetId(), kitchen.Status(ev.GetTicket().GetStatus()))
-}
-
-// ticketMoved records that ticket id is now in status st.
-func (s *Server) ticketMoved(id string, st kitchen.Status) {
-	s.queue.Lock()
-	defer s.queue.Unlock()
-	if s.queue.open == nil {
-		return // not read yet: the first read sees it
-	}
-	if st.Open() {
-		s.queue.open[id] = st
-	} else {
-		delete(s.queue.open, id)
-	}
 }
 
 // NewServer returns the kitchen server. conn feeds the display streams.
@@ -180,7 +116,7 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 	inserted, err := s.store.Insert(ctx, t, entry)
 	if inserted {
 		// At once for the next estimate here; the event tells the others.
-		s.ticketMoved(t.ID, t.Status)
+		s.ticketSeen(toProto(t))
 	}
 	return err
 }
@@ -265,7 +201,7 @@ func (s *Server) change(ctx context.Context, id string, move func(*kitchen.Ticke
 		return true, []outbox.Entry{e}, err
 	})
 	if err == nil && changed {
-		s.ticketMoved(t.ID, t.Status)
+		s.ticketSeen(toProto(t))
 	}
 	return t, err
 }

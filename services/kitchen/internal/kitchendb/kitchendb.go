@@ -162,27 +162,23 @@ func (s *Store) List(ctx context.Context, statuses []kitchen.Status, limit int, 
 	return out, nil
 }
 
-// OpenStatuses returns the status of every ticket in statuses, by id, in
-// one pass with nothing but the id and status read: a count of the kitchen
-// queue, not a page of tickets. MongoDB answers it from the
-// {status, order_time, _id} index alone.
-func (s *Store) OpenStatuses(ctx context.Context, statuses []kitchen.Status) (map[string]kitchen.Status, error) {
-	cur, err := s.tickets.Find(ctx, bson.D{statusFilter(statuses)},
-		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "status", Value: 1}}))
+// Open returns every ticket in statuses, in no order, in one pass: the
+// kitchen's queue, not a page of it. MongoDB finds them by the
+// {status, order_time, _id} index; the embedded store reads every ticket,
+// and streams them, so no single call runs long.
+func (s *Store) Open(ctx context.Context, statuses []kitchen.Status) ([]kitchen.Ticket, error) {
+	cur, err := s.tickets.Find(ctx, bson.D{statusFilter(statuses)}, options.Find().SetProjection(withoutOutbox))
 	if err != nil {
 		return nil, fmt.Errorf("read the open tickets: %w", mongox.Translate(err, nil, nil))
 	}
 	defer cur.Close(ctx)
-	out := map[string]kitchen.Status{}
+	var out []kitchen.Ticket
 	for cur.Next(ctx) {
-		var d struct {
-			ID     string `bson:"_id"`
-			Status int    `bson:"status"`
-		}
+		var d ticketDoc
 		if err := cur.Decode(&d); err != nil {
 			return nil, fmt.Errorf("read the open tickets: %w", err)
 		}
-		out[d.ID] = kitchen.Status(d.Status)
+		out = append(out, d.ticket())
 	}
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("read the open tickets: %w", mongox.Translate(err, nil, nil))

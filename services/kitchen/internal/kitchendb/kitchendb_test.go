@@ -52,12 +52,19 @@ func TestOpenStatusesAndMoves(t *testing.T) {
 			t.Fatalf("Update(%s) = %v, %v", id, changed, err)
 		}
 	}
-	got, err := s.OpenStatuses(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})
+	open, err := s.Open(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := map[string]kitchen.Status{}
+	for _, tk := range open {
+		got[tk.ID] = tk.Status
+		if tk.PizzaName != "Margherita" {
+			t.Errorf("open ticket %s read as %+v, want the whole ticket", tk.ID, tk)
+		}
+	}
 	if !maps.Equal(got, want) {
-		t.Errorf("OpenStatuses = %v, want %v", got, want)
+		t.Errorf("Open = %v, want %v", got, want)
 	}
 	// What a move stored is what a fresh store reads.
 	fresh := kitchendb.New(db)

@@ -1,0 +1,188 @@
+package kitchenapi
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
+	"google.golang.org/protobuf/proto"
+)
+
+// queue is the kitchen's open tickets (queued or baking), kept in memory for
+// estimates, the queue gauge and the displays' snapshots. It is read from
+// the store at first use, again when ticket events may have been missed
+// (Stale) and hourly, and kept current meanwhile by every ticket event, this
+// replica's and the others'. So an order's estimate and a display that
+// opens read nothing from the store.
+type queue struct {
+	mu   sync.Mutex
+	open map[string]*kitchenv1.Ticket // nil until read
+	at   time.Time                    // when it was read
+	// closed remembers the revisions of tickets lately closed, so that a
+	// late event of an earlier step does not open them again.
+	closed closedRing
+	// loading is not nil while a read is under way; events that arrive
+	// meanwhile wait in pending and apply on top of what was read.
+	loading chan struct{}
+	pending []*kitchenv1.Ticket
+}
+
+// queueRecount is how often the queue is read again from the store even
+// when no event can have been missed: a last safety net, rare because on
+// the embedded store the read goes through every ticket ever made.
+const queueRecount = time.Hour
+
+// QueueStale drops the queue kept in memory, so that it is read again from
+// the store: call it whenever ticket events may have been missed (NATS
+// reconnected, or cut the subscriber off as too slow).
+func (s *Server) QueueStale() {
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	s.queue.open = nil
+}
+
+// QueueLength returns how many tickets are queued or baking.
+func (s *Server) QueueLength(ctx context.Context) (int, error) {
+	n := 0
+	err := s.withQueue(ctx, func(open map[string]*kitchenv1.Ticket) { n = len(open) })
+	return n, err
+}
+
+// openTickets returns up to limit open tickets in arrival order.
+func (s *Server) openTickets(ctx context.Context, limit int) ([]*kitchenv1.Ticket, error) {
+	var out []*kitchenv1.Ticket
+	err := s.withQueue(ctx, func(open map[string]*kitchenv1.Ticket) {
+		out = make([]*kitchenv1.Ticket, 0, len(open))
+		for _, t := range open {
+			out = append(out, t)
+		}
+	})
+	slices.SortFunc(out, func(a, b *kitchenv1.Ticket) int {
+		return cmp.Or(a.GetOrderTime().AsTime().Compare(b.GetOrderTime().AsTime()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
+}
+
+// withQueue calls fn with the open tickets, read from the store first when
+// they are not known or are due again. fn must not keep the map.
+func (s *Server) withQueue(ctx context.Context, fn func(map[string]*kitchenv1.Ticket)) error {
+	q := &s.queue
+	for {
+		q.mu.Lock()
+		if q.open != nil && s.now().Sub(q.at) <= queueRecount {
+			fn(q.open)
+			q.mu.Unlock()
+			return nil
+		}
+		if wait := q.loading; wait != nil {
+			q.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		q.loading, q.pending = done, nil
+		q.mu.Unlock()
+
+		read, err := s.store.Open(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})
+
+		q.mu.Lock()
+		q.loading = nil
+		close(done)
+		if err != nil {
+			q.pending = nil
+			q.mu.Unlock()
+			return err
+		}
+		open := make(map[string]*kitchenv1.Ticket, len(read))
+		for _, t := range read {
+			open[t.ID] = toProto(t)
+		}
+		q.open, q.at = open, s.now()
+		for _, t := range q.pending {
+			q.applyLocked(t)
+		}
+		q.pending = nil
+		q.mu.Unlock()
+	}
+}
+
+// TicketChanged keeps the queue current with a ticket event of any
+// replica: pass every kitchen.<status>.<id> message.
+func (s *Server) TicketChanged(data []byte) {
+	var ev kitchenv1.TicketStatusChanged
+	if proto.Unmarshal(data, &ev) != nil || ev.GetTicket().GetId() == "" {
+		return
+	}
+	s.ticketSeen(ev.GetTicket())
+}
+
+// ticketSeen records a ticket as it now is.
+func (s *Server) ticketSeen(t *kitchenv1.Ticket) {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.loading != nil:
+		q.pending = append(q.pending, t)
+	case q.open != nil:
+		q.applyLocked(t)
+	}
+	// Not read yet: the first read sees it.
+}
+
+// applyLocked puts t in the queue, or takes it out, unless what the queue
+// knows of it is newer.
+func (q *queue) applyLocked(t *kitchenv1.Ticket) {
+	id, rev := t.GetId(), t.GetRevision()
+	if cur, ok := q.open[id]; ok && cur.GetRevision() >= rev {
+		return
+	}
+	if q.closed.revision(id) >= rev {
+		return
+	}
+	if kitchen.Status(t.GetStatus()).Open() {
+		q.open[id] = t
+		return
+	}
+	delete(q.open, id)
+	q.closed.add(id, rev)
+}
+
+// closedRing remembers the revision at which the most recent tickets
+// closed.
+type closedRing struct {
+	revs map[string]int64
+	ring []string
+	next int
+}
+
+// closedKept is how many closed tickets the queue remembers: far more than
+// events can be late by.
+const closedKept = 4096
+
+func (c *closedRing) revision(id string) int64 { return c.revs[id] }
+
+func (c *closedRing) add(id string, rev int64) {
+	if c.revs == nil {
+		c.revs, c.ring = make(map[string]int64, closedKept), make([]string, closedKept)
+	}
+	if _, ok := c.revs[id]; !ok {
+		if old := c.ring[c.next]; old != "" {
+			delete(c.revs, old)
+		}
+		c.ring[c.next] = id
+		c.next = (c.next + 1) % len(c.ring)
+	}
+	c.revs[id] = rev
+}

@@ -1,0 +1,66 @@
+package kitchenapi
+
+import (
+	"slices"
+	"testing"
+
+	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
+)
+
+func ticket(id string, st kitchenv1.TicketStatus, rev int64) *kitchenv1.Ticket {
+	return &kitchenv1.Ticket{Id: id, Status: st, Revision: rev}
+}
+
+func TestQueueAppliesEventsInRevisionOrder(t *testing.T) {
+	q := queue{open: map[string]*kitchenv1.Ticket{}}
+	const (
+		queued = kitchenv1.TicketStatus_TICKET_STATUS_QUEUED
+		baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
+		ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
+	)
+	steps := []struct {
+		t    *kitchenv1.Ticket
+		want []string // open ticket ids after the event
+	}{
+		{ticket("a", queued, 1), []string{"a"}},
+		{ticket("b", queued, 1), []string{"a", "b"}},
+		{ticket("a", ready, 3), []string{"b"}},  // a closes, skipping BAKING's event
+		{ticket("a", baking, 2), []string{"b"}}, // ...which comes late: a stays closed
+		{ticket("b", baking, 2), []string{"b"}}, // b moves on
+		{ticket("b", queued, 1), []string{"b"}}, // b's first event again: b stays BAKING
+		{ticket("c", ready, 3), []string{"b"}},  // a ticket first seen closed
+		{ticket("c", queued, 1), []string{"b"}}, // and its older events
+		{ticket("a", queued, 1), []string{"b"}}, // a redelivered first event
+	}
+	for i, st := range steps {
+		q.applyLocked(st.t)
+		var got []string
+		for id := range q.open {
+			got = append(got, id)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, st.want) {
+			t.Fatalf("after event %d (%s %s rev %d): open %v, want %v", i, st.t.GetId(), st.t.GetStatus(), st.t.GetRevision(), got, st.want)
+		}
+	}
+	if s := q.open["b"].GetStatus(); s != baking {
+		t.Errorf("b is %s, want BAKING", s)
+	}
+}
+
+func TestClosedRingForgetsOldest(t *testing.T) {
+	var c closedRing
+	for i := range closedKept + 1 {
+		c.add(string(rune('a'+i%26))+string(rune(i)), int64(i+1))
+	}
+	if c.revision(string(rune('a'))+string(rune(0))) != 0 {
+		t.Error("the oldest closed ticket is still remembered past closedKept")
+	}
+	last := closedKept
+	if c.revision(string(rune('a'+last%26))+string(rune(last))) != int64(last+1) {
+		t.Error("the newest closed ticket is not remembered")
+	}
+	if len(c.revs) != closedKept {
+		t.Errorf("%d remembered, want %d", len(c.revs), closedKept)
+	}
+}
