@@ -87,13 +87,25 @@ func startLocalShop(t *testing.T) *localShop {
 	}
 
 	data := t.TempDir()
-	s := &localShop{root: root, bin: bin, base: freeBasePort(t), http: stack.FreeAddr(t),
+	base := freeBasePort(t)
+	// The other addresses must not fall among the base's ports, which are
+	// free now but taken once the shop starts.
+	outside := func() string {
+		for {
+			addr := stack.FreeAddr(t)
+			_, p, _ := net.SplitHostPort(addr)
+			if n, _ := strconv.Atoi(p); n < base || n > base+104 {
+				return addr
+			}
+		}
+	}
+	s := &localShop{root: root, bin: bin, base: base, http: outside(),
 		out: &lockedBuffer{}, done: make(chan struct{}), logs: map[string]string{}}
 	s.env = []string{
 		"PIZZASHOP_BASE_PORT=" + strconv.Itoa(s.base),
 		"PIZZASHOP_HTTP_ADDR=" + s.http,
-		"PIZZASHOP_NATS_ADDR=" + stack.FreeAddr(t),
-		"PIZZASHOP_MONGO_ADDR=" + stack.FreeAddr(t),
+		"PIZZASHOP_NATS_ADDR=" + outside(),
+		"PIZZASHOP_MONGO_ADDR=" + outside(),
 		"PIZZASHOP_DATA=" + data,
 	}
 	for _, name := range stack.Services {
