@@ -116,7 +116,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	// At most MaxConns connections; net/http's own error answers as JSON.
 	lis = edge.Listen(lis, cfg.MaxConns)
 	srv := &http.Server{
-		Handler:           gw,
+		Handler:           app.WithProfiler(gw),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,

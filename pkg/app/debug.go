@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 )
 
 // PprofEnv turns on the Go profiler endpoints beside /metrics when "true".
@@ -24,4 +25,23 @@ func HandleProfiler(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+}
+
+// WithProfiler serves /debug/pprof/ itself and everything else with next,
+// when PIZZASHOP_PPROF=true; otherwise it returns next. It is for a process
+// without a metrics port of its own (the gateway serves /metrics on its
+// HTTP address): the profiler stays out of next's routes, logs and traces.
+func WithProfiler(next http.Handler) http.Handler {
+	if os.Getenv(PprofEnv) != "true" {
+		return next
+	}
+	mux := http.NewServeMux()
+	HandleProfiler(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -103,8 +103,7 @@ func (r Rule) allows(role Role) bool {
 }
 
 func bearer(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) == 0 || vals[0] == "" {
 		return "", nil
 	}

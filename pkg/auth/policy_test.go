@@ -121,8 +121,7 @@ func TestInterceptors(t *testing.T) {
 	hc := healthpb.NewHealthClient(s.conn)
 
 	expired := func() string {
-		old := *s.signer
-		old.now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+		old := &Signer{key: s.signer.key, now: func() time.Time { return time.Now().Add(-2 * time.Hour) }}
 		tok, _, err := old.Sign(Claims{Subject: "late", Role: RoleAdmin}, time.Hour)
 		if err != nil {
 			t.Fatalf("Sign: %v", err)

@@ -210,3 +210,22 @@ func TestRole(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerify is the check every authenticated call pays, in the
+// gateway and again in the service.
+func BenchmarkVerify(b *testing.B) {
+	s, err := NewSigner(DevSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, _, err := s.Sign(Claims{Subject: "alice", Role: RoleCustomer, Name: "Alice"}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -45,9 +45,9 @@ var checkedMetadata = []struct{ key, header string }{
 // checkRequest refuses a request message or checked metadata holding a card
 // number, and metadata values outside printable ASCII.
 func checkRequest(ctx context.Context, req any) error {
-	md, _ := metadata.FromIncomingContext(ctx)
 	for _, c := range checkedMetadata {
-		for _, v := range md.Get(c.key) {
+		// One key's values, not metadata.FromIncomingContext's copy of all.
+		for _, v := range metadata.ValueFromIncomingContext(ctx, c.key) {
 			if err := CheckHeaderValue(c.header, v); err != nil {
 				return err
 			}

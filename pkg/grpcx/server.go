@@ -29,6 +29,13 @@ import (
 // shop sends. Requests a server accepts are bounded by MaxRequestBytes.
 const MaxMessageBytes = 1 << 20
 
+// streamWorkers is how many goroutines a server keeps to run calls on.
+// A call on a fresh goroutine grows its stack, copying it each time, as it
+// goes down through the interceptors and the store's driver; a kept one
+// has grown already. Calls beyond this many at once (live streams hold a
+// worker for as long as they last) get a fresh goroutine, as without them.
+const streamWorkers = 16
+
 // Server is a gRPC server with its health service.
 type Server struct {
 	*grpc.Server
@@ -53,6 +60,7 @@ func NewServer(log *slog.Logger, signer *auth.Signer, policy auth.Policy, opts .
 	s := &Server{log: log, Health: health.NewServer(), stopping: make(chan struct{})}
 	base := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.MaxRecvMsgSize(cfg.maxRequest),
 		grpc.MaxSendMsgSize(4 * MaxMessageBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute}),

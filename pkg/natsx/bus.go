@@ -56,6 +56,9 @@ type Bus struct {
 	// published counts events by kind: the order funnel is the rate of
 	// each "order.<status>".
 	published metric.Int64Counter
+	// kinds holds the attribute set of each event kind counted, built
+	// once rather than on every publish.
+	kinds sync.Map // string -> metric.MeasurementOption
 	// Replicas is how many copies of a stream JetStream keeps when its
 	// config does not say (the dead-letter stream); set it before use.
 	Replicas int
@@ -216,9 +219,19 @@ func (b *Bus) PublishRaw(ctx context.Context, subject, eventID, eventType string
 		return false, fmt.Errorf("publish %s: %w", subject, err)
 	}
 	if !ack.Duplicate {
-		b.published.Add(ctx, 1, metric.WithAttributes(attribute.String("event", eventKind(subject))))
+		b.countPublished(ctx, subject)
 	}
 	return ack.Duplicate, nil
+}
+
+// countPublished counts one event stored under subject by its kind.
+func (b *Bus) countPublished(ctx context.Context, subject string) {
+	kind := eventKind(subject)
+	opt, ok := b.kinds.Load(kind)
+	if !ok {
+		opt, _ = b.kinds.LoadOrStore(kind, metric.WithAttributeSet(attribute.NewSet(attribute.String("event", kind))))
+	}
+	b.published.Add(ctx, 1, opt.(metric.MeasurementOption))
 }
 
 // eventKind is a subject without its last token, the entity id:
@@ -256,7 +269,7 @@ func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType s
 		select {
 		case ack := <-fut.Ok():
 			if !ack.Duplicate {
-				b.published.Add(ctx, 1, metric.WithAttributes(attribute.String("event", eventKind(subject))))
+				b.countPublished(ctx, subject)
 			}
 			return ack.Duplicate, nil
 		case err := <-fut.Err():

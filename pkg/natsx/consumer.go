@@ -119,9 +119,14 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	// No-op instruments come back with any error, so they are safe to use.
 	handled, _ := otel.Meter(tracerName).Float64Histogram("pizzashop.events.handle.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to handle one event, by consumer and outcome (ack, retry, dead_letter)"))
+	// The attribute sets of the outcomes, built once, not per message.
+	outcomes := map[string]metric.MeasurementOption{}
+	for _, o := range []string{"ack", "retry", "dead_letter"} {
+		outcomes[o] = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("consumer", cfg.Durable), attribute.String("outcome", o)))
+	}
 	outcome := func(ctx context.Context, start time.Time, result string) {
-		handled.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(
-			attribute.String("consumer", cfg.Durable), attribute.String("outcome", result)))
+		handled.Record(ctx, time.Since(start).Seconds(), outcomes[result])
 	}
 	stopGauges, redelivered := consumerMetrics(ctx, cons, cfg.Durable)
 	defer stopGauges()

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // jsonMarshaler is protojson with the shop's rules: responses are
@@ -25,6 +27,55 @@ func newJSONMarshaler() *jsonMarshaler {
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}}
+}
+
+// Marshal is runtime.JSONPb's Marshal, byte for byte, without its detours
+// on the two shapes the gateway answers with on every call: a message (a
+// unary response), encoded straight into the returned slice instead of
+// through a buffer, and a line of a live stream, which grpc-gateway wraps
+// as {"result": message}. JSONPb encodes that wrapper with reflection and
+// encoding/json, which re-parses the message's JSON to compact and
+// HTML-escape it; streamLine does the same two passes without the rest.
+func (m *jsonMarshaler) Marshal(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case proto.Message:
+		return m.MarshalOptions.Marshal(v)
+	case map[string]any:
+		if len(v) == 1 && m.Indent == "" {
+			if p, ok := v["result"].(proto.Message); ok {
+				return m.streamLine(p)
+			}
+		}
+	}
+	return m.JSONPb.Marshal(v)
+}
+
+// streamLine encodes {"result": p} as JSONPb does: p's JSON, compacted, with
+// <, >, &, U+2028 and U+2029 escaped as encoding/json escapes them.
+func (m *jsonMarshaler) streamLine(p proto.Message) ([]byte, error) {
+	inner, err := m.MarshalOptions.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	const head, tail = `{"result":`, `}`
+	var buf bytes.Buffer
+	buf.Grow(len(head) + len(inner) + len(tail))
+	buf.WriteString(head)
+	if err := json.Compact(&buf, inner); err != nil {
+		return nil, err
+	}
+	if needsHTMLEscape(buf.Bytes()[len(head):]) {
+		compact := bytes.Clone(buf.Bytes()[len(head):])
+		buf.Truncate(len(head))
+		json.HTMLEscape(&buf, compact)
+	}
+	buf.WriteString(tail)
+	return buf.Bytes(), nil
+}
+
+// needsHTMLEscape reports whether json.HTMLEscape would change b.
+func needsHTMLEscape(b []byte) bool {
+	return bytes.ContainsAny(b, "<>&\u2028\u2029")
 }
 
 // StreamContentType marks live streams as newline-delimited JSON.

@@ -117,8 +117,7 @@ func caller(ctx context.Context) (auth.Claims, error) {
 const maxKeyLen = 200
 
 func idempotencyKey(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("idempotency-key")
+	vals := metadata.ValueFromIncomingContext(ctx, "idempotency-key")
 	if len(vals) == 0 {
 		return "", nil
 	}
