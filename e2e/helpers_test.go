@@ -245,9 +245,9 @@ func waitPlaced(t testing.TB, s *stack.Stack, id string, timeout time.Duration) 
 func outboxState(t testing.TB, s *stack.Stack, id string) string {
 	t.Helper()
 	var doc struct {
-		At      time.Time        `bson:"outbox_at"`
-		Outbox  []map[string]any `bson:"outbox"`
-		Status  int              `bson:"status"`
+		At     time.Time        `bson:"outbox_at"`
+		Outbox []map[string]any `bson:"outbox"`
+		Status int              `bson:"status"`
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -43,7 +43,6 @@ type Server struct {
 
 	// queue is the kitchen's open tickets, kept in memory (queue.go).
 	queue queue
-
 }
 
 // NewServer returns the kitchen server. conn feeds the display streams.
