@@ -77,9 +77,9 @@ func start(ctx context.Context, o options, stderr io.Writer) (*loader, error) {
 		case <-ctx.Done():
 			l.stop()
 			return nil, ctx.Err()
-		case <-time.After(10 * time.Second):
+		case <-time.After(streamOpenTimeout):
 			l.stop()
-			return nil, fmt.Errorf("the live stream %s%s did not open within 10s", o.url, st.path)
+			return nil, fmt.Errorf("the live stream %s%s did not open within %s", o.url, st.path, streamOpenTimeout)
 		}
 	}
 	return l, nil
@@ -308,6 +308,11 @@ func (l *loader) stepResult(idx int, rate float64) stepResult {
 	r.p99 = percentile(lat, 0.99)
 	return r
 }
+
+// streamOpenTimeout bounds the wait for a live stream's first answer: a
+// kitchen that has just started on a store of many tickets reads them all
+// first.
+const streamOpenTimeout = 30 * time.Second
 
 // maxConfirm bounds the orders confirmUnseen asks about.
 const maxConfirm = 20_000

@@ -51,6 +51,15 @@ func run(ctx context.Context, log *slog.Logger) error {
 			d.Go("placed orders consumer", func(ctx context.Context) error {
 				return d.Bus.Consume(ctx, kitchenapi.OrdersConsumer, srv.HandlePlaced)
 			})
+			// Read the queue now rather than at the first order or display:
+			// on the embedded store that read goes through every ticket.
+			d.Go("kitchen queue warm-up", func(ctx context.Context) error {
+				if _, err := srv.QueueLength(ctx); err != nil && ctx.Err() == nil {
+					d.Log.Warn("kitchen queue not read at start; the first order reads it", "err", err)
+				}
+				<-ctx.Done()
+				return nil
+			})
 			kitchenv1.RegisterKitchenServiceServer(d.GRPC, srv)
 			return observeQueue(srv)
 		},
