@@ -10,8 +10,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -210,15 +208,9 @@ func (r *Relay) scanFrom(ctx context.Context, from time.Time) (int, error) {
 					_ = cur.Close(ctx)
 					return n, fmt.Errorf("outbox: publish %s: %w", e.ID, err)
 				}
-				r.mu.Lock()
-				r.acked.add(e.ID)
-				r.mu.Unlock()
-				if dup {
-					continue
+				if r.acknowledged(ctx, c, e, dup) {
+					n++
 				}
-				n++
-				r.published.Add(1)
-				r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", c.Name())))
 			}
 		}
 		err = cur.Err()

@@ -523,14 +523,22 @@ func (r *Relay) settled(ctx context.Context, j *job, e Entry, dup bool, err erro
 		}
 		return
 	}
+	r.acknowledged(ctx, j.c, e, dup)
+}
+
+// acknowledged records that JetStream holds e, an entry of a document of c;
+// dup says it had it already (a scan and the fast path, or two replicas,
+// sent it twice). It reports whether the publish was new.
+func (r *Relay) acknowledged(ctx context.Context, c *mongo.Collection, e Entry, dup bool) bool {
 	r.mu.Lock()
 	r.acked.add(e.ID)
 	r.mu.Unlock()
 	if dup {
-		return // a scan and the fast path, or two replicas, sent it twice
+		return false
 	}
 	r.published.Add(1)
-	r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", j.c.Name())))
+	r.lag.Record(ctx, time.Since(e.CreateTime).Seconds(), metric.WithAttributes(attribute.String("collection", c.Name())))
+	return true
 }
 
 func (r *Relay) isAcked(id string) bool {
