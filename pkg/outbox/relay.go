@@ -52,6 +52,7 @@ type Relay struct {
 	name       string
 	marks      *mongo.Collection
 	paused     bool
+	grace      time.Duration // see unknownGrace
 
 	// ready is closed once the mark is stored: no write may begin before,
 	// or a crash could leave it outside every range a relay looks at.
@@ -134,6 +135,16 @@ func WithStaleAfter(d time.Duration) Option {
 // publishes everything since.
 func WithPaused(p bool) Option { return func(r *Relay) { r.paused = p } }
 
+// WithUnknownGrace sets how long the relay waits before it reads back the
+// document of a write whose answer was lost (default 30 s).
+func WithUnknownGrace(d time.Duration) Option {
+	return func(r *Relay) {
+		if d > 0 {
+			r.grace = d
+		}
+	}
+}
+
 // MarksCollection is where relays keep their marks, in the database of
 // their first collection.
 const MarksCollection = "outbox_marks"
@@ -142,7 +153,7 @@ const MarksCollection = "outbox_marks"
 // database.
 func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts ...Option) *Relay {
 	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: 5 * time.Minute,
-		staleAfter: time.Minute, name: "relay-" + NewID(), ready: make(chan struct{}),
+		staleAfter: time.Minute, name: "relay-" + NewID(), ready: make(chan struct{}), grace: unknownGrace,
 		open: map[time.Time]int{}, acked: newAckedSet(1 << 16), gone: map[string]struct{}{}}
 	for _, o := range opts {
 		o(r)
@@ -547,8 +558,15 @@ func (r *Relay) isAcked(id string) bool {
 	return r.acked.has(id)
 }
 
-// recheck reads back the documents of writes whose answer was lost and
-// queues what their outboxes hold.
+// unknownGrace is how long after a write whose answer was lost began the
+// relay waits before reading its document back, holding the mark at the
+// write meanwhile. A write still on its way (held by a slow store, or sent
+// after its caller gave up) lands before then; read back too early, its
+// entries would be missed for good.
+const unknownGrace = 30 * time.Second
+
+// recheck reads back the documents of writes whose answer was lost, once
+// they are due, and queues what their outboxes hold.
 func (r *Relay) recheck(ctx context.Context) error {
 	r.mu.Lock()
 	ws := r.unsure
@@ -556,7 +574,11 @@ func (r *Relay) recheck(ctx context.Context) error {
 	r.mu.Unlock()
 	var left []Written
 	var firstErr error
-	for i, w := range ws {
+	for _, w := range ws {
+		if firstErr != nil || !w.At.IsZero() && time.Since(w.At) < r.grace {
+			left = append(left, w)
+			continue
+		}
 		var st State
 		err := w.Coll.FindOne(ctx, bson.D{{Key: "_id", Value: w.ID}},
 			options.FindOne().SetProjection(bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}})).Decode(&st)
@@ -567,14 +589,11 @@ func (r *Relay) recheck(ctx context.Context) error {
 			r.mu.Unlock()
 		case err != nil:
 			firstErr = fmt.Errorf("outbox: read back %v in %s: %w", w.ID, w.Coll.Name(), err)
-			left = append(left, ws[i:]...)
+			left = append(left, w)
 		default:
 			r.mu.Lock()
 			r.queue = append(r.queue, job{w.Coll, w.ID, st.Revision, st.Outbox, w.At})
 			r.mu.Unlock()
-		}
-		if firstErr != nil {
-			break
 		}
 	}
 	if len(left) > 0 {

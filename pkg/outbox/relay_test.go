@@ -727,7 +727,8 @@ func TestRelayUnknownOutcome(t *testing.T) {
 	c := colls[0]
 	ctx := testContext(t)
 	pub := &fakePublisher{}
-	relay := outbox.NewRelay(pub, logging.Discard(), colls)
+	const grace = 700 * time.Millisecond
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(grace))
 	stop := runRelay(t, relay)
 
 	// The write was stored, its answer lost.
@@ -747,6 +748,11 @@ func TestRelayUnknownOutcome(t *testing.T) {
 	relay.Done(outbox.Written{At: at2, Coll: c, ID: "ghost", Revision: 1,
 		Entries: []outbox.Entry{newEntry(t, ctx, "evt.u", "ghost1")}, Outcome: outbox.Unknown})
 
+	// Not read back at once: a write still on its way could land after.
+	time.Sleep(grace / 2)
+	if got := pub.published(); len(got) != 0 {
+		t.Errorf("published %v within half the grace, want nothing yet", got)
+	}
 	waitFor(t, "u1 published", func() bool { return len(pub.published()) >= 1 })
 	time.Sleep(100 * time.Millisecond)
 	if got := pub.published(); !slices.Equal(got, []string{"u1"}) {
@@ -1216,4 +1222,27 @@ func TestRelayWriteAfterRunEnded(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestRelayUnknownWriteLandsLate: a write whose answer was lost lands in the
+// store only after the relay was told of it (it was still on its way). Its
+// entries must still be published: the relay reads the document back only
+// once the write cannot be on its way any more.
+func TestRelayUnknownWriteLandsLate(t *testing.T) {
+	colls := newColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	pub := &fakePublisher{}
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(time.Second))
+	runRelay(t, relay)
+
+	at, err := relay.Begin(ctx)
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	late := newEntry(t, ctx, "evt.l", "late1")
+	relay.Done(outbox.Written{At: at, Coll: c, ID: "l", Revision: 1, Entries: []outbox.Entry{late}, Outcome: outbox.Unknown})
+	time.Sleep(300 * time.Millisecond) // the relay has been woken meanwhile
+	insertWith(t, c, "l", at, late)
+	waitFor(t, "late1 published", func() bool { return slices.Contains(pub.published(), "late1") })
 }

@@ -31,7 +31,9 @@ const (
 	// the document exists already).
 	NotApplied
 	// Unknown: the write may be stored or not (its answer was lost). The
-	// tracker reads the document back and publishes what its outbox holds.
+	// tracker reads the document back, a while later, and publishes what
+	// its outbox holds. Without a stamp (At zero) it asks only for that
+	// read, at once: a document found already there when inserting it.
 	Unknown
 )
 

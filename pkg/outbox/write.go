@@ -90,11 +90,17 @@ func InsertWith(ctx context.Context, ins Inserter, tr Tracker, id any, rev int64
 	if err != nil {
 		return err
 	}
-	err = ins.InsertOne(ctx, doc(at))
+	// The outcome must be known for the tracker, so the wait outlives a
+	// caller that gives up (the store's own timeout bounds it).
+	err = ins.InsertOne(context.WithoutCancel(ctx), doc(at))
 	w := Written{At: at, Coll: ins.Collection(), ID: id, Revision: rev, Entries: events}
 	switch {
 	case mongox.IsDuplicate(err):
 		w.Outcome = NotApplied
+		// The document there may be this write's own twin, stored by an
+		// attempt whose answer was lost: have its entries published now
+		// rather than when that attempt's relay reads it back.
+		defer tr.Done(Written{Coll: ins.Collection(), ID: id, Outcome: Unknown})
 	case err != nil:
 		w.Outcome = Unknown
 	}
