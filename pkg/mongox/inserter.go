@@ -101,11 +101,17 @@ func (in *Inserter) send(group []*insertCall) {
 	}
 	_, err := in.c.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
-		// Some documents were refused, the others stored.
+	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
+		// Some documents were refused, each with its own error; the others
+		// were stored, and answer nil, or the write concern's error, which
+		// must not read as any other document's duplicate key.
 		refused := map[int]mongo.WriteError{}
 		for _, we := range bwe.WriteErrors {
 			refused[we.Index] = we.WriteError
+		}
+		var stored error
+		if bwe.WriteConcernError != nil {
+			stored = mongo.WriteException{WriteConcernError: bwe.WriteConcernError, Labels: bwe.Labels}
 		}
 		for i, call := range group {
 			if we, ok := refused[i]; ok {
@@ -113,7 +119,7 @@ func (in *Inserter) send(group []*insertCall) {
 				call.err <- mongo.WriteException{WriteErrors: mongo.WriteErrors{we}, Labels: bwe.Labels}
 				continue
 			}
-			call.err <- nil
+			call.err <- stored
 		}
 		return
 	}
