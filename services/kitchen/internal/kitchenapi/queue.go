@@ -29,6 +29,9 @@ type queue struct {
 	// meanwhile wait in pending and apply on top of what was read.
 	loading chan struct{}
 	pending []*kitchenv1.Ticket
+	// stale counts the calls of QueueStale: a read that began before one
+	// may have missed what it says was missed, and is not kept.
+	stale int
 }
 
 // queueRecount is how often the queue is read again from the store even
@@ -43,6 +46,7 @@ func (s *Server) QueueStale() {
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
 	s.queue.open = nil
+	s.queue.stale++
 }
 
 // QueueLength returns how many tickets are queued or baking.
@@ -92,6 +96,7 @@ func (s *Server) withQueue(ctx context.Context, fn func(map[string]*kitchenv1.Ti
 		}
 		done := make(chan struct{})
 		q.loading, q.pending = done, nil
+		stale := q.stale
 		q.mu.Unlock()
 
 		read, err := s.store.Open(ctx, []kitchen.Status{kitchen.StatusQueued, kitchen.StatusBaking})
@@ -103,6 +108,11 @@ func (s *Server) withQueue(ctx context.Context, fn func(map[string]*kitchenv1.Ti
 			q.pending = nil
 			q.mu.Unlock()
 			return err
+		}
+		if q.stale != stale {
+			q.pending = nil
+			q.mu.Unlock()
+			continue // events may have been missed during the read: read again
 		}
 		open := make(map[string]*kitchenv1.Ticket, len(read))
 		for _, t := range read {
@@ -137,8 +147,12 @@ func (s *Server) ticketSeen(t *kitchenv1.Ticket) {
 		q.pending = append(q.pending, t)
 	case q.open != nil:
 		q.applyLocked(t)
+	case !kitchen.Status(t.GetStatus()).Open() && q.closed.revision(t.GetId()) < t.GetRevision():
+		// Not read yet: the first read sees the ticket as it is, but a
+		// repeat of an earlier event (a relay publishing again) must not
+		// open it afterwards.
+		q.closed.add(t.GetId(), t.GetRevision())
 	}
-	// Not read yet: the first read sees it.
 }
 
 // applyLocked puts t in the queue, or takes it out, unless what the queue

@@ -64,3 +64,20 @@ func TestClosedRingForgetsOldest(t *testing.T) {
 		t.Errorf("%d remembered, want %d", len(c.revs), closedKept)
 	}
 }
+
+func TestQueueRemembersClosingWhileNotRead(t *testing.T) {
+	s := &Server{}
+	const (
+		baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
+		ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
+	)
+	// The queue is not read (or was dropped as stale) when x closes.
+	s.ticketSeen(ticket("x", ready, 3))
+	// Read later: x is not among the open tickets...
+	s.queue.open = map[string]*kitchenv1.Ticket{}
+	// ...and a relay publishing x's earlier step again must not open it.
+	s.ticketSeen(ticket("x", baking, 2))
+	if _, ok := s.queue.open["x"]; ok {
+		t.Error("a repeated earlier event opened a ticket that closed while the queue was not read")
+	}
+}
