@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -223,3 +224,54 @@ func (r *Relay) scanFrom(ctx context.Context, from time.Time) (int, error) {
 }
 
 func isNoDocuments(err error) bool { return errors.Is(err, mongo.ErrNoDocuments) }
+
+// legacyPending is the field, and legacyIndex the index on it, that
+// documents written before relays kept marks used for "outbox not yet
+// cleared".
+const (
+	legacyPending = "outbox_pending"
+	legacyIndex   = "outbox_pending_1"
+)
+
+// drainLegacy publishes what documents stored before relays kept marks
+// still hold unpublished (flagged outbox_pending), once: a collection made
+// then still has the index on that flag, and loses it when done, so later
+// starts skip this. On the embedded store the query reads every document.
+func (r *Relay) drainLegacy(ctx context.Context) error {
+	for _, c := range r.colls {
+		specs, err := c.Indexes().ListSpecifications(ctx)
+		if err != nil {
+			return fmt.Errorf("outbox: list indexes of %s: %w", c.Name(), err)
+		}
+		if !slices.ContainsFunc(specs, func(s mongo.IndexSpecification) bool { return s.Name == legacyIndex }) {
+			continue
+		}
+		cur, err := c.Find(ctx, bson.D{{Key: legacyPending, Value: true}},
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: FieldEntries, Value: 1}}))
+		if err != nil {
+			return fmt.Errorf("outbox: find pending in %s: %w", c.Name(), err)
+		}
+		var docs []scanned
+		if err := cur.All(ctx, &docs); err != nil {
+			return fmt.Errorf("outbox: read pending in %s: %w", c.Name(), err)
+		}
+		n := 0
+		for _, d := range docs {
+			for _, e := range d.Outbox {
+				pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
+				dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+				if err != nil {
+					return fmt.Errorf("outbox: publish %s: %w", e.ID, err)
+				}
+				if r.acknowledged(ctx, c, e, dup) {
+					n++
+				}
+			}
+		}
+		if err := c.Indexes().DropOne(ctx, legacyIndex); err != nil {
+			return fmt.Errorf("outbox: drop index %s of %s: %w", legacyIndex, c.Name(), err)
+		}
+		r.log.Info("outbox relay: published what documents from before marks held", "collection", c.Name(), "documents", len(docs), "published", n)
+	}
+	return nil
+}

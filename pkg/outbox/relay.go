@@ -327,7 +327,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	scans := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	if !r.paused {
-		wg.Go(func() { r.scanLoop(ctx, scans) })
+		wg.Go(func() {
+			if err := r.drainLegacy(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("outbox relay: documents from before marks not drained; the next start tries again", "err", err)
+			}
+			r.scanLoop(ctx, scans)
+		})
 	}
 	scans <- struct{}{} // what the last run under this name left behind
 	backoff := 100 * time.Millisecond

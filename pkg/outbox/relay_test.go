@@ -1246,3 +1246,35 @@ func TestRelayUnknownWriteLandsLate(t *testing.T) {
 	insertWith(t, c, "l", at, late)
 	waitFor(t, "late1 published", func() bool { return slices.Contains(pub.published(), "late1") })
 }
+
+// TestRelayDrainsDocumentsFromBeforeMarks: documents stored before relays
+// kept marks flag an outbox not yet cleared with outbox_pending, under an
+// index on it. A relay publishes what they hold once, then drops the index.
+func TestRelayDrainsDocumentsFromBeforeMarks(t *testing.T) {
+	colls := newColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "outbox_pending", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	old := newEntry(t, ctx, "evt.old", "old1")
+	done := newEntry(t, ctx, "evt.old", "done1")
+	for _, d := range []bson.D{
+		{{Key: "_id", Value: "pending"}, {Key: "revision", Value: int64(1)}, {Key: "outbox", Value: []outbox.Entry{old}}, {Key: "outbox_pending", Value: true}},
+		{{Key: "_id", Value: "cleared"}, {Key: "revision", Value: int64(2)}, {Key: "outbox", Value: []outbox.Entry{done}}, {Key: "outbox_pending", Value: false}},
+	} {
+		if _, err := c.InsertOne(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &fakePublisher{}
+	runRelay(t, outbox.NewRelay(pub, logging.Discard(), colls))
+	waitFor(t, "old1 published", func() bool { return slices.Contains(pub.published(), "old1") })
+	waitFor(t, "the old index dropped", func() bool {
+		specs, err := c.Indexes().ListSpecifications(ctx)
+		return err == nil && !slices.ContainsFunc(specs, func(s mongo.IndexSpecification) bool { return s.Name == "outbox_pending_1" })
+	})
+	if got := pub.published(); !slices.Equal(got, []string{"old1"}) {
+		t.Errorf("published %v, want [old1]: only the outbox not yet cleared", got)
+	}
+}
