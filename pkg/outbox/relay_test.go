@@ -347,7 +347,8 @@ func TestRelayPublishesWrites(t *testing.T) {
 		cmd, coll := k[0], k[1]
 		switch {
 		case coll == colls[0].Name() || coll == colls[1].Name():
-			if cmd != "insert" && cmd != "update" { // those are counted below
+			// listIndexes: once at start, for documents from before marks.
+			if cmd != "insert" && cmd != "update" && !(cmd == "listIndexes" && n == 1) { // those are counted below
 				t.Errorf("%d %s commands on %s, want none", n, cmd, coll)
 			}
 		case coll == marks:
