@@ -155,6 +155,19 @@ func (s *Server) ticketSeen(t *kitchenv1.Ticket) {
 	}
 }
 
+// outdated reports whether the queue knows ticket t at a later revision: an
+// event published again (a relay's scan after a restart sends what it
+// cannot tell was sent) that a display must not show over the ticket's
+// present.
+func (q *queue) outdated(t *kitchenv1.Ticket) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if cur, ok := q.open[t.GetId()]; ok && cur.GetRevision() > t.GetRevision() {
+		return true
+	}
+	return q.closed.revision(t.GetId()) > t.GetRevision()
+}
+
 // applyLocked puts t in the queue, or takes it out, unless what the queue
 // knows of it is newer.
 func (q *queue) applyLocked(t *kitchenv1.Ticket) {

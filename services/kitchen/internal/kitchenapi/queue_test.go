@@ -81,3 +81,30 @@ func TestQueueRemembersClosingWhileNotRead(t *testing.T) {
 		t.Error("a repeated earlier event opened a ticket that closed while the queue was not read")
 	}
 }
+
+func TestQueueOutdated(t *testing.T) {
+	q := queue{open: map[string]*kitchenv1.Ticket{}}
+	const (
+		queued = kitchenv1.TicketStatus_TICKET_STATUS_QUEUED
+		baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
+		ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
+	)
+	q.applyLocked(ticket("open", queued, 1))
+	q.applyLocked(ticket("open", baking, 2))
+	q.applyLocked(ticket("done", queued, 1))
+	q.applyLocked(ticket("done", ready, 3))
+	for _, tc := range []struct {
+		t    *kitchenv1.Ticket
+		want bool
+	}{
+		{ticket("open", queued, 1), true},  // published again after BAKING
+		{ticket("open", baking, 2), false}, // the present itself
+		{ticket("done", queued, 1), true},  // published again after it closed
+		{ticket("done", ready, 3), false},  // the closing event itself
+		{ticket("new", queued, 1), false},  // not known yet
+	} {
+		if got := q.outdated(tc.t); got != tc.want {
+			t.Errorf("outdated(%s %s rev %d) = %v, want %v", tc.t.GetId(), tc.t.GetStatus(), tc.t.GetRevision(), got, tc.want)
+		}
+	}
+}

@@ -87,7 +87,7 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 			}
 			idle.Sent()
 		case t := <-events:
-			if t.GetRevision() <= seen[t.GetId()] {
+			if t.GetRevision() <= seen[t.GetId()] || s.queue.outdated(t) {
 				continue
 			}
 			seen[t.GetId()] = t.GetRevision()
