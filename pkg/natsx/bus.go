@@ -65,6 +65,40 @@ type Bus struct {
 
 	missedMu sync.Mutex
 	missed   []func()
+
+	streams sync.Map // stream name -> jetstream.Stream, for Stored
+}
+
+// Stored reports whether JetStream holds event eventID as the last message
+// on subject. The outbox relay asks it before publishing again what a scan
+// after a crash finds: JetStream would drop the repeat, but plain
+// subscribers (live views) would see it. Subjects name one event of one
+// order, so the last message is the one to compare.
+func (b *Bus) Stored(ctx context.Context, subject, eventID string) (bool, error) {
+	name, err := b.JS.StreamNameBySubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stream of %s: %w", subject, err)
+	}
+	var st jetstream.Stream
+	if v, ok := b.streams.Load(name); ok {
+		st = v.(jetstream.Stream)
+	} else {
+		if st, err = b.JS.Stream(ctx, name); err != nil {
+			return false, fmt.Errorf("stream %s: %w", name, err)
+		}
+		b.streams.Store(name, st)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("last message on %s: %w", subject, err)
+	}
+	return m.Header.Get(jetstream.MsgIDHeader) == eventID, nil
 }
 
 // OnMissed registers fn to be called whenever plain (not JetStream)

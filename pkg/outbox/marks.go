@@ -203,13 +203,12 @@ func (r *Relay) scanFrom(ctx context.Context, from time.Time) (int, error) {
 				if r.isAcked(e.ID) {
 					continue
 				}
-				pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
-				dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+				published, err := r.republish(ctx, c, e)
 				if err != nil {
 					_ = cur.Close(ctx)
-					return n, fmt.Errorf("outbox: publish %s: %w", e.ID, err)
+					return n, err
 				}
-				if r.acknowledged(ctx, c, e, dup) {
+				if published {
 					n++
 				}
 			}
@@ -258,12 +257,11 @@ func (r *Relay) drainLegacy(ctx context.Context) error {
 		n := 0
 		for _, d := range docs {
 			for _, e := range d.Outbox {
-				pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
-				dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+				published, err := r.republish(ctx, c, e)
 				if err != nil {
-					return fmt.Errorf("outbox: publish %s: %w", e.ID, err)
+					return err
 				}
-				if r.acknowledged(ctx, c, e, dup) {
+				if published {
 					n++
 				}
 			}
@@ -274,4 +272,23 @@ func (r *Relay) drainLegacy(ctx context.Context) error {
 		r.log.Info("outbox relay: published what documents from before marks held", "collection", c.Name(), "documents", len(docs), "published", n)
 	}
 	return nil
+}
+
+// republish publishes e, an entry a scan found in a document of c, unless
+// JetStream is known to hold it already. It reports whether JetStream did
+// not have it.
+func (r *Relay) republish(ctx context.Context, c *mongo.Collection, e Entry) (bool, error) {
+	if sc, ok := r.pub.(StoredChecker); ok {
+		if stored, err := sc.Stored(ctx, e.Subject, e.ID); err == nil && stored {
+			return r.acknowledged(ctx, c, e, true), nil
+		}
+		// On an error, publishing is the safe answer: JetStream drops a
+		// repeat.
+	}
+	pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
+	dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+	if err != nil {
+		return false, fmt.Errorf("outbox: publish %s: %w", e.ID, err)
+	}
+	return r.acknowledged(ctx, c, e, dup), nil
 }

@@ -32,6 +32,14 @@ type AsyncPublisher interface {
 	PublishRawAsync(ctx context.Context, subject, eventID, eventType string, data []byte) (wait func(context.Context) (duplicate bool, err error), err error)
 }
 
+// StoredChecker is a Publisher that can tell whether JetStream holds an
+// event as the last message on its subject. A relay that has one asks it
+// before publishing again what a scan finds, so that plain subscribers do
+// not see an event twice.
+type StoredChecker interface {
+	Stored(ctx context.Context, subject, eventID string) (bool, error)
+}
+
 // Relay publishes the outbox entries of the documents in its collections.
 //
 // Writers tell it of each write (it is their Tracker): it publishes the

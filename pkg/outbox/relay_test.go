@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
@@ -1277,5 +1279,57 @@ func TestRelayDrainsDocumentsFromBeforeMarks(t *testing.T) {
 	})
 	if got := pub.published(); !slices.Equal(got, []string{"old1"}) {
 		t.Errorf("published %v, want [old1]: only the outbox not yet cleared", got)
+	}
+}
+
+// TestRelayScanSkipsWhatJetStreamHolds: after a crash, the relay under the
+// same name scans from its mark and finds entries it had published in the
+// last moments before. JetStream would drop the repeats, but plain
+// subscribers (live views) would see them: the relay does not send what
+// JetStream holds as the last message on its subject.
+func TestRelayScanSkipsWhatJetStreamHolds(t *testing.T) {
+	colls := newColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	bus, _ := newBus(t)
+	sent := newEntry(t, ctx, "evt.s.sent", "sent1")
+	if _, err := bus.PublishRaw(ctx, sent.Subject, sent.ID, sent.Type, sent.Data); err != nil {
+		t.Fatal(err)
+	}
+	unsent := newEntry(t, ctx, "evt.s.unsent", "unsent1")
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	insertWith(t, c, "sent", at, sent)
+	insertWith(t, c, "unsent", at, unsent)
+	// The mark the crashed run left: before both writes.
+	if _, err := marksOf(c).InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "upto", Value: at.Add(-time.Second)}, {Key: "beat", Value: at}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	sub, err := bus.Conn.Subscribe("evt.s.>", func(m *nats.Msg) {
+		mu.Lock()
+		seen = append(seen, m.Header.Get(jetstream.MsgIDHeader))
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := bus.Conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	relay := outbox.NewRelay(bus, logging.Discard(), colls, outbox.WithName("x"))
+	runRelay(t, relay)
+	waitFor(t, "unsent1 seen", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(seen, "unsent1")
+	})
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(seen, []string{"unsent1"}) {
+		t.Errorf("subscribers saw %v, want only [unsent1]: sent1 was in JetStream already", seen)
 	}
 }
