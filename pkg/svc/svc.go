@@ -41,9 +41,11 @@ type Common struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
 	HealthInterval  time.Duration `env:"HEALTH_INTERVAL" default:"2s"`
 	StreamKeepAlive time.Duration `env:"STREAM_KEEPALIVE" default:"15s"`
-	// OutboxScan is how often the outbox relay looks for events no writer
-	// handed it (another replica crashed and never came back). On MongoDB
-	// it is an indexed query; the embedded store reads every document.
+	// OutboxScan is how often the outbox relay looks for the marks of
+	// relays that stopped moving (a replica crashed and never came back)
+	// and publishes what documents written since hold: a range query on
+	// outbox_at, indexed on MongoDB, a read of every document on the
+	// embedded store, and only when such a mark exists.
 	OutboxScan time.Duration `env:"OUTBOX_SCAN_INTERVAL" default:"5m"`
 }
 
