@@ -128,7 +128,7 @@ func testLiveViewsOnEveryReplica(t *testing.T, s *stack.Stack) {
 
 	type seen struct {
 		name string
-		ch   chan string // "id status" of every change
+		ch   <-chan string // "id status" of every change
 	}
 	var displays, boards, follows []seen
 	for _, name := range s.Replicas("kitchen") {
@@ -136,21 +136,15 @@ func testLiveViewsOnEveryReplica(t *testing.T, s *stack.Stack) {
 		if err != nil {
 			t.Fatalf("%s WatchTickets: %v", name, err)
 		}
-		ch := make(chan string, 256)
-		go func() {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					close(ch)
-					return
-				}
-				if m.GetTicket() != nil {
-					ch <- m.GetTicket().GetId() + " " + m.GetTicket().GetStatus().String()
-				} else if m.GetSnapshotComplete() {
-					ch <- "snapshot complete"
-				}
+		ch := lines(stream.Recv, func(m *kitchenv1.WatchTicketsResponse) []string {
+			if t := m.GetTicket(); t != nil {
+				return []string{t.GetId() + " " + t.GetStatus().String()}
 			}
-		}()
+			if m.GetSnapshotComplete() {
+				return []string{"snapshot complete"}
+			}
+			return nil
+		})
 		displays = append(displays, seen{name, ch})
 	}
 	for _, name := range s.Replicas("delivery") {
@@ -158,21 +152,15 @@ func testLiveViewsOnEveryReplica(t *testing.T, s *stack.Stack) {
 		if err != nil {
 			t.Fatalf("%s WatchDeliveries: %v", name, err)
 		}
-		ch := make(chan string, 256)
-		go func() {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					close(ch)
-					return
-				}
-				if m.GetDelivery() != nil {
-					ch <- m.GetDelivery().GetId() + " " + m.GetDelivery().GetStatus().String()
-				} else if m.GetSnapshotComplete() {
-					ch <- "snapshot complete"
-				}
+		ch := lines(stream.Recv, func(m *deliveryv1.WatchDeliveriesResponse) []string {
+			if d := m.GetDelivery(); d != nil {
+				return []string{d.GetId() + " " + d.GetStatus().String()}
 			}
-		}()
+			if m.GetSnapshotComplete() {
+				return []string{"snapshot complete"}
+			}
+			return nil
+		})
 		boards = append(boards, seen{name, ch})
 	}
 	for _, v := range append(slices.Clone(displays), boards...) {
@@ -186,26 +174,21 @@ func testLiveViewsOnEveryReplica(t *testing.T, s *stack.Stack) {
 		if err != nil {
 			t.Fatalf("%s WatchOrder: %v", name, err)
 		}
-		ch := make(chan string, 256)
-		go func() {
-			for {
-				m, err := stream.Recv()
-				if err != nil {
-					close(ch)
-					return
-				}
-				// Every step the order's history holds, then where it
-				// is: with two order replicas a step can be applied after
-				// a later one, and then it shows in the history of the
-				// next update instead of as an update of its own.
-				if o := m.GetOrder(); o != nil {
-					for _, c := range o.GetHistory() {
-						ch <- o.GetId() + " " + c.GetStatus().String()
-					}
-					ch <- o.GetId() + " " + o.GetStatus().String()
-				}
+		// Every step the order's history holds, then where it is: with two
+		// order replicas a step can be applied after a later one, and then
+		// it shows in the history of the next update instead of as an
+		// update of its own.
+		ch := lines(stream.Recv, func(m *orderv1.WatchOrderResponse) []string {
+			o := m.GetOrder()
+			if o == nil {
+				return nil
 			}
-		}()
+			var out []string
+			for _, c := range o.GetHistory() {
+				out = append(out, o.GetId()+" "+c.GetStatus().String())
+			}
+			return append(out, o.GetId()+" "+o.GetStatus().String())
+		})
 		follows = append(follows, seen{name, ch})
 	}
 
@@ -860,4 +843,23 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := (len(s) - 1) * p / 100
 	return s[i].Round(time.Millisecond)
+}
+
+// lines turns a stream into the lines line makes of each message, on a
+// channel closed when the stream ends.
+func lines[M any](recv func() (M, error), line func(M) []string) <-chan string {
+	ch := make(chan string, 256)
+	go func() {
+		defer close(ch)
+		for {
+			m, err := recv()
+			if err != nil {
+				return
+			}
+			for _, l := range line(m) {
+				ch <- l
+			}
+		}
+	}()
+	return ch
 }
