@@ -53,11 +53,7 @@ type ClusterOptions struct {
 // one FerretDB of the dev stack. Any node can be stopped and started again,
 // as a crash and a restart of one server of a production cluster.
 type Cluster struct {
-	dir    string
-	log    *slog.Logger
-	creds  *Credentials
-	ferret *ferretDB
-	mongo  string // FerretDB's address, kept for a restart
+	store
 
 	mu    sync.Mutex
 	nodes []*clusterNode
@@ -87,7 +83,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, log: log, creds: opts.Credentials}
+	c := &Cluster{store: store{dir: dir, log: log, creds: opts.Credentials}}
 	var routeURLs []*url.URL
 	for _, r := range routes {
 		u := &url.URL{Scheme: "nats-route", Host: r}
@@ -133,7 +129,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 		fdb.stop()
 		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
 	}
-	c.ferret, c.mongo = fdb, u.Host
+	c.ferret, c.mongoAddr = fdb, u.Host
 	return c, nil
 }
 
@@ -343,34 +339,6 @@ func (c *Cluster) Running(i int) bool {
 	defer c.mu.Unlock()
 	return c.nodes[i].ns != nil
 }
-
-// MongoURI is FerretDB's connection string, with the store user and
-// password of the credentials when they are set.
-func (c *Cluster) MongoURI() string {
-	if c.creds != nil {
-		return c.creds.MongoURI(c.mongo)
-	}
-	return c.ferret.uri
-}
-
-// MongoDir is where FerretDB keeps one SQLite file per database.
-func (c *Cluster) MongoDir() string { return filepath.Join(c.dir, "ferretdb") }
-
-// StopMongo and StartMongo stage an outage of the store, as Stack's do.
-func (c *Cluster) StopMongo() { c.ferret.stop() }
-
-// StartMongo brings FerretDB back on the same address with the same data.
-func (c *Cluster) StartMongo() error {
-	fdb, err := startFerretDBWithCredentials(c.MongoDir(), c.mongo, c.creds, c.log.With("component", "ferretdb"))
-	if err != nil {
-		return err
-	}
-	c.ferret = fdb
-	return nil
-}
-
-// StoreCommands counts the statements FerretDB carried out, as Stack's.
-func (c *Cluster) StoreCommands() []StoreCommand { return c.ferret.proxy.commands.snapshot() }
 
 // Close stops FerretDB, then every node. It may be called more than once.
 func (c *Cluster) Close() {

@@ -56,16 +56,23 @@ type Options struct {
 
 // Stack is a running NATS server and FerretDB.
 type Stack struct {
-	dir    string
-	log    *slog.Logger
-	creds  *Credentials
-	nats   *server.Server
-	ferret *ferretDB
-	// Where they listen, kept so that a restart comes back on the same
-	// addresses, as a real server would.
-	natsAddr, mongoAddr string
+	store
+	nats *server.Server
+	// Where NATS listens, kept so that a restart comes back on the same
+	// address, as a real server would.
+	natsAddr string
 
 	closeOnce sync.Once
+}
+
+// store is the FerretDB behind its proxy that Stack and Cluster share,
+// with what it needs to start again.
+type store struct {
+	dir       string
+	log       *slog.Logger
+	creds     *Credentials
+	ferret    *ferretDB
+	mongoAddr string // where the proxy listens, kept for a restart
 }
 
 // prepare checks what Start and StartCluster share: the data directory
@@ -121,8 +128,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		fdb.stop()
 		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
 	}
-	return &Stack{dir: dir, log: log, creds: opts.Credentials, nats: ns, ferret: fdb,
-		natsAddr: ns.Addr().String(), mongoAddr: u.Host}, nil
+	return &Stack{store: store{dir: dir, log: log, creds: opts.Credentials, ferret: fdb, mongoAddr: u.Host},
+		nats: ns, natsAddr: ns.Addr().String()}, nil
 }
 
 // StopNATS stops the NATS server, as an outage would. For fault tests.
@@ -141,11 +148,11 @@ func (s *Stack) StartNATS() error {
 
 // StopMongo stops FerretDB, as an outage of the store would. For fault
 // tests.
-func (s *Stack) StopMongo() { s.ferret.stop() }
+func (s *store) StopMongo() { s.ferret.stop() }
 
 // StartMongo brings FerretDB back after StopMongo, on the same address and
 // with the same data.
-func (s *Stack) StartMongo() error {
+func (s *store) StartMongo() error {
 	fdb, err := startFerretDBWithCredentials(s.MongoDir(), s.mongoAddr, s.creds, s.log.With("component", "ferretdb"))
 	if err != nil {
 		return err
@@ -157,7 +164,7 @@ func (s *Stack) StartMongo() error {
 // StoreCommands counts, since Start, the statements FerretDB carried out
 // for clients, by command, collection and how each found its documents. The
 // launcher serves them as pizzashop_devstore_statements_total.
-func (s *Stack) StoreCommands() []StoreCommand { return s.ferret.proxy.commands.snapshot() }
+func (s *store) StoreCommands() []StoreCommand { return s.ferret.proxy.commands.snapshot() }
 
 // NATSURL is the client URL of the NATS server, such as
 // nats://127.0.0.1:4222, with the user and password of Options.Credentials
@@ -172,7 +179,7 @@ func (s *Stack) NATSURL() string {
 // MongoURI is the MongoDB connection string of FerretDB, such as
 // mongodb://127.0.0.1:27017/, with the user and password of
 // Options.Credentials in it when they are set.
-func (s *Stack) MongoURI() string {
+func (s *store) MongoURI() string {
 	if s.creds == nil {
 		return s.ferret.uri
 	}
@@ -183,7 +190,7 @@ func (s *Stack) MongoURI() string {
 func (s *Stack) NATSDir() string { return filepath.Join(s.dir, "nats") }
 
 // MongoDir is where FerretDB keeps one SQLite file per database.
-func (s *Stack) MongoDir() string { return filepath.Join(s.dir, "ferretdb") }
+func (s *store) MongoDir() string { return filepath.Join(s.dir, "ferretdb") }
 
 // Close stops FerretDB, then NATS, and waits until both have released their
 // files. FerretDB gives clients still connected up to 3 s to go away. Close
