@@ -194,18 +194,26 @@ func (s *writeSerializer) indexByID(cmd, coll, db string) {
 	if s.ids == nil {
 		return
 	}
+	if fdb, fcoll, ok := staleAfter(cmd, coll, db); ok {
+		s.ids.forget(fdb, fcoll)
+	} else if coll != "" {
+		_ = s.ids.ensure(context.Background(), db, coll)
+	}
+}
+
+// staleAfter says what a command that drops or renames collections makes
+// stale, in the terms of idIndexer.forget and fieldReader.forget: one
+// collection, a database (coll ""), or everything (both "").
+func staleAfter(cmd, coll, db string) (string, string, bool) {
 	switch cmd {
 	case "drop":
-		s.ids.forget(db, coll)
+		return db, coll, true
 	case "dropDatabase":
-		s.ids.forget(db, "")
+		return db, "", true
 	case "renameCollection":
-		s.ids.forget("", "")
-	default:
-		if coll != "" {
-			_ = s.ids.ensure(context.Background(), db, coll)
-		}
+		return "", "", true
 	}
+	return "", "", false
 }
 
 // forgetTables keeps fieldReader's map of collections to tables in step
@@ -216,13 +224,8 @@ func (s *writeSerializer) forgetTables(cmd, coll, db string) {
 	if s.fields == nil {
 		return
 	}
-	switch cmd {
-	case "drop":
-		s.fields.forget(db, coll)
-	case "dropDatabase":
-		s.fields.forget(db, "")
-	case "renameCollection":
-		s.fields.forget("", "")
+	if fdb, fcoll, ok := staleAfter(cmd, coll, db); ok {
+		s.fields.forget(fdb, fcoll)
 	}
 }
 
