@@ -120,16 +120,9 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if err := c.waitMetaLeader(ctx, clusterReadyTimeout); err != nil {
 		return nil, err
 	}
-	fdb, err := startFerretDBWithCredentials(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), c.creds, log.With("component", "ferretdb"))
-	if err != nil {
+	if err := c.start(or(opts.MongoAddr, "127.0.0.1:0")); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(fdb.uri)
-	if err != nil {
-		fdb.stop()
-		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
-	}
-	c.ferret, c.mongoAddr = fdb, u.Host
 	return c, nil
 }
 

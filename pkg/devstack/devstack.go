@@ -119,17 +119,27 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	fdb, err := startFerretDBWithCredentials(filepath.Join(dir, "ferretdb"), or(opts.MongoAddr, "127.0.0.1:0"), opts.Credentials, log.With("component", "ferretdb"))
-	if err != nil {
+	st := store{dir: dir, log: log, creds: opts.Credentials}
+	if err := st.start(or(opts.MongoAddr, "127.0.0.1:0")); err != nil {
 		return nil, err
+	}
+	return &Stack{store: st, nats: ns, natsAddr: ns.Addr().String()}, nil
+}
+
+// start starts FerretDB behind its proxy on addr and keeps the address it
+// got, for a restart.
+func (s *store) start(addr string) error {
+	fdb, err := startFerretDBWithCredentials(s.MongoDir(), addr, s.creds, s.log.With("component", "ferretdb"))
+	if err != nil {
+		return err
 	}
 	u, err := url.Parse(fdb.uri)
 	if err != nil {
 		fdb.stop()
-		return nil, fmt.Errorf("devstack: ferretdb uri: %w", err)
+		return fmt.Errorf("devstack: ferretdb uri: %w", err)
 	}
-	return &Stack{store: store{dir: dir, log: log, creds: opts.Credentials, ferret: fdb, mongoAddr: u.Host},
-		nats: ns, natsAddr: ns.Addr().String()}, nil
+	s.ferret, s.mongoAddr = fdb, u.Host
+	return nil
 }
 
 // StopNATS stops the NATS server, as an outage would. For fault tests.
@@ -152,14 +162,7 @@ func (s *store) StopMongo() { s.ferret.stop() }
 
 // StartMongo brings FerretDB back after StopMongo, on the same address and
 // with the same data.
-func (s *store) StartMongo() error {
-	fdb, err := startFerretDBWithCredentials(s.MongoDir(), s.mongoAddr, s.creds, s.log.With("component", "ferretdb"))
-	if err != nil {
-		return err
-	}
-	s.ferret = fdb
-	return nil
-}
+func (s *store) StartMongo() error { return s.start(s.mongoAddr) }
 
 // StoreCommands counts, since Start, the statements FerretDB carried out
 // for clients, by command, collection and how each found its documents. The
