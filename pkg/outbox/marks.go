@@ -70,13 +70,16 @@ func (r *Relay) registerOnce(ctx context.Context) error {
 // storeMark stores the mark when it moved (at most every markEvery), when
 // beatEvery has passed, or when force is true.
 func (r *Relay) storeMark(ctx context.Context, force bool) error {
-	u := r.upto()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	r.mu.Lock()
 	saved := r.saved
 	r.mu.Unlock()
 	since := now.Sub(saved.Beat)
-	if !force && (since < markEvery || u.Equal(saved.Upto) && since < beatEvery) {
+	if !force && since < markEvery {
+		return nil // the relay loop asks after every write: most go no further
+	}
+	u := r.upto()
+	if !force && u.Equal(saved.Upto) && since < beatEvery {
 		return nil
 	}
 	m := mark{Name: r.name, Upto: u, Beat: now}
