@@ -485,18 +485,28 @@ func TestSameValue(t *testing.T) {
 // every goroutine: client, proxy and FerretDB alike) to b's results, the
 // figure the launcher's profile is about; ns/op is wall time, which waits
 // on commits and scheduling as well.
-func reportCPU(b *testing.B) func() {
+func reportCPU(b *testing.B) func() { return reportCPUPer(b, 1) }
+
+// reportCPUPer reports the process's CPU per document, for operations of
+// docs documents each.
+func reportCPUPer(b *testing.B, docs int) func() {
 	start, ok := processCPU()
 	return func() {
 		if end, _ := processCPU(); ok {
-			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
+			unit := "cpu-ns/op"
+			if docs > 1 {
+				unit = "cpu-ns/doc"
+			}
+			b.ReportMetric(float64(end-start)/float64(b.N*docs), unit)
 		}
 	}
 }
 
 // BenchmarkGuardedUpdate compares a guard check through FerretDB (a find
 // by _id) with one read straight from SQLite, among 50,000 documents of
-// about an order's size, and a whole guarded update each way.
+// about an order's size, and a whole guarded update each way. The bulk runs
+// send 8 or 32 guarded updates in one unordered write and report the CPU
+// per document: what batching the consumers' updates would save.
 func BenchmarkGuardedUpdate(b *testing.B) {
 	f, client := startGuardStore(b)
 	ctx := context.Background()
@@ -558,4 +568,24 @@ func BenchmarkGuardedUpdate(b *testing.B) {
 		update(b)
 	})
 	b.Run("update/sqlite", update)
+	for _, size := range []int{8, 32} {
+		b.Run(fmt.Sprintf("update/bulk%d", size), func(b *testing.B) {
+			defer reportCPUPer(b, size)()
+			for b.Loop() {
+				models := make([]mongo.WriteModel, 0, size)
+				// size distinct documents, evenly apart from a random one
+				first := rand.IntN(n)
+				for k := range size {
+					i := (first + k*(n/size)) % n
+					models = append(models, mongo.NewUpdateOneModel().
+						SetFilter(bson.D{{Key: "_id", Value: docID(i)}, {Key: "n", Value: i}}).
+						SetUpdate(bson.D{{Key: "$inc", Value: bson.D{{Key: "hits", Value: 1}}}}))
+				}
+				res, err := c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+				if err != nil || res.MatchedCount != int64(size) {
+					b.Fatalf("BulkWrite of %d = %+v, %v; want all matched", size, res, err)
+				}
+			}
+		})
+	}
 }
