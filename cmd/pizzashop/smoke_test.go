@@ -426,11 +426,13 @@ func checkGRPC(t *testing.T, addr, service string) {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	defer conn.Close()
-	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	// A process just (re)started may not listen yet: wait for it, up to
+	// ctx's deadline, instead of failing on the first refused dial.
+	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("%s: grpc.health.v1 Check = %v, %v; want SERVING", addr, h.GetStatus(), err)
 	}
-	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx, grpc.WaitForReady(true))
 	if err != nil {
 		t.Fatalf("%s: reflection: %v", addr, err)
 	}
