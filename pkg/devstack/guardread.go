@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,15 +50,17 @@ import (
 // those above, a field holding an array, a collection it cannot map to its
 // table, any SQLite error) it leaves to the read through FerretDB.
 type fieldReader struct {
-	dir string
-
 	mu     sync.Mutex
-	dbs    map[string]*sql.DB
+	files  *sqliteFiles
 	tables map[string]string // db + "\x00" + collection -> table
 }
 
 func newFieldReader(dir string) *fieldReader {
-	return &fieldReader{dir: dir, dbs: map[string]*sql.DB{}, tables: map[string]string{}}
+	// mode=ro: never create a file FerretDB has not, never write; a
+	// missing file fails the first query and the guard goes to FerretDB.
+	// One guard at a time runs per collection; a few collections of one
+	// database may be checked at once.
+	return &fieldReader{files: newSQLiteFiles(dir, "mode=ro&_pragma=busy_timeout(10000)", 4), tables: map[string]string{}}
 }
 
 // holds reports whether document id of db.coll exists and has every field
@@ -303,26 +303,10 @@ func (r *fieldReader) table(db, coll string) (*sql.DB, string, error) {
 
 // open returns the read-only pool of db's file. Call with r.mu held.
 func (r *fieldReader) open(db string) (*sql.DB, error) {
-	if c := r.dbs[db]; c != nil {
-		return c, nil
-	}
 	if db == "" || strings.ContainsAny(db, `/\`) {
 		return nil, errUndecided
 	}
-	// mode=ro: never create a file FerretDB has not, never write; a
-	// missing file fails the first query and the guard goes to FerretDB.
-	path := filepath.Join(r.dir, db+".sqlite")
-	u := &url.URL{Scheme: "file", Path: path, OmitHost: true, RawQuery: "mode=ro&_pragma=busy_timeout(10000)"}
-	c, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		return nil, fmt.Errorf("devstack: open %s: %w", path, err)
-	}
-	// One guard at a time runs per collection; a few collections of one
-	// database may be checked at once.
-	c.SetMaxOpenConns(4)
-	c.SetMaxIdleConns(4)
-	r.dbs[db] = c
-	return c, nil
+	return r.files.open(db)
 }
 
 // forget drops what is known of db.coll (of all of db when coll is "", of
@@ -339,12 +323,7 @@ func (r *fieldReader) forget(db, coll string) {
 		}
 	}
 	if coll == "" {
-		for name, c := range r.dbs {
-			if db == "" || name == db {
-				_ = c.Close()
-				delete(r.dbs, name)
-			}
-		}
+		r.files.close(db)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,11 +28,9 @@ import (
 // nothing about what it finds: the index is a plain (not unique) one that
 // SQLite keeps in step with the table, and it goes when the table goes.
 type idIndexer struct {
-	dir string
-
-	mu   sync.Mutex
-	dbs  map[string]*sql.DB
-	done map[string]bool // "db.collection" already indexed
+	mu    sync.Mutex
+	files *sqliteFiles
+	done  map[string]bool // "db.collection" already indexed
 }
 
 // idIndexExpr is the expression FerretDB's queries by _id use.
@@ -43,13 +40,13 @@ const idIndexExpr = `_ferretdb_sjson->'$._id'`
 const metadataTable = "_ferretdb_collections"
 
 func newIDIndexer(dir string) *idIndexer {
-	return &idIndexer{dir: dir, dbs: map[string]*sql.DB{}, done: map[string]bool{}}
+	return &idIndexer{files: newSQLiteFiles(dir, "_pragma=busy_timeout(10000)", 1), done: map[string]bool{}}
 }
 
 // indexAll indexes every collection of every database under dir: the data
 // an earlier run left.
 func (x *idIndexer) indexAll(ctx context.Context) error {
-	files, err := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
+	files, err := filepath.Glob(filepath.Join(x.files.dir, "*.sqlite"))
 	if err != nil {
 		return err
 	}
@@ -81,7 +78,7 @@ func (x *idIndexer) ensureDB(ctx context.Context, db, coll string) error {
 	if conn == nil || err != nil {
 		return err
 	}
-	defer x.closeDB(db)
+	defer x.files.close(db)
 	q := fmt.Sprintf("SELECT name, table_name FROM %q", metadataTable)
 	args := []any{}
 	if coll != "" {
@@ -133,33 +130,17 @@ func (x *idIndexer) forget(db, coll string) {
 	}
 	if coll == "" {
 		// The file may be gone; open it afresh next time.
-		for name, c := range x.dbs {
-			if db == "" || name == db {
-				_ = c.Close()
-				delete(x.dbs, name)
-			}
-		}
+		x.files.close(db)
 	}
 }
 
 // open returns a connection pool to db's file, or nil when it does not
 // exist yet. Call with x.mu held.
 func (x *idIndexer) open(db string) (*sql.DB, error) {
-	if c := x.dbs[db]; c != nil {
-		return c, nil
-	}
-	path := filepath.Join(x.dir, db+".sqlite")
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(x.files.path(db)); err != nil {
 		return nil, nil
 	}
-	u := &url.URL{Scheme: "file", Path: path, OmitHost: true, RawQuery: "_pragma=busy_timeout(10000)"}
-	c, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		return nil, fmt.Errorf("devstack: open %s: %w", path, err)
-	}
-	c.SetMaxOpenConns(1)
-	x.dbs[db] = c
-	return c, nil
+	return x.files.open(db)
 }
 
 // lookupPlans explains FerretDB's lookup by _id for every collection of db.
@@ -207,18 +188,8 @@ func (x *idIndexer) lookupPlans(ctx context.Context, db string) (map[string]stri
 	return plans, nil
 }
 
-func (x *idIndexer) closeDB(db string) {
-	if c := x.dbs[db]; c != nil {
-		_ = c.Close()
-		delete(x.dbs, db)
-	}
-}
-
 func (x *idIndexer) close() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for db, c := range x.dbs {
-		_ = c.Close()
-		delete(x.dbs, db)
-	}
+	x.files.close("")
 }
