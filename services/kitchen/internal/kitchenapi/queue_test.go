@@ -11,13 +11,15 @@ func ticket(id string, st kitchenv1.TicketStatus, rev int64) *kitchenv1.Ticket {
 	return &kitchenv1.Ticket{Id: id, Status: st, Revision: rev}
 }
 
+// The ticket statuses these tests move tickets through, in order.
+const (
+	queued = kitchenv1.TicketStatus_TICKET_STATUS_QUEUED
+	baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
+	ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
+)
+
 func TestQueueAppliesEventsInRevisionOrder(t *testing.T) {
 	q := queue{open: map[string]*kitchenv1.Ticket{}}
-	const (
-		queued = kitchenv1.TicketStatus_TICKET_STATUS_QUEUED
-		baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
-		ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
-	)
 	steps := []struct {
 		t    *kitchenv1.Ticket
 		want []string // open ticket ids after the event
@@ -67,10 +69,6 @@ func TestClosedRingForgetsOldest(t *testing.T) {
 
 func TestQueueRemembersClosingWhileNotRead(t *testing.T) {
 	s := &Server{}
-	const (
-		baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
-		ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
-	)
 	// The queue is not read (or was dropped as stale) when x closes.
 	s.ticketSeen(ticket("x", ready, 3))
 	// Read later: x is not among the open tickets...
@@ -84,11 +82,6 @@ func TestQueueRemembersClosingWhileNotRead(t *testing.T) {
 
 func TestQueueOutdated(t *testing.T) {
 	q := queue{open: map[string]*kitchenv1.Ticket{}}
-	const (
-		queued = kitchenv1.TicketStatus_TICKET_STATUS_QUEUED
-		baking = kitchenv1.TicketStatus_TICKET_STATUS_BAKING
-		ready  = kitchenv1.TicketStatus_TICKET_STATUS_READY
-	)
 	q.applyLocked(ticket("open", queued, 1))
 	q.applyLocked(ticket("open", baking, 2))
 	q.applyLocked(ticket("done", queued, 1))
