@@ -40,15 +40,16 @@ func Update[T any](ctx context.Context, c *mongo.Collection, id any,
 	fields func(T) bson.D,
 	tr Tracker,
 ) (T, bool, error) {
-	return UpdateRecent(ctx, c, id, nil, read, apply, fields, tr)
+	return UpdateRecent(ctx, collectionUpdater{c}, id, nil, read, apply, fields, tr)
 }
 
 // UpdateRecent is Update starting from the copy recent keeps of the
 // document, when it has one, instead of a read; a write keeps its result
 // there. A copy that turns out stale (the guarded write matches nothing, or
 // apply refuses or finds nothing to do) is dropped and the cycle starts
-// over from a read.
-func UpdateRecent[T any](ctx context.Context, c *mongo.Collection, id any, recent *Recent[T],
+// over from a read. The write goes through up: a mongox.Updater sends it
+// together with other callers' at the same time.
+func UpdateRecent[T any](ctx context.Context, up Updater, id any, recent *Recent[T],
 	read func(context.Context) (T, State, error),
 	apply func(*T) (bool, []Entry, error),
 	fields func(T) bson.D,
@@ -71,7 +72,7 @@ func UpdateRecent[T any](ctx context.Context, c *mongo.Collection, id any, recen
 			}
 			return v, false, err
 		}
-		next, ok, err := write(ctx, c, tr, id, st, fields(v), events)
+		next, ok, err := write(ctx, up, tr, id, st, fields(v), events)
 		if err != nil {
 			recent.drop(id)
 			return zero, false, mongox.Translate(err, nil, nil)

@@ -20,23 +20,23 @@ import (
 // and outbox_at never moves back, so a relay that takes over after a crash
 // finds in range every document with an entry it may not have published.
 func Write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st State, set bson.D, events ...Entry) (bool, error) {
-	_, ok, err := write(ctx, c, tr, id, st, set, events)
+	_, ok, err := write(ctx, collectionUpdater{c}, tr, id, st, set, events)
 	return ok, err
 }
 
-// write is Write that also returns the document's outbox state after it.
-func write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st State, set bson.D, events []Entry) (State, bool, error) {
+// write is Write through up that also returns the document's outbox state
+// after it.
+func write(ctx context.Context, up Updater, tr Tracker, id any, st State, set bson.D, events []Entry) (State, bool, error) {
 	rev, ok := revisionIn(set)
 	if !ok || rev <= st.Revision {
 		return State{}, false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, st.Revision)
 	}
-	filter := bson.D{{Key: "_id", Value: id}, {Key: FieldRevision, Value: st.Revision}}
 	if len(events) == 0 {
-		res, err := c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+		matched, err := up.UpdateOne(ctx, id, st.Revision, set)
 		if err != nil {
 			return State{}, false, err
 		}
-		return State{Revision: rev, Outbox: st.Outbox, At: st.At}, res.MatchedCount == 1, nil
+		return State{Revision: rev, Outbox: st.Outbox, At: st.At}, matched, nil
 	}
 	at, err := tr.Begin(ctx)
 	if err != nil {
@@ -52,20 +52,40 @@ func write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st Stat
 	}
 	entries := append(slices.Clip(kept), events...)
 	set = append(slices.Clip(set), bson.E{Key: FieldEntries, Value: entries}, bson.E{Key: FieldAt, Value: stamp})
-	res, err := c.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
-	w := Written{At: at, Coll: c, ID: id, Revision: rev, Entries: entries}
+	matched, err := up.UpdateOne(ctx, id, st.Revision, set)
+	w := Written{At: at, Coll: up.Collection(), ID: id, Revision: rev, Entries: entries}
 	switch {
 	case err != nil:
 		w.Outcome = Unknown
-	case res.MatchedCount != 1:
+	case !matched:
 		w.Outcome = NotApplied
 	}
 	tr.Done(w)
 	if err != nil {
 		return State{}, false, err
 	}
-	return State{Revision: rev, Outbox: entries, At: stamp}, res.MatchedCount == 1, nil
+	return State{Revision: rev, Outbox: entries, At: stamp}, matched, nil
 }
+
+// Updater makes one guarded update: document id gets set if its revision
+// is still was. A collection (through Write and Update) makes it alone; a
+// mongox.Updater sends concurrent updates together.
+type Updater interface {
+	UpdateOne(ctx context.Context, id any, was int64, set bson.D) (matched bool, err error)
+	Collection() *mongo.Collection
+}
+
+type collectionUpdater struct{ c *mongo.Collection }
+
+func (cu collectionUpdater) UpdateOne(ctx context.Context, id any, was int64, set bson.D) (bool, error) {
+	res, err := cu.c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: FieldRevision, Value: was}}, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return false, err
+	}
+	return res.MatchedCount == 1, nil
+}
+
+func (cu collectionUpdater) Collection() *mongo.Collection { return cu.c }
 
 // Inserter stores one new document: a collection (through Insert), or a
 // mongox.Inserter that sends concurrent inserts together.

@@ -24,6 +24,7 @@ type Store struct {
 	// relay, which publishes them.
 	Tracker outbox.Tracker
 	inserts *mongox.Inserter
+	updates *mongox.Updater
 	recent  *outbox.Recent[delivery.Delivery]
 }
 
@@ -36,7 +37,8 @@ const recentDeliveries = 4096
 func New(db *mongo.Database) *Store {
 	deliveries := db.Collection("deliveries")
 	return &Store{deliveries: deliveries, Tracker: outbox.OnWritten(nil), inserts: mongox.NewInserter(deliveries, mongox.InsertGroup),
-		recent: outbox.NewRecent(recentDeliveries, func(d delivery.Delivery) delivery.Delivery { return toDoc(d).delivery() })}
+		updates: mongox.NewUpdater(deliveries, mongox.UpdateGroup, outbox.FieldRevision),
+		recent:  outbox.NewRecent(recentDeliveries, func(d delivery.Delivery) delivery.Delivery { return toDoc(d).delivery() })}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -222,7 +224,7 @@ var ErrConflict = outbox.ErrConflict
 // delivery it is given.
 func (s *Store) Update(ctx context.Context, id string, apply func(*delivery.Delivery) (bool, []outbox.Entry, error)) (delivery.Delivery, bool, error) {
 	read := func(ctx context.Context) (delivery.Delivery, outbox.State, error) { return s.get(ctx, id, nil) }
-	d, changed, err := outbox.UpdateRecent(ctx, s.deliveries, id, s.recent, read, apply, deliveryFields, s.Tracker)
+	d, changed, err := outbox.UpdateRecent(ctx, s.updates, id, s.recent, read, apply, deliveryFields, s.Tracker)
 	if err != nil {
 		return delivery.Delivery{}, false, fmt.Errorf("update delivery %s: %w", id, err)
 	}

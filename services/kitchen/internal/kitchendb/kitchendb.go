@@ -24,6 +24,7 @@ type Store struct {
 	// relay, which publishes them.
 	Tracker outbox.Tracker
 	inserts *mongox.Inserter
+	updates *mongox.Updater
 	recent  *outbox.Recent[kitchen.Ticket]
 }
 
@@ -35,6 +36,7 @@ const recentTickets = 4096
 func New(db *mongo.Database) *Store {
 	tickets := db.Collection("tickets")
 	return &Store{tickets: tickets, Tracker: outbox.OnWritten(nil), inserts: mongox.NewInserter(tickets, mongox.InsertGroup),
+		updates: mongox.NewUpdater(tickets, mongox.UpdateGroup, outbox.FieldRevision),
 		recent: outbox.NewRecent(recentTickets, func(t kitchen.Ticket) kitchen.Ticket {
 			t.ToppingNames = slices.Clone(t.ToppingNames)
 			return t
@@ -194,7 +196,7 @@ var ErrConflict = outbox.ErrConflict
 // outbox.UpdateRecent: a ticket this store wrote lately needs no read).
 func (s *Store) Update(ctx context.Context, id string, apply func(*kitchen.Ticket) (bool, []outbox.Entry, error)) (kitchen.Ticket, bool, error) {
 	read := func(ctx context.Context) (kitchen.Ticket, outbox.State, error) { return s.get(ctx, id, nil) }
-	t, changed, err := outbox.UpdateRecent(ctx, s.tickets, id, s.recent, read, apply, ticketFields, s.Tracker)
+	t, changed, err := outbox.UpdateRecent(ctx, s.updates, id, s.recent, read, apply, ticketFields, s.Tracker)
 	if err != nil {
 		return kitchen.Ticket{}, false, fmt.Errorf("update ticket %s: %w", id, err)
 	}

@@ -31,6 +31,7 @@ type Store struct {
 	// relay, which publishes them.
 	Tracker outbox.Tracker
 	inserts *mongox.Inserter
+	updates *mongox.Updater
 	recent  *outbox.Recent[*order.Order]
 }
 
@@ -43,7 +44,8 @@ func New(db *mongo.Database) *Store {
 	orders := db.Collection("orders")
 	return &Store{orders: orders, customers: db.Collection("customers"),
 		Tracker: outbox.OnWritten(nil), inserts: mongox.NewInserter(orders, mongox.InsertGroup),
-		recent: outbox.NewRecent(recentOrders, func(o *order.Order) *order.Order { return toDoc(o).order() })}
+		updates: mongox.NewUpdater(orders, mongox.UpdateGroup, outbox.FieldRevision),
+		recent:  outbox.NewRecent(recentOrders, func(o *order.Order) *order.Order { return toDoc(o).order() })}
 }
 
 // Collections lists the collections whose outboxes the relay must drain.
@@ -279,7 +281,7 @@ var ErrConflict = outbox.ErrConflict
 // outbox.Update). When apply reports no change, nothing is written.
 func (s *Store) Update(ctx context.Context, id string, apply func(*order.Order) (changed bool, events []outbox.Entry, err error)) (*order.Order, bool, error) {
 	read := func(ctx context.Context) (*order.Order, outbox.State, error) { return s.get(ctx, id, nil) }
-	o, changed, err := outbox.UpdateRecent(ctx, s.orders, id, s.recent, read,
+	o, changed, err := outbox.UpdateRecent(ctx, s.updates, id, s.recent, read,
 		func(o **order.Order) (bool, []outbox.Entry, error) { return apply(*o) }, orderFields, s.Tracker)
 	if err != nil {
 		return nil, false, fmt.Errorf("update order %s: %w", id, err)

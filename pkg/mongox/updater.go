@@ -1,0 +1,232 @@
+package mongox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Updater sends the guarded updates its callers make at the same time into
+// one collection as one unordered bulk write, as Inserter does for inserts:
+// while one write is on its way, the updates that arrive wait and go
+// together in the next, up to max of them, at most one per document. A lone
+// update goes at once as a plain update.
+//
+// A guarded update changes a document only if its revision field still has
+// the value the caller read, and sets a higher one. A bulk write reports
+// only how many documents matched in all, so each update of a group also
+// stamps the document with a token of its own (FieldWriteID). When fewer
+// matched than were sent, the updater reads the group's documents back by
+// _id: the token tells which updates landed. When a document has moved on
+// past an update's revision since, and carries another token, the update's
+// fate cannot be told: its caller gets ErrOutcomeUnknown, as it would get a
+// network error, and must treat the write as possibly made.
+type Updater struct {
+	c        *mongo.Collection
+	max      int
+	revision string
+
+	mu      sync.Mutex
+	queue   []*updateCall
+	running bool
+}
+
+// FieldWriteID is the field a grouped update stamps with its token.
+const FieldWriteID = "write_id"
+
+// UpdateGroup is the group size the stores use. The embedded store holds a
+// connection per statement of a bulk write until the write ends, so groups
+// stay well under its pool; past a few dozen a group saves little more.
+const UpdateGroup = 32
+
+// ErrOutcomeUnknown: a grouped update may or may not have been made.
+var ErrOutcomeUnknown = errors.New("mongox: the update's outcome is unknown")
+
+type updateCall struct {
+	id   any
+	was  int64
+	rev  int64
+	set  bson.D
+	tok  bson.ObjectID
+	done chan updateResult
+}
+
+type updateResult struct {
+	matched bool
+	err     error
+}
+
+// NewUpdater returns an Updater into c that groups up to group updates per
+// write, guarded by the int64 field revision.
+func NewUpdater(c *mongo.Collection, group int, revision string) *Updater {
+	return &Updater{c: c, max: max(1, group), revision: revision}
+}
+
+// Collection is the collection the updater writes to.
+func (u *Updater) Collection() *mongo.Collection { return u.c }
+
+// UpdateOne applies set to document id if its revision field is still was,
+// and reports whether it did. set must set the revision field to a value
+// above was. When ctx ends first it returns ctx's error, and the update may
+// still be made.
+func (u *Updater) UpdateOne(ctx context.Context, id any, was int64, set bson.D) (bool, error) {
+	rev, ok := int64Field(set, u.revision)
+	if !ok || rev <= was {
+		return false, fmt.Errorf("mongox: update of %v must set %s above %d", id, u.revision, was)
+	}
+	call := &updateCall{id: id, was: was, rev: rev, set: set, done: make(chan updateResult, 1)}
+	u.mu.Lock()
+	u.queue = append(u.queue, call)
+	if !u.running {
+		u.running = true
+		go u.run()
+	}
+	u.mu.Unlock()
+	select {
+	case r := <-call.done:
+		return r.matched, r.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// run sends what is queued, a group at a time, until the queue is empty. An
+// update of a document already in the group waits for the next one, so each
+// group names a document once and its updates keep their order.
+func (u *Updater) run() {
+	for {
+		u.mu.Lock()
+		if len(u.queue) == 0 {
+			u.running = false
+			u.queue = nil
+			u.mu.Unlock()
+			return
+		}
+		var group []*updateCall
+		in := make(map[any]bool, min(len(u.queue), u.max))
+		rest := u.queue[:0:0]
+		for _, call := range u.queue {
+			if len(group) == u.max || in[call.id] {
+				rest = append(rest, call)
+				continue
+			}
+			in[call.id] = true
+			group = append(group, call)
+		}
+		u.queue = rest
+		u.mu.Unlock()
+		u.send(group)
+	}
+}
+
+func (u *Updater) filter(call *updateCall) bson.D {
+	return bson.D{{Key: "_id", Value: call.id}, {Key: u.revision, Value: call.was}}
+}
+
+func (u *Updater) send(group []*updateCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), insertTimeout)
+	defer cancel()
+	if len(group) == 1 {
+		call := group[0]
+		res, err := u.c.UpdateOne(ctx, u.filter(call), bson.D{{Key: "$set", Value: call.set}})
+		call.done <- updateResult{matched: err == nil && res.MatchedCount == 1, err: err}
+		return
+	}
+	models := make([]mongo.WriteModel, len(group))
+	for i, call := range group {
+		call.tok = bson.NewObjectID()
+		set := append(call.set[:len(call.set):len(call.set)], bson.E{Key: FieldWriteID, Value: call.tok})
+		models[i] = mongo.NewUpdateOneModel().SetFilter(u.filter(call)).SetUpdate(bson.D{{Key: "$set", Value: set}})
+	}
+	res, err := u.c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	var bwe mongo.BulkWriteException
+	switch {
+	case err == nil && res.MatchedCount == int64(len(group)):
+		for _, call := range group {
+			call.done <- updateResult{matched: true}
+		}
+		return
+	case err == nil && res.MatchedCount == 0:
+		for _, call := range group {
+			call.done <- updateResult{}
+		}
+		return
+	case errors.As(err, &bwe) && len(bwe.WriteErrors) > 0:
+		// Some updates were refused, each with its own error; the others
+		// may have been made.
+		var unsure []*updateCall
+		refused := map[int]mongo.WriteError{}
+		for _, we := range bwe.WriteErrors {
+			refused[we.Index] = we.WriteError
+		}
+		for i, call := range group {
+			if we, ok := refused[i]; ok {
+				we.Index = 0
+				call.done <- updateResult{err: mongo.WriteException{WriteErrors: mongo.WriteErrors{we}, Labels: bwe.Labels}}
+				continue
+			}
+			unsure = append(unsure, call)
+		}
+		if bwe.WriteConcernError != nil {
+			stored := mongo.WriteException{WriteConcernError: bwe.WriteConcernError, Labels: bwe.Labels}
+			for _, call := range unsure {
+				call.done <- updateResult{err: stored}
+			}
+			return
+		}
+		group = unsure
+	case err != nil:
+		for _, call := range group {
+			call.done <- updateResult{err: err}
+		}
+		return
+	}
+	u.readBack(ctx, group)
+}
+
+// readBack tells each update of group whether it was made, from its token
+// in the document. Each document is read by _id, which every store finds
+// through its index.
+func (u *Updater) readBack(ctx context.Context, group []*updateCall) {
+	projection := options.FindOne().SetProjection(bson.D{{Key: u.revision, Value: 1}, {Key: FieldWriteID, Value: 1}})
+	for _, call := range group {
+		var doc bson.Raw
+		err := u.c.FindOne(ctx, bson.D{{Key: "_id", Value: call.id}}, projection).Decode(&doc)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			call.done <- updateResult{}
+			continue
+		case err != nil:
+			call.done <- updateResult{err: fmt.Errorf("%w: reading it back: %w", ErrOutcomeUnknown, err)}
+			continue
+		}
+		tok, _ := doc.Lookup(FieldWriteID).ObjectIDOK()
+		rev, _ := doc.Lookup(u.revision).AsInt64OK()
+		switch {
+		case tok == call.tok:
+			call.done <- updateResult{matched: true}
+		case rev <= call.rev:
+			// Revisions only grow: at or below this update's, with
+			// another token, the document was never at this update.
+			call.done <- updateResult{}
+		default:
+			call.done <- updateResult{err: fmt.Errorf("%w: %v moved on to %s %d", ErrOutcomeUnknown, call.id, u.revision, rev)}
+		}
+	}
+}
+
+// int64Field finds the int64 value of key in d.
+func int64Field(d bson.D, key string) (int64, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			n, ok := e.Value.(int64)
+			return n, ok
+		}
+	}
+	return 0, false
+}
