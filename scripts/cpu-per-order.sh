@@ -27,8 +27,8 @@ for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$http/readyz" > /dev/null &
 sleep "${SETTLE:-1}"
 pids="$lp $(pgrep -P $lp | tr '\n' ' ')"
 cpu() { for p in $pids; do awk -v n="$(basename "$(readlink /proc/$p/exe)")" '{print n, $14 + $15}' /proc/$p/stat; done; }
-stm() { curl -s "http://127.0.0.1:$((base + 100))/metrics" | grep '^pizzashop_devstore_statements_total'; }
-tot() { stm | grep -v outbox_marks | awk '{s += $2} END {print s}'; }
+stm() { curl -s "http://127.0.0.1:$((base + 100))/metrics" | grep -E '^pizzashop_devstore_(statements|requests)_total'; }
+tot() { stm | grep statements_total | grep -v outbox_marks | awk '{s += $2} END {print s}'; }
 cpu > "$data/cpu0"; stm > "$data/stm0"
 "$bin/loadgen" -url "http://127.0.0.1:$http" -base-port "$base" -progress=false -json "$@" > "$data/report.json" 2> "$data/loadgen.err"
 prev=$(tot); quiet=0; t0=$(date +%s)
@@ -48,19 +48,20 @@ for k in a:
     total += ms
     print(f'  {k:10s} {ms / orders:7.2f} ms/order')
 print(f'  TOTAL      {total / orders:7.2f} ms/order')
-def read(f):
+def read(f, kind):
     out = {}
     for l in open(f):
-        m = re.match(r'pizzashop_devstore_statements_total\{(.*)\} (\S+)', l)
+        m = re.match(r'pizzashop_devstore_' + kind + r'_total\{(.*)\} (\S+)', l)
         if m:
             out[m.group(1)] = float(m.group(2))
     return out
-s0, s1 = read(d + '/stm0'), read(d + '/stm1')
-total = 0
-for k in sorted(s1):
-    v = s1[k] - s0.get(k, 0)
-    if v:
-        print(f'  {v / orders:6.2f}/order  {k}')
-        total += v
-print(f'  {total / orders:6.2f}/order  store statements in all')
+for kind, what in (('statements', 'store statements'), ('requests', 'store requests (round trips)')):
+    s0, s1 = read(d + '/stm0', kind), read(d + '/stm1', kind)
+    total = 0
+    for k in sorted(s1):
+        v = s1[k] - s0.get(k, 0)
+        if v:
+            print(f'  {v / orders:6.2f}/order  {k}')
+            total += v
+    print(f'  {total / orders:6.2f}/order  {what} in all')
 PY

@@ -709,17 +709,28 @@ var storeStatementsDesc = prometheus.NewDesc("pizzashop_devstore_statements_tota
 	"Statements the embedded store carried out, by command, collection and lookup (id: by key; scan: read the collection)",
 	[]string{"command", "collection", "lookup"}, nil)
 
-func (c storeStatements) Describe(ch chan<- *prometheus.Desc) { ch <- storeStatementsDesc }
+var storeRequestsDesc = prometheus.NewDesc("pizzashop_devstore_requests_total",
+	"Requests clients sent the embedded store, by command and collection: its round trips, each of one statement or of many (a bulk write)",
+	[]string{"command", "collection"}, nil)
+
+func (c storeStatements) Describe(ch chan<- *prometheus.Desc) {
+	ch <- storeStatementsDesc
+	ch <- storeRequestsDesc
+}
 
 func (c storeStatements) Collect(ch chan<- prometheus.Metric) {
 	var cmds []devstack.StoreCommand
+	var reqs []devstack.StoreRequest
 	switch {
 	case c.l.stack != nil:
-		cmds = c.l.stack.StoreCommands()
+		cmds, reqs = c.l.stack.StoreCommands(), c.l.stack.StoreRequests()
 	case c.l.cluster != nil:
-		cmds = c.l.cluster.StoreCommands()
+		cmds, reqs = c.l.cluster.StoreCommands(), c.l.cluster.StoreRequests()
 	}
 	for _, s := range cmds {
 		ch <- prometheus.MustNewConstMetric(storeStatementsDesc, prometheus.CounterValue, float64(s.Count), s.Command, s.Collection, s.Lookup)
+	}
+	for _, r := range reqs {
+		ch <- prometheus.MustNewConstMetric(storeRequestsDesc, prometheus.CounterValue, float64(r.Count), r.Command, r.Collection)
 	}
 }

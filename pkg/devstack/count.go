@@ -29,8 +29,55 @@ type StoreCommand struct {
 // store really does. It is the dev stack's answer to "how many store round
 // trips does an order cost, and does any of them scan?"
 type commandCounter struct {
-	mu sync.Mutex
-	n  map[[3]string]int64
+	mu   sync.Mutex
+	n    map[[3]string]int64
+	reqs map[[2]string]int64
+}
+
+// StoreRequest is how many requests of one command on one collection
+// clients sent: the round trips, each carrying one statement or many (a
+// bulk write, an insert of several documents).
+type StoreRequest struct {
+	Command    string
+	Collection string
+	Count      int64
+}
+
+// request counts one client request.
+func (c *commandCounter) request(cmd, coll string) {
+	if uncounted(cmd) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reqs == nil {
+		c.reqs = map[[2]string]int64{}
+	}
+	c.reqs[[2]string{cmd, coll}]++
+}
+
+func (c *commandCounter) requests() []StoreRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]StoreRequest, 0, len(c.reqs))
+	for k, n := range c.reqs {
+		out = append(out, StoreRequest{Command: k[0], Collection: k[1], Count: n})
+	}
+	slices.SortFunc(out, func(a, b StoreRequest) int {
+		return strings.Compare(a.Command+"\x00"+a.Collection, b.Command+"\x00"+b.Collection)
+	})
+	return out
+}
+
+// uncounted tells the commands that touch no document: handshakes,
+// cursors, catalogue reads.
+func uncounted(cmd string) bool {
+	switch cmd {
+	case "", "hello", "isMaster", "ismaster", "ping", "endSessions", "getMore", "killCursors", "buildInfo",
+		"buildinfo", "saslStart", "saslContinue", "getParameter", "listIndexes", "listCollections", "listDatabases":
+		return true
+	}
+	return false
 }
 
 func (c *commandCounter) add(cmd, coll, lookup string, n int64) {
@@ -64,9 +111,7 @@ var filterKeys = map[string]string{
 
 // count records the statements of msg, a request about to go to FerretDB.
 func (c *commandCounter) count(msg []byte, cmd, coll string) {
-	switch cmd {
-	case "", "hello", "isMaster", "ismaster", "ping", "endSessions", "getMore", "killCursors", "buildInfo",
-		"buildinfo", "saslStart", "saslContinue", "getParameter", "listIndexes", "listCollections", "listDatabases":
+	if uncounted(cmd) {
 		return
 	}
 	m, ok := parseOpMsg(msg)

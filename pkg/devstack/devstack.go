@@ -169,6 +169,12 @@ func (s *store) StartMongo() error { return s.start(s.mongoAddr) }
 // launcher serves them as pizzashop_devstore_statements_total.
 func (s *store) StoreCommands() []StoreCommand { return s.ferret.proxy.commands.snapshot() }
 
+// StoreRequests counts, since Start, the requests clients sent the store
+// by command and collection: its round trips. A bulk write is one request
+// of many statements. The launcher serves them as
+// pizzashop_devstore_requests_total.
+func (s *store) StoreRequests() []StoreRequest { return s.ferret.proxy.commands.requests() }
+
 // NATSURL is the client URL of the NATS server, such as
 // nats://127.0.0.1:4222, with the user and password of Options.Credentials
 // in it when they are set. Print it with its password masked.

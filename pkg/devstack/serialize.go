@@ -161,6 +161,7 @@ func (s *writeSerializer) serve(client net.Conn) {
 			req, fixReply = g.forward, g.fixReply
 		}
 		cmd, coll, db, write := s.lock(req)
+		s.commands.request(cmd, coll)
 		forward, answer := req, []byte(nil)
 		if write {
 			forward, answer = s.guard(req, cmd, coll, db)
