@@ -217,22 +217,10 @@ func freeClusterPort(t *testing.T) int {
 // childListening finds the child of the launcher given GRPC_ADDR=addr.
 func childListening(t *testing.T, parent int, addr string) int {
 	t.Helper()
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		stat, err := os.ReadFile(filepath.Join(d, "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		_, rest, _ := strings.Cut(string(stat), ") ")
-		f := strings.Fields(rest)
-		if len(f) < 2 || f[1] != strconv.Itoa(parent) {
-			continue
-		}
-		env, _ := os.ReadFile(filepath.Join(d, "environ"))
+	for _, pid := range childrenOf(parent) {
+		env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
 		for kv := range strings.SplitSeq(string(env), "\x00") {
 			if kv == "GRPC_ADDR="+addr {
-				pid, _ := strconv.Atoi(filepath.Base(d))
 				return pid
 			}
 		}

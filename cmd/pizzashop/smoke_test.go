@@ -31,7 +31,8 @@ import (
 // free ports and a fresh data directory: it checks the menu, caching, the
 // probes, gRPC health and reflection of every service and an admin change,
 // then stops the shop with SIGINT, starts it again on the same data and
-// finds the change still there.
+// finds the change still there; a killed service is started again, and a
+// killed launcher leaves no service behind.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every binary and starts the whole shop twice")
@@ -166,6 +167,88 @@ func TestSmoke(t *testing.T) {
 	if code, _ := shop.interrupt(t, 30*time.Second); code != 0 {
 		t.Fatalf("pizzashop exited with status %d after the second SIGINT, want 0", code)
 	}
+
+	// A launcher killed with SIGKILL takes its services with it at once:
+	// they lost NATS and the store with it, and a launcher started again
+	// needs their ports.
+	shop = startLauncher(t, exe, args)
+	shop.waitReady(t)
+	children := childrenOf(shop.cmd.Process.Pid)
+	// A kitchen display follows its stream meanwhile: a polite stop would
+	// wait for it.
+	kitchenToken, err := exec.Command(exe, "token", "--role", "kitchen", "--sub", "smoke-kitchen").Output()
+	if err != nil {
+		t.Fatalf("pizzashop token --role kitchen: %v", err)
+	}
+	watch, err := http.NewRequest(http.MethodGet, web+"/v1/kitchen/tickets:watch", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(kitchenToken)))
+	stream, err := http.DefaultClient.Do(watch)
+	if err != nil || stream.StatusCode != http.StatusOK {
+		t.Fatalf("open the kitchen display's stream: %v %v", err, stream)
+	}
+	defer stream.Body.Close()
+	if len(children) < len(serviceNames)+1 {
+		t.Fatalf("the launcher has %d children, want a process for each service and the gateway", len(children))
+	}
+	if err := shop.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill -9 the launcher: %v", err)
+	}
+	<-shop.exit
+	killed := time.Now()
+	for _, pid := range children {
+		for running(pid) {
+			if time.Since(killed) > 2*time.Second {
+				t.Fatalf("2s after kill -9 of the launcher, its child %d is still running", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	gone := time.Since(killed)
+	// The kernel may hold a port a few moments longer, for connections the
+	// kill cut in the middle.
+	for _, addr := range ports.all() {
+		for err := canListen(addr); err != nil; err = canListen(addr) {
+			if time.Since(killed) > 10*time.Second {
+				t.Fatalf("10s after kill -9 of the launcher, %s is still taken: %v", addr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("every service gone %s after kill -9 of the launcher, every port free after %s",
+		gone.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	var out []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		stat, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		if f := strings.Fields(rest); len(f) >= 2 && f[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(d))
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// running reports whether process pid exists and is not a zombie waiting
+// to be reaped.
+func running(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return !strings.HasPrefix(rest, "Z")
 }
 
 // workspaceRoot walks up from the test's directory to the one holding go.work.
