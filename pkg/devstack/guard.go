@@ -139,23 +139,24 @@ func reply(request []byte, doc bsoncore.Document) []byte {
 // described above. It returns the request to forward, or the reply to send
 // instead. A write of several statements (a bulk write) forwards only the
 // statements whose guard holds, each cut down to {_id: X}; those that fail
-// match nothing, as in MongoDB, and count 0 in the reply. When any statement
-// is of a kind the guard cannot check, the whole write goes through as it
-// came: correct, only slower.
-func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answer []byte) {
+// match nothing, as in MongoDB, and count 0 in the reply; fix then numbers
+// the reply's write errors as in the write that came, not the one sent.
+// When any statement is of a kind the guard cannot check, the whole write
+// goes through as it came: correct, only slower.
+func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answer []byte, fix func([]byte) []byte) {
 	listKey := map[string]string{"update": "updates", "delete": "deletes"}[cmd]
 	if listKey == "" || s.reader == nil {
-		return req, nil
+		return req, nil, nil
 	}
 	m, ok := parseOpMsg(req)
 	if !ok || m.flags&moreToComeBit != 0 {
 		// Unparsed, or unacknowledged (w:0): it expects no reply, so the
 		// guard could not answer for it. Pass it through.
-		return req, nil
+		return req, nil, nil
 	}
 	stmts, put, ok := statements(&m, listKey)
 	if !ok || len(stmts) > maxGuardedStatements {
-		return req, nil
+		return req, nil, nil
 	}
 	type checked struct {
 		id    bsoncore.Value
@@ -166,17 +167,17 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	seen := map[string]bool{}
 	for _, stmt := range stmts {
 		if upsert, ok := stmt.Lookup("upsert").BooleanOK(); ok && upsert {
-			return req, nil
+			return req, nil, nil
 		}
 		q, ok := stmt.Lookup("q").DocumentOK()
 		if !ok {
-			return req, nil
+			return req, nil, nil
 		}
 		id, conds, ok := plainGuard(q)
 		if !ok || seen[string(id.Data)] {
 			// Two statements on one document: the second must see the
 			// first's change, which only FerretDB can give it.
-			return req, nil
+			return req, nil, nil
 		}
 		seen[string(id.Data)] = true
 		all = append(all, checked{id, conds, stmt})
@@ -184,10 +185,11 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var keep []bsoncore.Document
-	for _, c := range all {
+	var sent []int // the index in the write that came of each statement kept
+	for i, c := range all {
 		holds, err := s.guardHolds(ctx, db, coll, c.id, c.conds)
 		if err != nil {
-			return req, nil
+			return req, nil, nil
 		}
 		s.guarded.Add(1)
 		if !holds {
@@ -205,12 +207,65 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 			elems = append(elems, e)
 		}
 		keep = append(keep, bsoncore.BuildDocument(nil, elems...))
+		sent = append(sent, i)
 	}
 	if len(keep) == 0 {
-		return nil, reply(req, noMatch(cmd))
+		return nil, reply(req, noMatch(cmd)), nil
 	}
 	put(keep)
-	return m.encode(), nil
+	if len(keep) < len(all) {
+		fix = func(r []byte) []byte { return renumberWriteErrors(r, sent) }
+	}
+	return m.encode(), nil, fix
+}
+
+// renumberWriteErrors rewrites the index of each write error in reply, a
+// reply to a write sent with some statements left out, to sent[index]: the
+// statement's place in the write the client made.
+func renumberWriteErrors(reply []byte, sent []int) []byte {
+	m, ok := parseOpMsg(reply)
+	if !ok || len(m.sections) == 0 || m.sections[0].kind != 0 {
+		return reply
+	}
+	body := m.sections[0].body
+	errs, ok := body.Lookup("writeErrors").ArrayOK()
+	if !ok {
+		return reply
+	}
+	vals, err := errs.Values()
+	if err != nil {
+		return reply
+	}
+	renumbered := bsoncore.NewArrayBuilder()
+	for _, v := range vals {
+		we, ok := v.DocumentOK()
+		if !ok {
+			return reply
+		}
+		elems, _ := we.Elements()
+		var out [][]byte
+		for _, e := range elems {
+			if e.Key() == "index" {
+				if i, ok := e.Value().AsInt64OK(); ok && i >= 0 && int(i) < len(sent) {
+					out = append(out, bsoncore.AppendInt32Element(nil, "index", int32(sent[i])))
+					continue
+				}
+			}
+			out = append(out, e)
+		}
+		renumbered.AppendDocument(bsoncore.BuildDocument(nil, out...))
+	}
+	bodyElems, _ := body.Elements()
+	var out [][]byte
+	for _, e := range bodyElems {
+		if e.Key() == "writeErrors" {
+			out = append(out, bsoncore.AppendArrayElement(nil, "writeErrors", renumbered.Build()))
+			continue
+		}
+		out = append(out, e)
+	}
+	m.sections[0].body = bsoncore.BuildDocument(nil, out...)
+	return m.encode()
 }
 
 // errUndecided: the serializer cannot tell whether a guard holds; the write

@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -318,6 +319,37 @@ func TestGuardedBulkWrite(t *testing.T) {
 	var d1 bson.M
 	if err := c.FindOne(ctx, bson.D{{Key: "_id", Value: "d1"}}).Decode(&d1); err != nil || len(d1) != 2 {
 		t.Errorf("d1 = %v, %v; want it as inserted", d1, err)
+	}
+}
+
+// A bulk write sent with the statements whose guard failed left out must
+// still name each write error by the statement's place in the write the
+// client made, not in the shorter one FerretDB saw.
+func TestGuardedBulkWriteErrorIndexes(t *testing.T) {
+	_, client := startGuardStore(t)
+	ctx := context.Background()
+	c := client.Database("guard").Collection("errors")
+	for i := range 4 {
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%d", i)}, {Key: "revision", Value: int64(1)}, {Key: "s", Value: "text"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update := func(id string, rev int64, op string, set bson.D) mongo.WriteModel {
+		return mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: id}, {Key: "revision", Value: rev}}).
+			SetUpdate(bson.D{{Key: op, Value: set}})
+	}
+	_, err := c.BulkWrite(ctx, []mongo.WriteModel{
+		update("d0", 9, "$set", bson.D{{Key: "x", Value: 1}}),    // guard fails: left out
+		update("d1", 9, "$set", bson.D{{Key: "x", Value: 1}}),    // guard fails: left out
+		update("d2", 1, "$inc", bson.D{{Key: "s", Value: 1}}),    // a string incremented: the write error
+		update("d3", 1, "$set", bson.D{{Key: "x", Value: true}}), // FerretDB stops before it; MongoDB would make it
+	}, options.BulkWrite().SetOrdered(false))
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || len(bwe.WriteErrors) != 1 {
+		t.Fatalf("BulkWrite = %v; want one write error", err)
+	}
+	if got := bwe.WriteErrors[0].Index; got != 2 {
+		t.Errorf("the write error names statement %d, want 2 (d2's place in the write made)", got)
 	}
 }
 

@@ -164,7 +164,9 @@ func (s *writeSerializer) serve(client net.Conn) {
 		s.commands.request(cmd, coll)
 		forward, answer := req, []byte(nil)
 		if write {
-			forward, answer = s.guard(req, cmd, coll, db)
+			var fix func([]byte) []byte
+			forward, answer, fix = s.guard(req, cmd, coll, db)
+			fixReply = chainFixes(fix, fixReply)
 		}
 		if answer != nil {
 			_, err = client.Write(answer)
@@ -262,6 +264,17 @@ func (s *writeSerializer) roundTrip(server, client net.Conn, req []byte, beforeR
 			return nil
 		}
 	}
+}
+
+// chainFixes applies first, then second, to a reply; either may be nil.
+func chainFixes(first, second func([]byte) []byte) func([]byte) []byte {
+	switch {
+	case first == nil:
+		return second
+	case second == nil:
+		return first
+	}
+	return func(r []byte) []byte { return second(first(r)) }
 }
 
 func (s *writeSerializer) close() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -25,7 +26,8 @@ import (
 // _id: the token tells which updates landed. When a document has moved on
 // past an update's revision since, and carries another token, the update's
 // fate cannot be told: its caller gets ErrOutcomeUnknown, as it would get a
-// network error, and must treat the write as possibly made.
+// network error, and must treat the write as possibly made (outbox.Update
+// reads the document again and retries).
 type Updater struct {
 	c        *mongo.Collection
 	max      int
@@ -72,8 +74,9 @@ func (u *Updater) Collection() *mongo.Collection { return u.c }
 
 // UpdateOne applies set to document id if its revision field is still was,
 // and reports whether it did. set must set the revision field to a value
-// above was. When ctx ends first it returns ctx's error, and the update may
-// still be made.
+// above was. When ctx ends first it returns ctx's error: an update still
+// waiting for its group is then never sent, and one already sent may still
+// be made, within the write's timeout (10 s).
 func (u *Updater) UpdateOne(ctx context.Context, id any, was int64, set bson.D) (bool, error) {
 	rev, ok := int64Field(set, u.revision)
 	if !ok || rev <= was {
@@ -91,6 +94,13 @@ func (u *Updater) UpdateOne(ctx context.Context, id any, was int64, set bson.D) 
 	case r := <-call.done:
 		return r.matched, r.err
 	case <-ctx.Done():
+		// An update still queued is taken out, so it is never made; one
+		// already sent ends within its write's timeout.
+		u.mu.Lock()
+		if i := slices.Index(u.queue, call); i >= 0 {
+			u.queue = slices.Delete(u.queue, i, i+1)
+		}
+		u.mu.Unlock()
 		return false, ctx.Err()
 	}
 }
@@ -191,33 +201,39 @@ func (u *Updater) send(group []*updateCall) {
 
 // readBack tells each update of group whether it was made, from its token
 // in the document. Each document is read by _id, which every store finds
-// through its index.
+// through its index, and the reads go at once.
 func (u *Updater) readBack(ctx context.Context, group []*updateCall) {
 	projection := options.FindOne().SetProjection(bson.D{{Key: u.revision, Value: 1}, {Key: FieldWriteID, Value: 1}})
+	var wg sync.WaitGroup
 	for _, call := range group {
-		var doc bson.Raw
-		err := u.c.FindOne(ctx, bson.D{{Key: "_id", Value: call.id}}, projection).Decode(&doc)
-		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			call.done <- updateResult{}
-			continue
-		case err != nil:
-			call.done <- updateResult{err: fmt.Errorf("%w: reading it back: %w", ErrOutcomeUnknown, err)}
-			continue
-		}
-		tok, _ := doc.Lookup(FieldWriteID).ObjectIDOK()
-		rev, _ := doc.Lookup(u.revision).AsInt64OK()
-		switch {
-		case tok == call.tok:
-			call.done <- updateResult{matched: true}
-		case rev <= call.rev:
-			// Revisions only grow: at or below this update's, with
-			// another token, the document was never at this update.
-			call.done <- updateResult{}
-		default:
-			call.done <- updateResult{err: fmt.Errorf("%w: %v moved on to %s %d", ErrOutcomeUnknown, call.id, u.revision, rev)}
-		}
+		wg.Go(func() { call.done <- u.outcome(ctx, call, projection) })
 	}
+	wg.Wait()
+}
+
+func (u *Updater) outcome(ctx context.Context, call *updateCall, projection *options.FindOneOptionsBuilder) updateResult {
+	var doc bson.Raw
+	err := u.c.FindOne(ctx, bson.D{{Key: "_id", Value: call.id}}, projection).Decode(&doc)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return updateResult{}
+	case err != nil:
+		return updateResult{err: fmt.Errorf("%w: reading it back: %w", ErrOutcomeUnknown, err)}
+	}
+	tok, _ := doc.Lookup(FieldWriteID).ObjectIDOK()
+	rev, _ := doc.Lookup(u.revision).AsInt64OK()
+	switch {
+	case tok == call.tok:
+		return updateResult{matched: true}
+	case rev <= call.rev:
+		// Revisions only grow: at or below this update's, with another
+		// token, the document was never at this update.
+		return updateResult{}
+	}
+	// Past this update, with another token: the document was there
+	// already (a stale copy), or got there after this update. The caller
+	// reads it again.
+	return updateResult{err: fmt.Errorf("%w: %v moved on to %s %d", ErrOutcomeUnknown, call.id, u.revision, rev)}
 }
 
 // int64Field finds the int64 value of key in d.

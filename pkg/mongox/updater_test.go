@@ -7,26 +7,55 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// updateCommands connects to the test store counting update commands and
-// the statements they carry.
-func updateCommands(t *testing.T) (*mongo.Collection, *atomic.Int64, *atomic.Int64) {
+// commandCounts counts what an updater sends the store.
+type commandCounts struct {
+	updates, statements, finds atomic.Int64
+	// repeats counts update commands that name a document twice.
+	repeats atomic.Int64
+}
+
+func (c *commandCounts) reset() {
+	c.updates.Store(0)
+	c.statements.Store(0)
+	c.finds.Store(0)
+	c.repeats.Store(0)
+}
+
+// updateCommands connects to the test store counting update commands, the
+// statements they carry, and finds.
+func updateCommands(t *testing.T) (*mongo.Collection, *commandCounts) {
 	t.Helper()
-	var commands, stmts atomic.Int64
+	counts := &commandCounts{}
 	monitor := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName == "update" {
-			commands.Add(1)
-			if arr, ok := e.Command.Lookup("updates").ArrayOK(); ok {
-				vals, _ := arr.Values()
-				stmts.Add(int64(len(vals)))
+		switch e.CommandName {
+		case "find":
+			counts.finds.Add(1)
+		case "update":
+			counts.updates.Add(1)
+			arr, ok := e.Command.Lookup("updates").ArrayOK()
+			if !ok {
+				return
+			}
+			vals, _ := arr.Values()
+			counts.statements.Add(int64(len(vals)))
+			seen := map[string]bool{}
+			for _, v := range vals {
+				id := v.Document().Lookup("q", "_id").String()
+				if seen[id] {
+					counts.repeats.Add(1)
+				}
+				seen[id] = true
 			}
 		}
 	}}
@@ -36,7 +65,7 @@ func updateCommands(t *testing.T) (*mongo.Collection, *atomic.Int64, *atomic.Int
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	_, db := devstack.MongoDatabase(t)
-	return client.Database(db.Name()).Collection("orders"), &commands, &stmts
+	return client.Database(db.Name()).Collection("orders"), counts
 }
 
 func seed(t *testing.T, c *mongo.Collection, n int) {
@@ -64,11 +93,10 @@ func byOf(t *testing.T, c *mongo.Collection, id string) (string, int64) {
 
 func TestUpdaterGroupsConcurrentUpdates(t *testing.T) {
 	ctx := testContext(t)
-	c, commands, stmts := updateCommands(t)
+	c, counts := updateCommands(t)
 	const docs = 100
 	seed(t, c, docs)
-	commands.Store(0)
-	stmts.Store(0)
+	counts.reset()
 
 	up := mongox.NewUpdater(c, 32, "revision")
 	start := make(chan struct{})
@@ -84,6 +112,7 @@ func TestUpdaterGroupsConcurrentUpdates(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
+	readBack := counts.finds.Load()
 	for i := range docs {
 		id := fmt.Sprint("o", i)
 		if !matched[i] || errs[i] != nil {
@@ -93,10 +122,13 @@ func TestUpdaterGroupsConcurrentUpdates(t *testing.T) {
 			t.Errorf("%s = by %q at revision %d, want by itself at 2", id, by, rev)
 		}
 	}
-	if commands.Load() >= docs {
-		t.Errorf("%d update commands for %d concurrent updates, want them grouped", commands.Load(), docs)
+	if counts.updates.Load() >= docs {
+		t.Errorf("%d update commands for %d concurrent updates, want them grouped", counts.updates.Load(), docs)
 	}
-	t.Logf("%d concurrent updates in %d commands (%d statements)", docs, commands.Load(), stmts.Load())
+	if readBack != 0 {
+		t.Errorf("%d reads back after groups that all matched, want none", readBack)
+	}
+	t.Logf("%d concurrent updates in %d commands (%d statements)", docs, counts.updates.Load(), counts.statements.Load())
 }
 
 // Two writers race for each document from the same revision: exactly one
@@ -105,11 +137,10 @@ func TestUpdaterGroupsConcurrentUpdates(t *testing.T) {
 // apart by reading the documents back.
 func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 	ctx := testContext(t)
-	c, commands, stmts := updateCommands(t)
+	c, counts := updateCommands(t)
 	const docs = 60
 	seed(t, c, docs)
-	commands.Store(0)
-	stmts.Store(0)
+	counts.reset()
 
 	up := mongox.NewUpdater(c, 32, "revision")
 	start := make(chan struct{})
@@ -130,6 +161,7 @@ func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
+	readBack := counts.finds.Load()
 	for i := range docs {
 		id := fmt.Sprint("o", i)
 		r := results[i]
@@ -148,10 +180,16 @@ func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 			t.Errorf("%s = by %q at revision %d, want by the winner %s at 2", id, by, rev, want)
 		}
 	}
-	if commands.Load() >= 2*docs {
-		t.Errorf("%d update commands for %d concurrent updates, want them grouped", commands.Load(), 2*docs)
+	if counts.updates.Load() >= 2*docs {
+		t.Errorf("%d update commands for %d concurrent updates, want them grouped", counts.updates.Load(), 2*docs)
 	}
-	t.Logf("%d racing updates in %d commands (%d statements)", 2*docs, commands.Load(), stmts.Load())
+	if counts.repeats.Load() != 0 {
+		t.Errorf("%d update commands named a document twice, want each document once per group", counts.repeats.Load())
+	}
+	if readBack == 0 {
+		t.Error("no update was read back: no group mixed winners and losers, so the test proved nothing")
+	}
+	t.Logf("%d racing updates in %d commands (%d statements, %d read back)", 2*docs, counts.updates.Load(), counts.statements.Load(), readBack)
 }
 
 func TestUpdaterReadBack(t *testing.T) {
@@ -194,5 +232,54 @@ func TestUpdaterRefusesAWriteThatKeepsItsRevision(t *testing.T) {
 	}
 	if _, err := up.UpdateOne(testContext(t), "a", 3, bson.D{{Key: "by", Value: "x"}}); err == nil {
 		t.Error("an update that sets no revision was accepted")
+	}
+}
+
+// An update whose caller gave up while it waited for its group is never
+// sent: the caller was told it failed, and a late write would land where
+// nobody expects it.
+func TestUpdaterDropsWhatItsCallerGaveUp(t *testing.T) {
+	stall, err := mongoxtest.NewStall(devstackHost(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stall.Close() })
+	uri, err := stall.URI(devstack.Mongo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := mongox.Connect(uri, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, db := devstack.MongoDatabase(t)
+	c := client.Database(db.Name()).Collection("orders")
+	seed(t, c, 2)
+	up := mongox.NewUpdater(c, 32, "revision")
+
+	stall.Stall()
+	first := make(chan error, 1)
+	go func() {
+		_, err := up.UpdateOne(testContext(t), "o0", 1, bson.D{{Key: "revision", Value: int64(2)}, {Key: "by", Value: "first"}})
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the first is on its way, and hangs
+	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
+	defer cancel()
+	if _, err := up.UpdateOne(ctx, "o1", 1, bson.D{{Key: "revision", Value: int64(2)}, {Key: "by", Value: "given up"}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an update whose caller gave up = %v, want its context's error", err)
+	}
+	stall.Resume()
+	if err := <-first; err != nil {
+		t.Fatalf("the first update after the store came back = %v", err)
+	}
+	// Once the updater has sent everything it holds, the given-up update
+	// must not be among it.
+	if ok, err := up.UpdateOne(testContext(t), "o0", 2, bson.D{{Key: "revision", Value: int64(3)}}); !ok || err != nil {
+		t.Fatalf("a later update = %v, %v", ok, err)
+	}
+	if by, rev := byOf(t, c, "o1"); by != "seed" || rev != 1 {
+		t.Errorf("o1 = by %q at revision %d: the update given up was made", by, rev)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"maps"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -869,5 +871,89 @@ func TestOnWritten(t *testing.T) {
 	none.Done(outbox.Written{Coll: c, ID: "a", Entries: es}) // must not panic
 	if _, err := none.Begin(context.Background()); err != nil {
 		t.Errorf("nil OnWritten Begin() = %v", err)
+	}
+}
+
+// A copy made stale by another replica, sent in a group where another
+// update matched, is read again and retried, as it is when sent alone: the
+// group cannot tell it from an update overtaken after it landed, but a fresh
+// read settles it either way.
+func TestUpdateRecentRetriesAStaleCopyInAGroup(t *testing.T) {
+	ctx := testContext(t)
+	mongoURI := devstack.Mongo(t)
+	u, err := url.Parse(mongoURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stall, err := mongoxtest.NewStall(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stall.Close() })
+	uri, err := stall.URI(mongoURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := mongox.Connect(uri, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, db := devstack.MongoDatabase(t)
+	c := client.Database(db.Name()).Collection("stale")
+	for _, id := range []string{"a", "b", "z"} {
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "n", Value: 0}, {Key: outbox.FieldRevision, Value: int64(1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another replica moved a on twice since this store wrote it.
+	if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: "a"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: 10}, {Key: outbox.FieldRevision, Value: int64(3)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	recent := outbox.NewRecent(16, func(v counter) counter { return v })
+	for _, id := range []string{"a", "b"} {
+		st := outbox.State{Revision: 1}
+		recent.Put(id, counter{ID: id, State: st}, st)
+	}
+	up := mongox.NewUpdater(c, 32, outbox.FieldRevision)
+	inc := func(v *counter) (bool, []outbox.Entry, error) {
+		v.N++
+		return true, nil, nil
+	}
+
+	// A write to z holds the updater while a and b queue: they go together.
+	stall.Stall()
+	first := make(chan error, 1)
+	go func() {
+		_, err := up.UpdateOne(ctx, "z", 1, bson.D{{Key: "n", Value: 1}, {Key: outbox.FieldRevision, Value: int64(2)}})
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	type result struct {
+		v   counter
+		ok  bool
+		err error
+	}
+	results := map[string]chan result{"a": make(chan result, 1), "b": make(chan result, 1)}
+	for id, ch := range results {
+		go func() {
+			v, ok, err := outbox.UpdateRecent(ctx, up, id, recent, readCounter(c, id), inc, counterFields, outbox.OnWritten(nil))
+			ch <- result{v, ok, err}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	stall.Resume()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]counter{"a": {N: 11, State: outbox.State{Revision: 4}}, "b": {N: 1, State: outbox.State{Revision: 2}}} {
+		r := <-results[id]
+		if r.err != nil || !r.ok {
+			t.Errorf("UpdateRecent(%s) = %v, %v; want it made", id, r.ok, r.err)
+		}
+		got, _, err := readCounter(c, id)(ctx)
+		if err != nil || got.N != want.N || got.Revision != want.Revision {
+			t.Errorf("%s = n %d at revision %d, %v; want n %d at %d", id, got.N, got.Revision, err, want.N, want.Revision)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/errs"
@@ -73,6 +74,14 @@ func UpdateRecent[T any](ctx context.Context, up Updater, id any, recent *Recent
 			return v, false, err
 		}
 		next, ok, err := write(ctx, up, tr, id, st, fields(v), events)
+		if errors.Is(err, mongox.ErrOutcomeUnknown) && ctx.Err() == nil {
+			// A grouped write whose document had moved on: most often
+			// a stale start, which a fresh read settles either way (if
+			// the write was made, apply finds nothing left to do). Its
+			// tracker was told the outcome is unknown.
+			recent.drop(id)
+			continue
+		}
 		if err != nil {
 			recent.drop(id)
 			return zero, false, mongox.Translate(err, nil, nil)
