@@ -14,6 +14,7 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // The gateway answers every call and every line of a live stream with
@@ -346,25 +347,62 @@ func appendJSONFloat(b []byte, n float64, bitSize int) []byte {
 }
 
 const (
-	minTimestampSeconds  = -62135596800
-	maxTimestampSeconds  = 253402300799
-	maxDurationSeconds   = 315576000000
-	maxNanos             = 999999999
-	timestampNanosLayout = "2006-01-02T15:04:05.000000000"
+	minTimestampSeconds = -62135596800
+	maxTimestampSeconds = 253402300799
+	maxDurationSeconds  = 315576000000
+	maxNanos            = 999999999
 )
 
 // appendTimestamp writes an RFC 3339 UTC time with 0, 3, 6 or 9 fractional
 // digits, as protojson does.
 func appendTimestamp(b []byte, m protoreflect.Message) ([]byte, error) {
-	fds := m.Descriptor().Fields()
-	secs, nanos := m.Get(fds.ByNumber(1)).Int(), m.Get(fds.ByNumber(2)).Int()
+	var secs, nanos int64
+	if ts, ok := m.Interface().(*timestamppb.Timestamp); ok {
+		secs, nanos = ts.GetSeconds(), int64(ts.GetNanos())
+	} else {
+		fds := m.Descriptor().Fields()
+		secs, nanos = m.Get(fds.ByNumber(1)).Int(), m.Get(fds.ByNumber(2)).Int()
+	}
 	if secs < minTimestampSeconds || secs > maxTimestampSeconds || nanos < 0 || nanos > maxNanos {
 		return nil, errNoPlan // protojson reports the range error
 	}
+	t := time.Unix(secs, nanos).UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
 	b = append(b, '"')
-	b = time.Unix(secs, nanos).UTC().AppendFormat(b, timestampNanosLayout)
-	b = trimFraction(b)
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	if nanos != 0 {
+		b = append(b, '.')
+		b = appendDigits(b, int(nanos), 9)
+		b = trimFraction(b)
+	}
 	return append(b, 'Z', '"'), nil
+}
+
+// appendDigits appends n, which is not negative, in at least width
+// digits.
+func appendDigits(b []byte, n, width int) []byte {
+	var buf [20]byte
+	i := len(buf)
+	for n >= 10 || width > 1 {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+		width--
+	}
+	i--
+	buf[i] = byte('0' + n)
+	return append(b, buf[i:]...)
 }
 
 // appendDuration writes seconds with 0, 3, 6 or 9 fractional digits and an
@@ -384,8 +422,7 @@ func appendDuration(b []byte, m protoreflect.Message) ([]byte, error) {
 	}
 	b = strconv.AppendInt(b, secs, 10)
 	b = append(b, '.')
-	frac := strconv.AppendInt(make([]byte, 0, 10), nanos+1e9, 10) // "1" and nine digits
-	b = append(b, frac[1:]...)
+	b = appendDigits(b, int(nanos), 9)
 	b = trimFraction(b)
 	return append(b, 's', '"'), nil
 }

@@ -113,7 +113,8 @@ func fixTimes(r *rand.Rand, m protoreflect.Message) {
 	nanos := []int64{0, 123000000, 123456000, 123456789, 100, 999999999}
 	switch m.Descriptor().FullName() {
 	case "google.protobuf.Timestamp":
-		proto.Merge(m.Interface(), &timestamppb.Timestamp{Seconds: r.Int64N(4e9) - 1e9, Nanos: int32(nanos[r.IntN(len(nanos))])})
+		secs := []int64{r.Int64N(4e9) - 1e9, -62135596800, 253402300799, 0, 951782400} // the range's ends, the epoch, a leap day
+		proto.Merge(m.Interface(), &timestamppb.Timestamp{Seconds: secs[r.IntN(len(secs))], Nanos: int32(nanos[r.IntN(len(nanos))])})
 		return
 	case "google.protobuf.Duration":
 		d := &durationpb.Duration{Seconds: r.Int64N(1e6), Nanos: int32(nanos[r.IntN(len(nanos))])}
