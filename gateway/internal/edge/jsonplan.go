@@ -88,41 +88,44 @@ type jsonPlan struct {
 
 var (
 	plansMu sync.Mutex
-	plans   sync.Map // protoreflect.FullName -> *jsonPlan, nil when not covered
+	plans   sync.Map // protoreflect.MessageDescriptor -> *jsonPlan, nil when not covered
 )
 
 // planFor returns md's plan, or nil when protojson must encode md.
 func planFor(md protoreflect.MessageDescriptor) *jsonPlan {
-	if p, ok := plans.Load(md.FullName()); ok {
+	if p, ok := plans.Load(md); ok {
 		return p.(*jsonPlan)
 	}
 	plansMu.Lock()
 	defer plansMu.Unlock()
-	if p, ok := plans.Load(md.FullName()); ok {
+	if p, ok := plans.Load(md); ok {
 		return p.(*jsonPlan)
 	}
-	building := map[protoreflect.FullName]*jsonPlan{}
+	building := map[protoreflect.MessageDescriptor]*jsonPlan{}
 	p, ok := buildPlan(md, building)
 	if !ok {
 		p = nil
 	}
-	// Nested types covered on their own are kept even when md is not.
-	for name, np := range building {
-		if name != md.FullName() && np != nil && ok {
-			plans.LoadOrStore(name, np)
+	// The types md contains are complete only when md is: a failed build
+	// can leave a plan that refers to one half made.
+	if ok {
+		for d, np := range building {
+			if d != md {
+				plans.LoadOrStore(d, np)
+			}
 		}
 	}
-	plans.Store(md.FullName(), p)
+	plans.Store(md, p)
 	return p
 }
 
 // buildPlan works out md's plan; ok is false when md, or a message it
 // contains, is not covered.
-func buildPlan(md protoreflect.MessageDescriptor, building map[protoreflect.FullName]*jsonPlan) (p *jsonPlan, ok bool) {
-	if p, seen := building[md.FullName()]; seen {
+func buildPlan(md protoreflect.MessageDescriptor, building map[protoreflect.MessageDescriptor]*jsonPlan) (p *jsonPlan, ok bool) {
+	if p, seen := building[md]; seen {
 		return p, true // recursion: the plan is being filled in above
 	}
-	if p, done := plans.Load(md.FullName()); done {
+	if p, done := plans.Load(md); done {
 		p := p.(*jsonPlan)
 		return p, p != nil
 	}
@@ -130,17 +133,17 @@ func buildPlan(md protoreflect.MessageDescriptor, building map[protoreflect.Full
 	switch md.FullName() {
 	case "google.protobuf.Timestamp":
 		p.wkt = timestampMessage
-		building[md.FullName()] = p
+		building[md] = p
 		return p, true
 	case "google.protobuf.Duration":
 		p.wkt = durationMessage
-		building[md.FullName()] = p
+		building[md] = p
 		return p, true
 	}
 	if md.FullName().Parent() == "google.protobuf" || md.IsMapEntry() || md.ExtensionRanges().Len() > 0 {
 		return nil, false
 	}
-	building[md.FullName()] = p
+	building[md] = p
 	fds := md.Fields()
 	p.fields = make([]fieldPlan, 0, fds.Len())
 	for i := range fds.Len() {
