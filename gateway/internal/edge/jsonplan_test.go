@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -195,4 +196,31 @@ func TestPlanFallsBack(t *testing.T) {
 			t.Errorf("%s: Marshal = %s, %v; want %s, %v", name, got, gerr, want, werr)
 		}
 	}
+}
+
+// TestPlanConcurrent marshals from many goroutines at once, plans being
+// built and used meanwhile (run with -race).
+func TestPlanConcurrent(t *testing.T) {
+	m := newJSONMarshaler()
+	want, err := m.MarshalOptions.Marshal(placedOrder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				got, err := m.Marshal(placedOrder())
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("Marshal = %s, %v; want %s", got, err, want)
+					return
+				}
+				if _, err := m.Marshal(map[string]any{"result": proto.Message(queuedTicket())}); err != nil {
+					t.Errorf("stream line: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
