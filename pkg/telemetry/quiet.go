@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // quietProvider is the tracer provider of a process that exports no spans
@@ -33,7 +34,7 @@ type quietTracer struct {
 // would.
 func (t quietTracer) Start(ctx context.Context, _ string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	parent := trace.SpanContextFromContext(ctx)
-	if len(opts) > 0 {
+	if parent.IsValid() && len(opts) > 0 {
 		if cfg := trace.NewSpanStartConfig(opts...); cfg.NewRoot() {
 			parent = trace.SpanContext{}
 		}
@@ -50,16 +51,23 @@ func (t quietTracer) Start(ctx context.Context, _ string, opts ...trace.SpanStar
 	return trace.ContextWithSpan(ctx, s), s
 }
 
-// quietSpan records nothing (noop.Span's methods) and carries its span
-// context.
+// quietSpan records nothing and carries its span context.
 type quietSpan struct {
-	noop.Span
+	embedded.Span
 	sc       trace.SpanContext
 	provider *quietProvider
 }
 
-func (s *quietSpan) SpanContext() trace.SpanContext       { return s.sc }
-func (s *quietSpan) TracerProvider() trace.TracerProvider { return s.provider }
+func (s *quietSpan) SpanContext() trace.SpanContext        { return s.sc }
+func (s *quietSpan) TracerProvider() trace.TracerProvider  { return s.provider }
+func (*quietSpan) IsRecording() bool                       { return false }
+func (*quietSpan) End(...trace.SpanEndOption)              {}
+func (*quietSpan) AddEvent(string, ...trace.EventOption)   {}
+func (*quietSpan) AddLink(trace.Link)                      {}
+func (*quietSpan) RecordError(error, ...trace.EventOption) {}
+func (*quietSpan) SetStatus(codes.Code, string)            {}
+func (*quietSpan) SetName(string)                          {}
+func (*quietSpan) SetAttributes(...attribute.KeyValue)     {}
 
 func newTraceID() trace.TraceID {
 	var id trace.TraceID
