@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,74 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := s.Verify(tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkVerifyFirst is the check of a token the signer has not seen
+// yet: more distinct tokens than it remembers, in turn.
+func BenchmarkVerifyFirst(b *testing.B) {
+	s, err := NewSigner(DevSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	toks := make([]string, 2*maxVerified+1)
+	for i := range toks {
+		if toks[i], _, err = s.Sign(Claims{Subject: fmt.Sprint("cus_", i), Role: RoleCustomer, Name: "Alice"}, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.Verify(toks[i%len(toks)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// TestVerifyRemembered checks that a remembered token answers as a fresh
+// check would: the same claims, expiry checked again, and a token that
+// differs from it in one byte checked in full.
+func TestVerifyRemembered(t *testing.T) {
+	now := epoch
+	s := newTestSigner(t, &now)
+	want := Claims{Subject: "cus_1", Role: RoleKitchen, Name: "Kim"}
+	tok, exp, err := s.Sign(want, time.Minute)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	want.IssuedAt, want.ExpiresAt = epoch, exp
+	for i := range 3 {
+		got, err := s.Verify(tok)
+		same := got.Subject == want.Subject && got.Role == want.Role && got.Name == want.Name &&
+			got.IssuedAt.Equal(want.IssuedAt) && got.ExpiresAt.Equal(want.ExpiresAt)
+		if err != nil || !same {
+			t.Fatalf("Verify(tok) #%d = %+v, %v; want %+v, nil", i, got, err, want)
+		}
+	}
+	last := "A"
+	if strings.HasSuffix(tok, last) {
+		last = "B"
+	}
+	forged := tok[:len(tok)-1] + last
+	if _, err := s.Verify(forged); !errors.Is(err, ErrSignature) {
+		t.Errorf("Verify(token with its last byte changed) err = %v, want ErrSignature", err)
+	}
+	now = epoch.Add(time.Minute)
+	if _, err := s.Verify(tok); !errors.Is(err, ErrExpired) {
+		t.Errorf("Verify(remembered token) at expiry err = %v, want ErrExpired", err)
+	}
+	for i := range maxVerified + 10 {
+		tok, _, err := s.Sign(Claims{Subject: fmt.Sprint("cus_", i), Role: RoleCustomer}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Verify(tok); err != nil {
+			t.Fatalf("Verify(token %d): %v", i, err)
+		}
+	}
+	if n := len(s.verified); n > maxVerified {
+		t.Errorf("signer remembers %d tokens, want at most %d", n, maxVerified)
 	}
 }

@@ -1,5 +1,6 @@
 // Package telemetry sets up OpenTelemetry for one process: traces go to an
-// OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, metrics are served
+// OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set (without one, trace
+// context is carried but spans are not recorded), metrics are served
 // in Prometheus format, and W3C trace context is the propagator.
 //
 // The service name is OTEL_SERVICE_NAME (or service.name in
@@ -26,6 +27,7 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -47,17 +49,19 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 	}
 	t := &Telemetry{}
 
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+	exporting := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	if exporting {
 		exp, err := otlptracegrpc.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: otlp exporter: %w", err)
 		}
-		topts = append(topts, sdktrace.WithBatcher(exp))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+		t.shutdown = append(t.shutdown, tp.Shutdown)
+		otel.SetTracerProvider(tp)
+	} else {
+		// Spans would go nowhere: carry trace context without recording.
+		otel.SetTracerProvider(&quietProvider{})
 	}
-	tp := sdktrace.NewTracerProvider(topts...)
-	t.shutdown = append(t.shutdown, tp.Shutdown)
-	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 
 	reg := prometheus.NewRegistry()
@@ -68,7 +72,13 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp), sdkmetric.WithView(boundedView))
+	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(exp), sdkmetric.WithView(boundedView)}
+	if !exporting {
+		// An exemplar names a trace; with no spans recorded there is none
+		// to find.
+		mopts = append(mopts, sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
+	}
+	mp := sdkmetric.NewMeterProvider(mopts...)
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	otel.SetMeterProvider(mp)
 	t.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

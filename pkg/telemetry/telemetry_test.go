@@ -30,7 +30,7 @@ func scrape(t *testing.T, tel *telemetry.Telemetry) []string {
 	return lines
 }
 
-func setup(t *testing.T, service string) *telemetry.Telemetry {
+func setup(t testing.TB, service string) *telemetry.Telemetry {
 	t.Helper()
 	tel, err := telemetry.Setup(context.Background(), service, "test")
 	if err != nil {

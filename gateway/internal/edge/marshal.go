@@ -39,7 +39,7 @@ func newJSONMarshaler() *jsonMarshaler {
 func (m *jsonMarshaler) Marshal(v any) ([]byte, error) {
 	switch v := v.(type) {
 	case proto.Message:
-		return m.MarshalOptions.Marshal(v)
+		return m.message(v)
 	case map[string]any:
 		if len(v) == 1 && m.Indent == "" {
 			if p, ok := v["result"].(proto.Message); ok {
@@ -53,6 +53,17 @@ func (m *jsonMarshaler) Marshal(v any) ([]byte, error) {
 // streamLine encodes {"result": p} as JSONPb does: p's JSON, compacted, with
 // <, >, &, U+2028 and U+2029 escaped as encoding/json escapes them.
 func (m *jsonMarshaler) streamLine(p proto.Message) ([]byte, error) {
+	if m.planned() {
+		if plan := planFor(p.ProtoReflect().Descriptor()); plan != nil {
+			const head, tail = `{"result":`, `}`
+			b := append(make([]byte, 0, plan.size.Load()+int64(len(head)+len(tail))+64), head...)
+			b, err := plan.append(b, p.ProtoReflect(), jsonStyle{html: true})
+			if err == nil {
+				plan.size.Store(int64(len(b)))
+				return append(b, tail...), nil
+			}
+		}
+	}
 	inner, err := m.MarshalOptions.Marshal(p)
 	if err != nil {
 		return nil, err
@@ -71,6 +82,26 @@ func (m *jsonMarshaler) streamLine(p proto.Message) ([]byte, error) {
 	}
 	buf.WriteString(tail)
 	return buf.Bytes(), nil
+}
+
+// message encodes a message with its jsonPlan when it has one, and with
+// protojson otherwise or when the plan gives up on it.
+func (m *jsonMarshaler) message(p proto.Message) ([]byte, error) {
+	if m.planned() {
+		if plan := planFor(p.ProtoReflect().Descriptor()); plan != nil {
+			if b, err := plan.marshal(p.ProtoReflect(), jsonStyle{commaSpace: commaSpace}); err == nil {
+				return b, nil
+			}
+		}
+	}
+	return m.MarshalOptions.Marshal(p)
+}
+
+// planned reports whether the options are the ones jsonPlan encodes with.
+func (m *jsonMarshaler) planned() bool {
+	o := m.MarshalOptions
+	return o.EmitUnpopulated && !o.EmitDefaultValues && !o.UseProtoNames && !o.UseEnumNumbers &&
+		!o.Multiline && o.Indent == "" && o.Resolver == nil && !o.AllowPartial
 }
 
 // needsHTMLEscape reports whether json.HTMLEscape would change b.
