@@ -653,19 +653,7 @@ func abuseStreams(t *testing.T, s *stack.Stack) {
 // ---- a stalled store
 
 func abuseStoreStall(t *testing.T, s *stack.Stack) {
-	u, err := url.Parse(s.MongoURI())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stall, err := mongoxtest.NewStall(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stall.Close()
-	uri, err := stall.URI(s.MongoURI())
-	if err != nil {
-		t.Fatal(err)
-	}
+	stall, uri := mongoxtest.StallIn(t, s.MongoURI())
 	// The order service reaches the store through the proxy.
 	s.Stop("order")
 	s.StartService("order", "MONGO_URI="+uri)

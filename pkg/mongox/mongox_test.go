@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"testing"
 	"time"
 
@@ -188,15 +187,7 @@ func TestEnsureIndexesGivesUp(t *testing.T) {
 // connections open without answering, fails calls within the timeout as
 // ErrUnavailable, and that calls work again once it answers.
 func TestConnectBoundsEveryCall(t *testing.T) {
-	stall, err := mongoxtest.NewStall(devstackHost(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stall.Close() })
-	uri, err := stall.URI(devstack.Mongo(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
 	const timeout = 500 * time.Millisecond
 	c, err := mongox.Connect(uri, 4, mongox.WithTimeout(timeout))
 	if err != nil {
@@ -258,11 +249,3 @@ func TestConnectBoundsEveryCall(t *testing.T) {
 	}
 }
 
-// devstackHost is the host:port of the test store.
-func devstackHost(t *testing.T) string {
-	u, err := url.Parse(devstack.Mongo(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
-}

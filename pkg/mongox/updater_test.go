@@ -239,15 +239,7 @@ func TestUpdaterRefusesAWriteThatKeepsItsRevision(t *testing.T) {
 // sent: the caller was told it failed, and a late write would land where
 // nobody expects it.
 func TestUpdaterDropsWhatItsCallerGaveUp(t *testing.T) {
-	stall, err := mongoxtest.NewStall(devstackHost(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stall.Close() })
-	uri, err := stall.URI(devstack.Mongo(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
 	client, err := mongox.Connect(uri, 4)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"maps"
-	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -880,20 +879,7 @@ func TestOnWritten(t *testing.T) {
 // read settles it either way.
 func TestUpdateRecentRetriesAStaleCopyInAGroup(t *testing.T) {
 	ctx := testContext(t)
-	mongoURI := devstack.Mongo(t)
-	u, err := url.Parse(mongoURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stall, err := mongoxtest.NewStall(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stall.Close() })
-	uri, err := stall.URI(mongoURI)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
 	client, err := mongox.Connect(uri, 8)
 	if err != nil {
 		t.Fatal(err)

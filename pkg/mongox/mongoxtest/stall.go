@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"testing"
 )
 
 // Stall is a TCP proxy in front of a store that can stop passing bytes
@@ -134,4 +135,24 @@ func (s *Stall) pipe(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// StallIn starts a Stall in front of the store of mongoURI for the length
+// of test t, and returns it with the URI that reaches the store through it.
+func StallIn(t testing.TB, mongoURI string) (*Stall, string) {
+	t.Helper()
+	u, err := url.Parse(mongoURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStall(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	uri, err := s.URI(mongoURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, uri
 }
