@@ -248,4 +248,3 @@ func TestConnectBoundsEveryCall(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
