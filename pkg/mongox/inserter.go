@@ -36,9 +36,9 @@ type insertCall struct {
 // documents a command saves little more per document.
 const InsertGroup = 64
 
-// insertTimeout bounds one grouped insert command when the client sets no
+// groupTimeout bounds one grouped insert or update command when the client sets no
 // timeout of its own.
-const insertTimeout = 10 * time.Second
+const groupTimeout = 10 * time.Second
 
 // NewInserter returns an Inserter into c that groups up to group documents
 // per command.
@@ -88,7 +88,7 @@ func (in *Inserter) run() {
 }
 
 func (in *Inserter) send(group []*insertCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), insertTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	if len(group) == 1 {
 		_, err := in.c.InsertOne(ctx, group[0].doc)

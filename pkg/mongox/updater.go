@@ -139,7 +139,7 @@ func (u *Updater) filter(call *updateCall) bson.D {
 }
 
 func (u *Updater) send(group []*updateCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), insertTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	if len(group) == 1 {
 		call := group[0]
