@@ -3,8 +3,6 @@ package mongox
 import (
 	"context"
 	"errors"
-	"sync"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -19,12 +17,8 @@ import (
 // outcome: nil, a duplicate key error (IsDuplicate), or the command's
 // error.
 type Inserter struct {
-	c   *mongo.Collection
-	max int
-
-	mu      sync.Mutex
-	queue   []*insertCall
-	running bool
+	c *mongo.Collection
+	q groupQueue[*insertCall]
 }
 
 type insertCall struct {
@@ -36,54 +30,30 @@ type insertCall struct {
 // documents a command saves little more per document.
 const InsertGroup = 64
 
-// groupTimeout bounds one grouped insert or update command when the client sets no
-// timeout of its own.
-const groupTimeout = 10 * time.Second
-
 // NewInserter returns an Inserter into c that groups up to group documents
 // per command.
 func NewInserter(c *mongo.Collection, group int) *Inserter {
-	return &Inserter{c: c, max: max(1, group)}
+	in := &Inserter{c: c}
+	in.q = groupQueue[*insertCall]{take: firstN[*insertCall](max(1, group)), send: in.send}
+	return in
 }
 
 // Collection is the collection the inserter writes to.
 func (in *Inserter) Collection() *mongo.Collection { return in.c }
 
 // InsertOne inserts doc, with the documents other callers insert at the
-// same time. When ctx ends first it returns ctx's error, and the insert may
-// still be made.
+// same time. When ctx ends first it returns ctx's error: an insert still
+// waiting for its group is then never sent, and one already sent may still
+// be made, within the command's timeout (10 s).
 func (in *Inserter) InsertOne(ctx context.Context, doc any) error {
 	call := &insertCall{doc: doc, err: make(chan error, 1)}
-	in.mu.Lock()
-	in.queue = append(in.queue, call)
-	if !in.running {
-		in.running = true
-		go in.run()
-	}
-	in.mu.Unlock()
+	in.q.add(call)
 	select {
 	case err := <-call.err:
 		return err
 	case <-ctx.Done():
+		in.q.remove(call)
 		return ctx.Err()
-	}
-}
-
-// run sends what is queued, a group at a time, until the queue is empty.
-func (in *Inserter) run() {
-	for {
-		in.mu.Lock()
-		n := min(len(in.queue), in.max)
-		if n == 0 {
-			in.running = false
-			in.queue = nil
-			in.mu.Unlock()
-			return
-		}
-		group := append([]*insertCall(nil), in.queue[:n]...)
-		in.queue = in.queue[n:]
-		in.mu.Unlock()
-		in.send(group)
 	}
 }
 
@@ -103,20 +73,11 @@ func (in *Inserter) send(group []*insertCall) {
 	var bwe mongo.BulkWriteException
 	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
 		// Some documents were refused, each with its own error; the others
-		// were stored, and answer nil, or the write concern's error, which
-		// must not read as any other document's duplicate key.
-		refused := map[int]mongo.WriteError{}
-		for _, we := range bwe.WriteErrors {
-			refused[we.Index] = we.WriteError
-		}
-		var stored error
-		if bwe.WriteConcernError != nil {
-			stored = mongo.WriteException{WriteConcernError: bwe.WriteConcernError, Labels: bwe.Labels}
-		}
+		// were stored.
+		refused, stored := refusedWrites(bwe), concernError(bwe)
 		for i, call := range group {
-			if we, ok := refused[i]; ok {
-				we.Index = 0
-				call.err <- mongo.WriteException{WriteErrors: mongo.WriteErrors{we}, Labels: bwe.Labels}
+			if err, ok := refused[i]; ok {
+				call.err <- err
 				continue
 			}
 			call.err <- stored

@@ -2,13 +2,16 @@ package mongox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -93,5 +96,40 @@ func TestInserterCallerGivesUp(t *testing.T) {
 	// The inserter keeps working for the next caller.
 	if err := in.InsertOne(testContext(t), bson.D{{Key: "_id", Value: "next"}}); err != nil {
 		t.Fatalf("insert after a caller gave up = %v", err)
+	}
+}
+
+func TestInserterDropsWhatItsCallerGaveUp(t *testing.T) {
+	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
+	client, err := mongox.Connect(uri, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, db := devstack.MongoDatabase(t)
+	c := client.Database(db.Name()).Collection("orders")
+	in := mongox.NewInserter(c, 8)
+
+	stall.Stall()
+	first := make(chan error, 1)
+	go func() { first <- in.InsertOne(testContext(t), bson.D{{Key: "_id", Value: "first"}}) }()
+	time.Sleep(100 * time.Millisecond) // the first is on its way, and hangs
+	ctx, cancel := context.WithTimeout(testContext(t), 200*time.Millisecond)
+	defer cancel()
+	if err := in.InsertOne(ctx, bson.D{{Key: "_id", Value: "given up"}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an insert whose caller gave up = %v, want its context's error", err)
+	}
+	stall.Resume()
+	if err := <-first; err != nil {
+		t.Fatalf("the first insert after the store came back = %v", err)
+	}
+	// Once the inserter has sent everything it holds, the given-up insert
+	// must not be among it.
+	if err := in.InsertOne(testContext(t), bson.D{{Key: "_id", Value: "later"}}); err != nil {
+		t.Fatalf("a later insert = %v", err)
+	}
+	n, err := c.CountDocuments(testContext(t), bson.D{{Key: "_id", Value: "given up"}})
+	if err != nil || n != 0 {
+		t.Errorf("documents of the insert given up = %d, %v; want 0", n, err)
 	}
 }

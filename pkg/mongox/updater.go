@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -30,12 +29,8 @@ import (
 // reads the document again and retries).
 type Updater struct {
 	c        *mongo.Collection
-	max      int
 	revision string
-
-	mu      sync.Mutex
-	queue   []*updateCall
-	running bool
+	q        groupQueue[*updateCall]
 }
 
 // FieldWriteID is the field a grouped update stamps with its token.
@@ -66,7 +61,9 @@ type updateResult struct {
 // NewUpdater returns an Updater into c that groups up to group updates per
 // write, guarded by the int64 field revision.
 func NewUpdater(c *mongo.Collection, group int, revision string) *Updater {
-	return &Updater{c: c, max: max(1, group), revision: revision}
+	u := &Updater{c: c, revision: revision}
+	u.q = groupQueue[*updateCall]{take: onePerDocument(max(1, group)), send: u.send}
+	return u
 }
 
 // Collection is the collection the updater writes to.
@@ -78,59 +75,38 @@ func (u *Updater) Collection() *mongo.Collection { return u.c }
 // waiting for its group is then never sent, and one already sent may still
 // be made, within the write's timeout (10 s).
 func (u *Updater) UpdateOne(ctx context.Context, id any, was int64, set bson.D) (bool, error) {
-	rev, ok := int64Field(set, u.revision)
+	rev, ok := Int64Field(set, u.revision)
 	if !ok || rev <= was {
 		return false, fmt.Errorf("mongox: update of %v must set %s above %d", id, u.revision, was)
 	}
 	call := &updateCall{id: id, was: was, rev: rev, set: set, done: make(chan updateResult, 1)}
-	u.mu.Lock()
-	u.queue = append(u.queue, call)
-	if !u.running {
-		u.running = true
-		go u.run()
-	}
-	u.mu.Unlock()
+	u.q.add(call)
 	select {
 	case r := <-call.done:
 		return r.matched, r.err
 	case <-ctx.Done():
 		// An update still queued is taken out, so it is never made; one
 		// already sent ends within its write's timeout.
-		u.mu.Lock()
-		if i := slices.Index(u.queue, call); i >= 0 {
-			u.queue = slices.Delete(u.queue, i, i+1)
-		}
-		u.mu.Unlock()
+		u.q.remove(call)
 		return false, ctx.Err()
 	}
 }
 
-// run sends what is queued, a group at a time, until the queue is empty. An
-// update of a document already in the group waits for the next one, so each
-// group names a document once and its updates keep their order.
-func (u *Updater) run() {
-	for {
-		u.mu.Lock()
-		if len(u.queue) == 0 {
-			u.running = false
-			u.queue = nil
-			u.mu.Unlock()
-			return
-		}
-		var group []*updateCall
-		in := make(map[any]bool, min(len(u.queue), u.max))
-		rest := u.queue[:0:0]
-		for _, call := range u.queue {
-			if len(group) == u.max || in[call.id] {
+// onePerDocument is the take of the updater's queue: up to n updates, one
+// per document. A later update of a document already in the group waits for
+// the next one, so a document's updates keep their order.
+func onePerDocument(n int) func([]*updateCall) ([]*updateCall, []*updateCall) {
+	return func(queue []*updateCall) (group, rest []*updateCall) {
+		in := make(map[any]bool, min(len(queue), n))
+		for _, call := range queue {
+			if len(group) == n || in[call.id] {
 				rest = append(rest, call)
 				continue
 			}
 			in[call.id] = true
 			group = append(group, call)
 		}
-		u.queue = rest
-		u.mu.Unlock()
-		u.send(group)
+		return group, rest
 	}
 }
 
@@ -169,23 +145,18 @@ func (u *Updater) send(group []*updateCall) {
 	case errors.As(err, &bwe) && len(bwe.WriteErrors) > 0:
 		// Some updates were refused, each with its own error; the others
 		// may have been made.
+		refused := refusedWrites(bwe)
 		var unsure []*updateCall
-		refused := map[int]mongo.WriteError{}
-		for _, we := range bwe.WriteErrors {
-			refused[we.Index] = we.WriteError
-		}
 		for i, call := range group {
-			if we, ok := refused[i]; ok {
-				we.Index = 0
-				call.done <- updateResult{err: mongo.WriteException{WriteErrors: mongo.WriteErrors{we}, Labels: bwe.Labels}}
+			if err, ok := refused[i]; ok {
+				call.done <- updateResult{err: err}
 				continue
 			}
 			unsure = append(unsure, call)
 		}
-		if bwe.WriteConcernError != nil {
-			stored := mongo.WriteException{WriteConcernError: bwe.WriteConcernError, Labels: bwe.Labels}
+		if err := concernError(bwe); err != nil {
 			for _, call := range unsure {
-				call.done <- updateResult{err: stored}
+				call.done <- updateResult{err: err}
 			}
 			return
 		}
@@ -234,15 +205,4 @@ func (u *Updater) outcome(ctx context.Context, call *updateCall, projection *opt
 	// already (a stale copy), or got there after this update. The caller
 	// reads it again.
 	return updateResult{err: fmt.Errorf("%w: %v moved on to %s %d", ErrOutcomeUnknown, call.id, u.revision, rev)}
-}
-
-// int64Field finds the int64 value of key in d.
-func int64Field(d bson.D, key string) (int64, bool) {
-	for _, e := range d {
-		if e.Key == key {
-			n, ok := e.Value.(int64)
-			return n, ok
-		}
-	}
-	return 0, false
 }

@@ -27,7 +27,7 @@ func Write(ctx context.Context, c *mongo.Collection, tr Tracker, id any, st Stat
 // write is Write through up that also returns the document's outbox state
 // after it.
 func write(ctx context.Context, up Updater, tr Tracker, id any, st State, set bson.D, events []Entry) (State, bool, error) {
-	rev, ok := revisionIn(set)
+	rev, ok := mongox.Int64Field(set, FieldRevision)
 	if !ok || rev <= st.Revision {
 		return State{}, false, fmt.Errorf("outbox: write of %v must set %s above %d", id, FieldRevision, st.Revision)
 	}
@@ -136,14 +136,3 @@ func (ci collectionInserter) InsertOne(ctx context.Context, doc any) error {
 }
 
 func (ci collectionInserter) Collection() *mongo.Collection { return ci.c }
-
-// revisionIn finds the revision a write sets.
-func revisionIn(set bson.D) (int64, bool) {
-	for _, e := range set {
-		if e.Key == FieldRevision {
-			n, ok := e.Value.(int64)
-			return n, ok
-		}
-	}
-	return 0, false
-}
