@@ -69,12 +69,21 @@ type ConsumerConfig struct {
 	// elsewhere; default 5s. A message held through an outage keeps
 	// telling the server it is in progress.
 	AckWait time.Duration
-	// Workers is how many messages are handled at once; default 8. Messages
-	// of one entity (the last token of the subject: the order or ticket id)
-	// always go to the same worker, so they are handled one at a time and
-	// in the order they came.
+	// Workers is how many messages are handled at once; default
+	// DefaultWorkers. Messages of one entity (the last token of the
+	// subject: the order or ticket id) always go to the same worker, so
+	// they are handled one at a time and in the order they came.
 	Workers int
 }
+
+// DefaultWorkers is how many messages a consumer handles at once unless
+// told otherwise. Handlers spend most of their time waiting on the store,
+// and the stores send concurrent writes together (mongox.Inserter,
+// mongox.Updater): with 8 workers a burst of orders left the kitchen's
+// consumer behind, sending groups of 3 and reading back orders that had
+// fallen out of the recent-orders cache; with 32 it keeps up, at a third
+// less CPU per order (docs/capacity.md).
+const DefaultWorkers = 32
 
 // Consume runs a durable consumer until ctx ends, then drains it: messages
 // being handled finish and are acked. Each message is handled in the trace
@@ -90,7 +99,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		cfg.AckWait = 5 * time.Second
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 8
+		cfg.Workers = DefaultWorkers
 	}
 	if err := b.EnsureStream(ctx, DeadLetterStream); err != nil {
 		return err
@@ -130,8 +139,6 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	}
 	stopGauges, redelivered := consumerMetrics(ctx, cons, cfg.Durable)
 	defer stopGauges()
-	// A small client buffer: messages waiting behind one held through an
-	// outage are not running down their AckWait meanwhile.
 	handle := func(m jetstream.Msg) {
 		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
@@ -218,7 +225,11 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		case <-stopping:
 			_ = m.Nak()
 		}
-	}, jetstream.PullMaxMessages(16),
+	},
+		// A small client buffer, two messages a worker: messages waiting
+		// behind one held through an outage are not running down their
+		// AckWait meanwhile.
+		jetstream.PullMaxMessages(max(16, 2*cfg.Workers)),
 		// A pull waiting on a NATS node that died is given up after 5 s,
 		// not the default 30, so work moves on to a live node soon.
 		jetstream.PullExpiry(5*time.Second))

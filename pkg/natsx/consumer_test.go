@@ -475,3 +475,44 @@ func TestConsumeWorkers(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumeDefaultWorkers: unless told otherwise, a consumer handles
+// DefaultWorkers messages of different entities at once, so the stores get
+// that many concurrent writes to send together.
+func TestConsumeDefaultWorkers(t *testing.T) {
+	bus, _ := newBus(t)
+	ctx := testContext(t)
+	// One entity for each worker.
+	var entities []string
+	taken := map[int]bool{}
+	for i := 0; len(entities) < natsx.DefaultWorkers; i++ {
+		name := fmt.Sprintf("e%d", i)
+		if w := natsx.WorkerOf("test."+name, natsx.DefaultWorkers); !taken[w] {
+			taken[w] = true
+			entities = append(entities, name)
+		}
+	}
+	for _, e := range entities {
+		if _, err := bus.PublishRaw(ctx, "test."+e, "evt-"+e, "test.Event", []byte(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	var inFlight, most atomic.Int32
+	cfg := config(3)
+	cfg.Workers = 0
+	consume(t, bus, cfg, func(context.Context, jetstream.Msg) error {
+		n := inFlight.Add(1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-release
+		inFlight.Add(-1)
+		return nil
+	})
+	defer close(release)
+	eventually(t, "every worker holds a message", func() bool { return most.Load() == natsx.DefaultWorkers })
+}
