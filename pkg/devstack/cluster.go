@@ -73,7 +73,8 @@ type clusterNode struct {
 const clusterReadyTimeout = 30 * time.Second
 
 // StartCluster starts the three NATS nodes and FerretDB, and returns once
-// the nodes accept clients and JetStream has a meta leader.
+// the nodes accept clients and JetStream has a meta leader that hears
+// every node.
 func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err error) {
 	dir, log, err := prepare("ClusterOptions", opts.Dir, opts.Logger, opts.Credentials)
 	if err != nil {
@@ -254,21 +255,23 @@ func (c *Cluster) startNode(n *clusterNode) error {
 	return nil
 }
 
-// waitMetaLeader waits until one node leads JetStream's meta group, which
-// is when streams can be created.
+// waitMetaLeader waits until one node leads JetStream's meta group and
+// has heard from every node, which is when a stream of one replica per
+// node can be placed (before, creating one fails with "no suitable peers
+// for placement").
 func (c *Cluster) waitMetaLeader(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		c.mu.Lock()
 		for _, n := range c.nodes {
-			if n.ns != nil && n.ns.JetStreamIsLeader() {
+			if n.ns != nil && n.ns.JetStreamIsLeader() && len(n.ns.JetStreamClusterPeers()) >= len(c.nodes) {
 				c.mu.Unlock()
 				return nil
 			}
 		}
 		c.mu.Unlock()
 		if time.Now().After(deadline) {
-			return fmt.Errorf("devstack: the NATS cluster elected no JetStream leader within %s", timeout)
+			return fmt.Errorf("devstack: the NATS cluster elected no JetStream leader that hears every node within %s", timeout)
 		}
 		select {
 		case <-ctx.Done():
