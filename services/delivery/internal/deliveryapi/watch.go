@@ -75,7 +75,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 		return err
 	}
 	ctx := stream.Context()
-	events := make(chan *deliveryv1.Delivery, watchBuffer)
+	events := make(chan *deliveryv1.DeliveryStatusChanged, watchBuffer)
 	overflow := make(chan struct{}, 1)
 	lost := func() {
 		select {
@@ -92,7 +92,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 			return
 		}
 		select {
-		case events <- ev.GetDelivery():
+		case events <- &ev:
 		default:
 			lost()
 		}
@@ -122,9 +122,13 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 		}
 		return stream.Send(&deliveryv1.WatchDeliveriesResponse{Delivery: d, Snapshot: snapshot})
 	}
+	// since is when the latest snapshot was asked for: it holds every
+	// change stored before.
+	var since time.Time
 	snapshot := func() error {
 		held := open
 		open = map[string]bool{}
+		since = time.Now()
 		all, err := s.boards.snapshot(ctx, s.store, only)
 		if err != nil {
 			return err
@@ -184,9 +188,28 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 				return err
 			}
 			idle.Sent()
-		case d := <-events:
+		case ev := <-events:
+			d := ev.GetDelivery()
 			if d.GetRevision() <= seen[d.GetId()] {
 				continue // already sent, or older than what was sent
+			}
+			if _, known := seen[d.GetId()]; !known && ev.GetOccurTime().AsTime().Before(since) {
+				// A change from before the snapshot, of a delivery the
+				// snapshot did not hold: most often an event published
+				// again after a crash (a board that saw it before the
+				// crash must not see it twice), whose delivery has moved
+				// on and closed since. The store says where it is now.
+				cur, err := s.store.Get(ctx, d.GetId())
+				if err != nil && !errors.Is(err, delivery.ErrNotFound) {
+					return err
+				}
+				if err == nil && cur.Revision() > d.GetRevision() {
+					if !cur.Status().Open() {
+						seen[d.GetId()] = cur.Revision() // closed before this board saw it
+						continue
+					}
+					d = toProto(cur)
+				}
 			}
 			if err := send(d, false); err != nil {
 				return err

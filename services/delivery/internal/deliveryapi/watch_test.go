@@ -198,3 +198,43 @@ func TestWatchDeliveriesRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchDeliveriesRepublishedAfterACrash: after a crash the relay
+// publishes again what it cannot prove JetStream holds, and plain
+// subscribers get those events a second time. A board that connected after
+// the crash must not show a delivery waiting that was picked up meanwhile:
+// a board that saw it waiting before the crash would show it twice.
+func TestWatchDeliveriesRepublishedAfterACrash(t *testing.T) {
+	e := newEnv(t)
+	e.orderStream(t)
+	ready := readyEvent("old", orderv1.Fulfillment_FULFILLMENT_PICKUP)
+	data, _ := proto.Marshal(ready)
+	e.publish(t, "order.ready.old", ready.GetEventId(), data)
+	e.waitPublished(t, "delivery.waiting.old")
+	if _, err := e.client.PickupDelivery(e.courier(t), &deliveryv1.PickupDeliveryRequest{Id: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	var again [][]byte
+	for _, ev := range e.waitPublished(t, "delivery.waiting.old", "delivery.picked_up.old") {
+		if ev.GetDelivery().GetId() == "old" {
+			data, _ := proto.Marshal(ev)
+			again = append(again, data)
+		}
+	}
+
+	all := e.watch(t, e.as(t, auth.RoleAdmin, "boss"), orderv1.Fulfillment_FULFILLMENT_UNSPECIFIED)
+	all.complete(t) // nothing open
+	for i, data := range again {
+		subject := []string{"delivery.waiting.old", "delivery.picked_up.old"}[i]
+		if err := e.bus.Conn.Publish(subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A delivery that becomes ready afterwards is the board's next message.
+	ev := readyEvent("d9", orderv1.Fulfillment_FULFILLMENT_DELIVERY)
+	data, _ = proto.Marshal(ev)
+	e.publish(t, "order.ready.d9", ev.GetEventId(), data)
+	if m := all.next(t); says(m) != "d9 DELIVERY_STATUS_WAITING @1" {
+		t.Errorf("board's first change = %s, want d9 waiting at revision 1: the picked-up delivery's events published again must not show", says(m))
+	}
+}

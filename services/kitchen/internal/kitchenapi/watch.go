@@ -1,12 +1,14 @@
 package kitchenapi
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -25,7 +27,7 @@ const (
 // that opens or falls behind reads nothing from the store.
 func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1.KitchenService_WatchTicketsServer) error {
 	ctx := stream.Context()
-	events := make(chan *kitchenv1.Ticket, displayBuffer)
+	events := make(chan *kitchenv1.TicketStatusChanged, displayBuffer)
 	overflow := make(chan struct{}, 1)
 	sub, err := s.conn.Subscribe("kitchen.*.*", func(m *nats.Msg) {
 		var ev kitchenv1.TicketStatusChanged
@@ -33,7 +35,7 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 			return
 		}
 		select {
-		case events <- ev.GetTicket():
+		case events <- &ev:
 		default:
 			select {
 			case overflow <- struct{}{}:
@@ -51,7 +53,11 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 	}
 
 	seen := map[string]int64{}
+	// since is when the latest snapshot was asked for: it holds every
+	// change stored before.
+	var since time.Time
 	snapshot := func() error {
+		since = s.now()
 		open, err := s.openTickets(ctx, displayLimit)
 		if err != nil {
 			return err
@@ -86,9 +92,28 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 				return err
 			}
 			idle.Sent()
-		case t := <-events:
+		case ev := <-events:
+			t := ev.GetTicket()
 			if t.GetRevision() <= seen[t.GetId()] || s.queue.outdated(t) {
 				continue
+			}
+			if _, known := seen[t.GetId()]; !known && ev.GetOccurTime().AsTime().Before(since) {
+				// A change from before the snapshot, of a ticket the
+				// snapshot did not hold: most often an event published
+				// again after a crash (a display that saw it before the
+				// crash must not see it twice), whose ticket has moved on
+				// and closed since. The store says where it is now.
+				cur, err := s.store.Get(ctx, t.GetId())
+				if err != nil && !errors.Is(err, kitchen.ErrNotFound) {
+					return err
+				}
+				if err == nil && cur.Revision > t.GetRevision() {
+					if !cur.Status.Open() {
+						seen[t.GetId()] = cur.Revision // closed before this display saw it
+						continue
+					}
+					t = toProto(cur)
+				}
 			}
 			seen[t.GetId()] = t.GetRevision()
 			if err := stream.Send(&kitchenv1.WatchTicketsResponse{Ticket: t}); err != nil {
