@@ -100,14 +100,7 @@ func TestInserterCallerGivesUp(t *testing.T) {
 }
 
 func TestInserterDropsWhatItsCallerGaveUp(t *testing.T) {
-	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
-	client, err := mongox.Connect(uri, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	_, db := devstack.MongoDatabase(t)
-	c := client.Database(db.Name()).Collection("orders")
+	stall, c := stalledCollection(t, "orders")
 	in := mongox.NewInserter(c, 8)
 
 	stall.Stall()
@@ -132,4 +125,18 @@ func TestInserterDropsWhatItsCallerGaveUp(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Errorf("documents of the insert given up = %d, %v; want 0", n, err)
 	}
+}
+
+// stalledCollection is collection name of a fresh test database, reached
+// through a Stall the test can hold the store's answers with.
+func stalledCollection(t *testing.T, name string) (*mongoxtest.Stall, *mongo.Collection) {
+	t.Helper()
+	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
+	client, err := mongox.Connect(uri, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, db := devstack.MongoDatabase(t)
+	return stall, client.Database(db.Name()).Collection(name)
 }

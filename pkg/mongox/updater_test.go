@@ -11,7 +11,6 @@ import (
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
-	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -239,14 +238,7 @@ func TestUpdaterRefusesAWriteThatKeepsItsRevision(t *testing.T) {
 // sent: the caller was told it failed, and a late write would land where
 // nobody expects it.
 func TestUpdaterDropsWhatItsCallerGaveUp(t *testing.T) {
-	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
-	client, err := mongox.Connect(uri, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	_, db := devstack.MongoDatabase(t)
-	c := client.Database(db.Name()).Collection("orders")
+	stall, c := stalledCollection(t, "orders")
 	seed(t, c, 2)
 	up := mongox.NewUpdater(c, 32, "revision")
 
