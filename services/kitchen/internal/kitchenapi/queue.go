@@ -134,7 +134,36 @@ func (s *Server) TicketChanged(data []byte) {
 	if proto.Unmarshal(data, &ev) != nil || ev.GetTicket().GetId() == "" {
 		return
 	}
-	s.ticketSeen(ev.GetTicket())
+	t := ev.GetTicket()
+	if s.queue.unknownBefore(t, ev.GetOccurTime().AsTime()) {
+		// An event that would open a ticket the queue, read after it,
+		// does not hold: most often one a relay published again after a
+		// crash, of a ticket that has closed since (and this kitchen,
+		// restarted, has forgotten closing). The store says where it is.
+		ctx, cancel := context.WithTimeout(context.Background(), replayCheckTimeout)
+		cur, err := s.store.Get(ctx, t.GetId())
+		cancel()
+		if err == nil && cur.Revision > t.GetRevision() {
+			t = toProto(cur)
+		}
+	}
+	s.ticketSeen(t)
+}
+
+// replayCheckTimeout bounds the store read that checks an event from
+// before the queue was read.
+const replayCheckTimeout = 5 * time.Second
+
+// unknownBefore reports whether t would open a ticket the queue knows
+// nothing of although it was read after at, when t's change was made.
+func (q *queue) unknownBefore(t *kitchenv1.Ticket, at time.Time) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.open == nil || q.loading != nil || !kitchen.Status(t.GetStatus()).Open() || !at.Before(q.at) {
+		return false
+	}
+	_, known := q.open[t.GetId()]
+	return !known && q.closed.revision(t.GetId()) == 0
 }
 
 // ticketSeen records a ticket as it now is.
