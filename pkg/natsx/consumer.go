@@ -117,7 +117,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			// message held back through an outage is redelivered by the
 			// server as its AckWait passes, and must never be dropped for it.
 			MaxDeliver:    -1,
-			MaxAckPending: 256,
+			MaxAckPending: maxAckPending,
 		})
 		return err
 	})
@@ -195,7 +195,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	stopping := make(chan struct{})
 	var workers sync.WaitGroup
 	for i := range queues {
-		q := make(chan jetstream.Msg, 16)
+		q := make(chan jetstream.Msg, workerQueue(cfg.Workers))
 		queues[i] = q
 		workers.Go(func() {
 			for {
@@ -226,9 +226,9 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			_ = m.Nak()
 		}
 	},
-		// A small client buffer, two messages a worker: messages waiting
-		// behind one held through an outage are not running down their
-		// AckWait meanwhile.
+		// A small client buffer, two messages a worker: few messages wait
+		// in the client, running down their AckWait, behind one held
+		// through an outage.
 		jetstream.PullMaxMessages(max(16, 2*cfg.Workers)),
 		// A pull waiting on a NATS node that died is given up after 5 s,
 		// not the default 30, so work moves on to a live node soon.
@@ -247,6 +247,15 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	stop()
 	return nil
 }
+
+// maxAckPending bounds the messages a consumer has been given and not yet
+// acknowledged.
+const maxAckPending = 256
+
+// workerQueue is how many messages may wait for one worker: 16, or fewer
+// when the workers' queues together would hold more than maxAckPending,
+// so that what waits behind a message held through an outage stays small.
+func workerQueue(workers int) int { return min(16, max(4, maxAckPending/workers)) }
 
 // workerOf picks the worker for a message by the last token of its
 // subject, the id of the entity it is about, so one entity's messages are

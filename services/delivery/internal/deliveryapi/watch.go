@@ -31,6 +31,9 @@ const (
 	// connection was re-established, losing the changes published while
 	// it was down.
 	reconnectCheck = time.Second
+	// replayCheckTimeout bounds the store read that checks an event from
+	// before a board's snapshot.
+	replayCheckTimeout = time.Second
 )
 
 // boards holds the snapshot reads the board streams share, one per
@@ -128,7 +131,7 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 	snapshot := func() error {
 		held := open
 		open = map[string]bool{}
-		since = time.Now()
+		since = s.now()
 		all, err := s.boards.snapshot(ctx, s.store, only)
 		if err != nil {
 			return err
@@ -199,10 +202,11 @@ func (s *Server) WatchDeliveries(req *deliveryv1.WatchDeliveriesRequest, stream 
 				// again after a crash (a board that saw it before the
 				// crash must not see it twice), whose delivery has moved
 				// on and closed since. The store says where it is now.
-				cur, err := s.store.Get(ctx, d.GetId())
-				if err != nil && !errors.Is(err, delivery.ErrNotFound) {
-					return err
-				}
+				rctx, cancel := context.WithTimeout(ctx, replayCheckTimeout)
+				cur, err := s.store.Get(rctx, d.GetId())
+				cancel()
+				// When the store does not answer, the event shows as it
+				// came: shown twice is better than not shown.
 				if err == nil && cur.Revision() > d.GetRevision() {
 					if !cur.Status().Open() {
 						seen[d.GetId()] = cur.Revision() // closed before this board saw it

@@ -28,6 +28,7 @@ type queue struct {
 	// loading is not nil while a read is under way; events that arrive
 	// meanwhile wait in pending and apply on top of what was read.
 	loading chan struct{}
+	loadAt  time.Time // when the read under way began
 	pending []*kitchenv1.Ticket
 	// stale counts the calls of QueueStale: a read that began before one
 	// may have missed what it says was missed, and is not kept.
@@ -95,7 +96,7 @@ func (s *Server) withQueue(ctx context.Context, fn func(map[string]*kitchenv1.Ti
 			}
 		}
 		done := make(chan struct{})
-		q.loading, q.pending = done, nil
+		q.loading, q.loadAt, q.pending = done, s.now(), nil
 		stale := q.stale
 		q.mu.Unlock()
 
@@ -139,7 +140,8 @@ func (s *Server) TicketChanged(data []byte) {
 		// An event that would open a ticket the queue, read after it,
 		// does not hold: most often one a relay published again after a
 		// crash, of a ticket that has closed since (and this kitchen,
-		// restarted, has forgotten closing). The store says where it is.
+		// restarted, has forgotten closing). The store says where it is;
+		// when it does not answer, the event applies as it came.
 		ctx, cancel := context.WithTimeout(context.Background(), replayCheckTimeout)
 		cur, err := s.store.Get(ctx, t.GetId())
 		cancel()
@@ -151,19 +153,26 @@ func (s *Server) TicketChanged(data []byte) {
 }
 
 // replayCheckTimeout bounds the store read that checks an event from
-// before the queue was read.
-const replayCheckTimeout = 5 * time.Second
+// before the queue was read. Past it the event applies as it came.
+const replayCheckTimeout = time.Second
 
-// unknownBefore reports whether t would open a ticket the queue knows
-// nothing of although it was read after at, when t's change was made.
+// unknownBefore reports whether t, a change made at at, would open a
+// ticket that the queue knows nothing of although the queue was read, or
+// is being read, from a start after at.
 func (q *queue) unknownBefore(t *kitchenv1.Ticket, at time.Time) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.open == nil || q.loading != nil || !kitchen.Status(t.GetStatus()).Open() || !at.Before(q.at) {
+	if !kitchen.Status(t.GetStatus()).Open() || q.closed.revision(t.GetId()) != 0 {
 		return false
 	}
-	_, known := q.open[t.GetId()]
-	return !known && q.closed.revision(t.GetId()) == 0
+	switch {
+	case q.loading != nil:
+		return at.Before(q.loadAt)
+	case q.open != nil:
+		_, known := q.open[t.GetId()]
+		return !known && at.Before(q.at)
+	}
+	return false // not read yet: an open event is not kept (ticketSeen)
 }
 
 // ticketSeen records a ticket as it now is.

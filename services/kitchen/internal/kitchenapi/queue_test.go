@@ -3,6 +3,7 @@ package kitchenapi
 import (
 	"slices"
 	"testing"
+	"time"
 
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 )
@@ -99,5 +100,44 @@ func TestQueueOutdated(t *testing.T) {
 		if got := q.outdated(tc.t); got != tc.want {
 			t.Errorf("outdated(%s %s rev %d) = %v, want %v", tc.t.GetId(), tc.t.GetStatus(), tc.t.GetRevision(), got, tc.want)
 		}
+	}
+}
+
+// TestQueueUnknownBefore: which events the kitchen checks against the
+// store before they may open a ticket. An event from before the queue's
+// read, of a ticket the read did not return, is one (a repeat after a
+// crash of a ticket closed since), and so is one from before a read still
+// under way, whose result it would otherwise be applied on top of.
+func TestQueueUnknownBefore(t *testing.T) {
+	read := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	before, after := read.Add(-time.Second), read.Add(time.Second)
+	q := queue{open: map[string]*kitchenv1.Ticket{"held": ticket("held", queued, 1)}, at: read}
+	q.closed.add("gone", 3)
+	for _, c := range []struct {
+		name string
+		t    *kitchenv1.Ticket
+		at   time.Time
+		want bool
+	}{
+		{"open event from before the read, ticket not read", ticket("x", queued, 1), before, true},
+		{"open event from after the read", ticket("x", queued, 1), after, false},
+		{"event of a ticket the queue holds", ticket("held", baking, 2), before, false},
+		{"event of a ticket the queue saw close", ticket("gone", queued, 1), before, false},
+		{"closing event", ticket("x", ready, 3), before, false},
+	} {
+		if got := q.unknownBefore(c.t, c.at); got != c.want {
+			t.Errorf("%s: unknownBefore = %v, want %v", c.name, got, c.want)
+		}
+	}
+
+	loading := queue{loading: make(chan struct{}), loadAt: read}
+	if !loading.unknownBefore(ticket("x", queued, 1), before) {
+		t.Errorf("an open event from before a read under way is not checked: it would apply on top of the read")
+	}
+	if loading.unknownBefore(ticket("x", queued, 1), after) {
+		t.Errorf("an open event from after a read under way began is checked")
+	}
+	if (&queue{}).unknownBefore(ticket("x", queued, 1), before) {
+		t.Errorf("an open event before any read is checked, though it is not kept")
 	}
 }

@@ -1,14 +1,13 @@
 package kitchenapi
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
-	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -24,7 +23,9 @@ const (
 
 // WatchTickets sends the open tickets, then every ticket change. The open
 // tickets come from the queue the kitchen keeps in memory, so a display
-// that opens or falls behind reads nothing from the store.
+// that opens or falls behind reads nothing from the store, except one
+// ticket at a time for an event from before its snapshot of a ticket it
+// has not seen (after a crash, a relay publishes events again).
 func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1.KitchenService_WatchTicketsServer) error {
 	ctx := stream.Context()
 	events := make(chan *kitchenv1.TicketStatusChanged, displayBuffer)
@@ -53,8 +54,9 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 	}
 
 	seen := map[string]int64{}
-	// since is when the latest snapshot was asked for: it holds every
-	// change stored before.
+	// since is when the latest snapshot was asked for. The snapshot comes
+	// from the kitchen's queue, which may lag the store, so an event from
+	// before it is checked against the store, not dropped.
 	var since time.Time
 	snapshot := func() error {
 		since = s.now()
@@ -103,10 +105,11 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 				// again after a crash (a display that saw it before the
 				// crash must not see it twice), whose ticket has moved on
 				// and closed since. The store says where it is now.
-				cur, err := s.store.Get(ctx, t.GetId())
-				if err != nil && !errors.Is(err, kitchen.ErrNotFound) {
-					return err
-				}
+				rctx, cancel := context.WithTimeout(ctx, replayCheckTimeout)
+				cur, err := s.store.Get(rctx, t.GetId())
+				cancel()
+				// When the store does not answer, the event shows as it
+				// came: shown twice is better than not shown.
 				if err == nil && cur.Revision > t.GetRevision() {
 					if !cur.Status.Open() {
 						seen[t.GetId()] = cur.Revision // closed before this display saw it
