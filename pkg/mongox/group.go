@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
@@ -41,15 +40,13 @@ func (q *groupQueue[C]) add(c C) {
 }
 
 // remove takes c out of the queue if it is still waiting there, so it is
-// never sent, and reports whether it was.
-func (q *groupQueue[C]) remove(c C) bool {
+// never sent.
+func (q *groupQueue[C]) remove(c C) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	i := slices.Index(q.queue, c)
-	if i >= 0 {
+	if i := slices.Index(q.queue, c); i >= 0 {
 		q.queue = slices.Delete(q.queue, i, i+1)
 	}
-	return i >= 0
 }
 
 func (q *groupQueue[C]) run() {
@@ -96,16 +93,4 @@ func concernError(bwe mongo.BulkWriteException) error {
 		return nil
 	}
 	return mongo.WriteException{WriteConcernError: bwe.WriteConcernError, Labels: bwe.Labels}
-}
-
-// Int64Field finds the int64 value of key in d, as a write's $set gives a
-// revision.
-func Int64Field(d bson.D, key string) (int64, bool) {
-	for _, e := range d {
-		if e.Key == key {
-			n, ok := e.Value.(int64)
-			return n, ok
-		}
-	}
-	return 0, false
 }

@@ -124,3 +124,15 @@ func Project(projection bson.D) *options.FindOneOptionsBuilder {
 	}
 	return o
 }
+
+// Int64Field finds the int64 value of key in d, as a write's $set gives a
+// revision.
+func Int64Field(d bson.D, key string) (int64, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			n, ok := e.Value.(int64)
+			return n, ok
+		}
+	}
+	return 0, false
+}

@@ -142,19 +142,29 @@ func (s *Server) TicketChanged(data []byte) {
 		// crash, of a ticket that has closed since (and this kitchen,
 		// restarted, has forgotten closing). The store says where it is;
 		// when it does not answer, the event applies as it came.
-		ctx, cancel := context.WithTimeout(context.Background(), replayCheckTimeout)
-		cur, err := s.store.Get(ctx, t.GetId())
-		cancel()
-		if err == nil && cur.Revision > t.GetRevision() {
-			t = toProto(cur)
+		if cur := s.newerInStore(context.Background(), t); cur != nil {
+			t = cur
 		}
 	}
 	s.ticketSeen(t)
 }
 
 // replayCheckTimeout bounds the store read that checks an event from
-// before the queue was read. Past it the event applies as it came.
+// before the queue or a display's snapshot was read.
 const replayCheckTimeout = time.Second
+
+// newerInStore returns ticket t as the store has it now when that is past
+// t's revision, else nil: also when the store does not answer within
+// replayCheckTimeout, and the caller then goes on with t as it came.
+func (s *Server) newerInStore(ctx context.Context, t *kitchenv1.Ticket) *kitchenv1.Ticket {
+	ctx, cancel := context.WithTimeout(ctx, replayCheckTimeout)
+	defer cancel()
+	cur, err := s.store.Get(ctx, t.GetId())
+	if err != nil || cur.Revision <= t.GetRevision() {
+		return nil
+	}
+	return toProto(cur)
+}
 
 // unknownBefore reports whether t, a change made at at, would open a
 // ticket that the queue knows nothing of although the queue was read, or

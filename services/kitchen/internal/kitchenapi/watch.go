@@ -1,13 +1,13 @@
 package kitchenapi
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -105,17 +105,14 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 				// again after a crash (a display that saw it before the
 				// crash must not see it twice), whose ticket has moved on
 				// and closed since. The store says where it is now.
-				rctx, cancel := context.WithTimeout(ctx, replayCheckTimeout)
-				cur, err := s.store.Get(rctx, t.GetId())
-				cancel()
 				// When the store does not answer, the event shows as it
 				// came: shown twice is better than not shown.
-				if err == nil && cur.Revision > t.GetRevision() {
-					if !cur.Status.Open() {
-						seen[t.GetId()] = cur.Revision // closed before this display saw it
+				if cur := s.newerInStore(ctx, t); cur != nil {
+					if !kitchen.Status(cur.GetStatus()).Open() {
+						seen[t.GetId()] = cur.GetRevision() // closed before this display saw it
 						continue
 					}
-					t = toProto(cur)
+					t = cur
 				}
 			}
 			seen[t.GetId()] = t.GetRevision()
