@@ -100,7 +100,8 @@ func TestInserterCallerGivesUp(t *testing.T) {
 }
 
 func TestInserterDropsWhatItsCallerGaveUp(t *testing.T) {
-	stall, c := stalledCollection(t, "orders")
+	stall, db := mongoxtest.StalledDatabase(t, 4)
+	c := db.Collection("orders")
 	in := mongox.NewInserter(c, 8)
 
 	stall.Stall()
@@ -125,18 +126,4 @@ func TestInserterDropsWhatItsCallerGaveUp(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Errorf("documents of the insert given up = %d, %v; want 0", n, err)
 	}
-}
-
-// stalledCollection is collection name of a fresh test database, reached
-// through a Stall the test can hold the store's answers with.
-func stalledCollection(t *testing.T, name string) (*mongoxtest.Stall, *mongo.Collection) {
-	t.Helper()
-	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
-	client, err := mongox.Connect(uri, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	_, db := devstack.MongoDatabase(t)
-	return stall, client.Database(db.Name()).Collection(name)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -238,7 +239,8 @@ func TestUpdaterRefusesAWriteThatKeepsItsRevision(t *testing.T) {
 // sent: the caller was told it failed, and a late write would land where
 // nobody expects it.
 func TestUpdaterDropsWhatItsCallerGaveUp(t *testing.T) {
-	stall, c := stalledCollection(t, "orders")
+	stall, db := mongoxtest.StalledDatabase(t, 4)
+	c := db.Collection("orders")
 	seed(t, c, 2)
 	up := mongox.NewUpdater(c, 32, "revision")
 

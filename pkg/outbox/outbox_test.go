@@ -879,14 +879,8 @@ func TestOnWritten(t *testing.T) {
 // read settles it either way.
 func TestUpdateRecentRetriesAStaleCopyInAGroup(t *testing.T) {
 	ctx := testContext(t)
-	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
-	client, err := mongox.Connect(uri, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	_, db := devstack.MongoDatabase(t)
-	c := client.Database(db.Name()).Collection("stale")
+	stall, db := mongoxtest.StalledDatabase(t, 8)
+	c := db.Collection("stale")
 	for _, id := range []string{"a", "b", "z"} {
 		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "n", Value: 0}, {Key: outbox.FieldRevision, Value: int64(1)}}); err != nil {
 			t.Fatal(err)

@@ -2,10 +2,15 @@
 package mongoxtest
 
 import (
+	"context"
 	"net"
 	"net/url"
 	"sync"
 	"testing"
+
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // Stall is a TCP proxy in front of a store that can stop passing bytes
@@ -155,4 +160,19 @@ func StallIn(t testing.TB, mongoURI string) (*Stall, string) {
 		t.Fatal(err)
 	}
 	return s, uri
+}
+
+// StalledDatabase returns a fresh database of the test store (see
+// devstack.MongoDatabase), reached through a Stall by a client of pool
+// connections that is closed when test t ends, and the Stall.
+func StalledDatabase(t testing.TB, pool uint64) (*Stall, *mongo.Database) {
+	t.Helper()
+	stall, uri := StallIn(t, devstack.Mongo(t))
+	client, err := mongox.Connect(uri, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	_, db := devstack.MongoDatabase(t)
+	return stall, client.Database(db.Name())
 }
