@@ -3,6 +3,7 @@ package devstack
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,11 +23,18 @@ import (
 // every find, update and delete by _id scans the whole table and gets
 // slower as the data grows, where MongoDB walks its _id index.
 //
-// idIndexer gives every collection a second index on exactly the
-// expression FerretDB queries with, so a lookup by _id costs the same at
-// 100,000 documents as at 10. It changes how FerretDB finds documents,
-// nothing about what it finds: the index is a plain (not unique) one that
-// SQLite keeps in step with the table, and it goes when the table goes.
+// idIndexer rebuilds that unique index on exactly the expression FerretDB
+// queries with, so a lookup by _id costs the same at 100,000 documents as
+// at 10. The two expressions name the same value (a bare label after -> is
+// read as the path $.label), so the index refuses exactly the duplicates it
+// refused before; only SQLite's matching of index to query, which is by
+// the text of the expression, changes. The index keeps its name, the one
+// FerretDB's metadata lists, so listIndexes and a duplicate key error read
+// as before, and it goes when the table goes. The swap is one transaction:
+// at no moment is the table without its unique index.
+//
+// Earlier versions added a second, plain index on the expression instead,
+// which cost every write one more index to keep; the swap drops it.
 type idIndexer struct {
 	mu    sync.Mutex
 	files *sqliteFiles
@@ -107,13 +115,51 @@ func (x *idIndexer) ensureDB(ctx context.Context, db, coll string) error {
 		return fmt.Errorf("devstack: read collections of %s: %w", db, err)
 	}
 	for _, t := range tables {
-		stmt := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %q ON %q (%s)", t.name+"_pizzashop_id", t.name, idIndexExpr)
-		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		if err := useIDIndex(ctx, conn, t.name); err != nil {
 			return fmt.Errorf("devstack: index %s.%s by _id: %w", db, t.coll, err)
 		}
 		x.done[db+"."+t.coll] = true
 	}
 	return nil
+}
+
+// useIDIndex makes table's unique _id index one that FerretDB's lookups
+// use, and drops the plain one earlier versions added beside it. A table
+// whose _id index FerretDB has not created yet gets the plain index, so
+// lookups are indexed anyway; the next ensure finds it again.
+func useIDIndex(ctx context.Context, conn *sql.DB, table string) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	unique, plain := table+"__id_", table+"_pizzashop_id"
+	var def string
+	err = tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, unique).Scan(&def)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = tx.ExecContext(ctx, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %q ON %q (%s)", plain, table, idIndexExpr))
+		if err != nil {
+			return err
+		}
+		return tx.Commit()
+	case err != nil:
+		return err
+	}
+	if !strings.Contains(def, idIndexExpr) {
+		for _, q := range []string{
+			fmt.Sprintf("DROP INDEX %q", unique),
+			fmt.Sprintf("CREATE UNIQUE INDEX %q ON %q (%s)", unique, table, idIndexExpr),
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("DROP INDEX IF EXISTS %q", plain)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // forget drops what is known of db (all of it when coll is "", of every
