@@ -349,6 +349,7 @@ func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slo
 		return nil, err
 	}
 	proxy.fields = newFieldReader(dir)
+	proxy.finder = &indexedFinder{fields: proxy.fields, plans: map[string]bool{}}
 	proxy.start("unix", sock)
 	fdb.uri = (&url.URL{Scheme: "mongodb", Host: proxy.addr(), Path: "/"}).String()
 	return fdb, nil

@@ -3,6 +3,7 @@ package devstack
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -87,7 +88,7 @@ func (x *idIndexer) ensureDB(ctx context.Context, db, coll string) error {
 		return err
 	}
 	defer x.files.close(db)
-	q := fmt.Sprintf("SELECT name, table_name FROM %q", metadataTable)
+	q := fmt.Sprintf("SELECT name, table_name, settings FROM %q", metadataTable)
 	args := []any{}
 	if coll != "" {
 		q += " WHERE name = ?"
@@ -100,11 +101,11 @@ func (x *idIndexer) ensureDB(ctx context.Context, db, coll string) error {
 		}
 		return fmt.Errorf("devstack: read collections of %s: %w", db, err)
 	}
-	type table struct{ coll, name string }
+	type table struct{ coll, name, settings string }
 	var tables []table
 	for rows.Next() {
 		var t table
-		if err := rows.Scan(&t.coll, &t.name); err != nil {
+		if err := rows.Scan(&t.coll, &t.name, &t.settings); err != nil {
 			rows.Close()
 			return fmt.Errorf("devstack: read collections of %s: %w", db, err)
 		}
@@ -117,6 +118,9 @@ func (x *idIndexer) ensureDB(ctx context.Context, db, coll string) error {
 	for _, t := range tables {
 		if err := useIDIndex(ctx, conn, t.name); err != nil {
 			return fmt.Errorf("devstack: index %s.%s by _id: %w", db, t.coll, err)
+		}
+		if err := useFieldIndexes(ctx, conn, t.name, t.settings); err != nil {
+			return fmt.Errorf("devstack: indexes of %s.%s: %w", db, t.coll, err)
 		}
 		x.done[db+"."+t.coll] = true
 	}
@@ -187,6 +191,100 @@ func (x *idIndexer) open(db string) (*sql.DB, error) {
 		return nil, nil
 	}
 	return x.files.open(db)
+}
+
+// ferretIndex is an index as FerretDB's metadata lists it.
+type ferretIndex struct {
+	Name string `json:"name"`
+	Key  []struct {
+		Field      string `json:"field"`
+		Descending bool   `json:"descending"`
+	} `json:"key"`
+	Unique bool `json:"unique"`
+}
+
+// useFieldIndexes rebuilds each plain (not unique) index FerretDB made for
+// table on the expressions indexedFind queries with: each field's value as
+// SQLite reads it out of the JSON (fieldExpr), which orders numbers and
+// dates by value and strings by their bytes, as MongoDB does. FerretDB
+// builds them on the field's JSON text and never queries them, so the
+// rebuilt index changes what SQLite can search, nothing FerretDB sees.
+// Unique indexes keep FerretDB's expression, whose notion of equal values
+// is the one they enforce. settings is FerretDB's metadata of the table.
+func useFieldIndexes(ctx context.Context, conn *sql.DB, table, settings string) error {
+	var meta struct {
+		Indexes []ferretIndex `json:"indexes"`
+	}
+	if err := json.Unmarshal([]byte(settings), &meta); err != nil {
+		return fmt.Errorf("read indexes: %w", err)
+	}
+	for _, ix := range meta.Indexes {
+		want, ok := fieldIndexSQL(table, ix)
+		if !ok {
+			continue
+		}
+		name := table + "_" + ix.Name
+		var def string
+		err := conn.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&def)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && def == want {
+			continue // not made yet (FerretDB makes it next), or done
+		}
+		if err != nil {
+			return err
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, fmt.Sprintf("DROP INDEX %q", name))
+		if err == nil {
+			_, err = tx.ExecContext(ctx, want)
+		}
+		if err == nil {
+			err = tx.Commit()
+		}
+		_ = tx.Rollback()
+		if err != nil {
+			return fmt.Errorf("rebuild index %s: %w", ix.Name, err)
+		}
+	}
+	return nil
+}
+
+// fieldIndexSQL is the statement that makes index ix of table on
+// fieldExpr; false for an index left as FerretDB made it: the _id index,
+// a unique one, or one on a field whose name is not a plain key.
+func fieldIndexSQL(table string, ix ferretIndex) (string, bool) {
+	if ix.Unique || ix.Name == "_id_" || len(ix.Key) == 0 {
+		return "", false
+	}
+	cols := make([]string, len(ix.Key))
+	for i, k := range ix.Key {
+		path := strings.Split(k.Field, ".")
+		for _, p := range path {
+			if !plainKey(p) {
+				return "", false
+			}
+		}
+		cols[i] = fieldExpr(path...)
+		if k.Descending {
+			cols[i] += " DESC"
+		}
+	}
+	return fmt.Sprintf("CREATE INDEX %q ON %q (%s)", table+"_"+ix.Name, table, strings.Join(cols, ", ")), true
+}
+
+// fieldExpr is the value at path (field names, outermost first) of
+// FerretDB's JSON as SQLite reads it out: an integer for an int, long,
+// date or bool, a real for a double, the text of a string or of an
+// ObjectId's hex digits, and SQL NULL for null or a missing field.
+func fieldExpr(path ...string) string {
+	return `_ferretdb_sjson->>'$."` + strings.Join(path, `"."`) + `"'`
+}
+
+// typeExpr is the type FerretDB's schema gives the top-level field f.
+func typeExpr(f string) string {
+	return `_ferretdb_sjson->>'$."$s".p."` + f + `".t'`
 }
 
 // lookupPlans explains FerretDB's lookup by _id for every collection of db.

@@ -43,6 +43,8 @@ type writeSerializer struct {
 	ids *idIndexer
 	// fields reads the fields guards compare straight from SQLite.
 	fields *fieldReader
+	// finder answers finds of a page from an index (see indexedFind).
+	finder *indexedFinder
 	// commands counts what FerretDB is asked to do.
 	commands commandCounter
 	// auth, when not nil, is the user every client connection must
@@ -163,10 +165,13 @@ func (s *writeSerializer) serve(client net.Conn) {
 		cmd, coll, db, write := s.lock(req)
 		s.commands.request(cmd, coll)
 		forward, answer := req, []byte(nil)
-		if write {
+		switch {
+		case write:
 			var fix func([]byte) []byte
 			forward, answer, fix = s.guard(req, cmd, coll, db)
 			fixReply = chainFixes(fix, fixReply)
+		case cmd == "find":
+			answer = s.indexedFind(req, coll, db)
 		}
 		if answer != nil {
 			_, err = client.Write(answer)
@@ -200,6 +205,9 @@ func (s *writeSerializer) indexByID(cmd, coll, db string) {
 	if fdb, fcoll, ok := staleAfter(cmd, coll, db); ok {
 		s.ids.forget(fdb, fcoll)
 	} else if coll != "" {
+		if cmd == "createIndexes" {
+			s.ids.forget(db, coll) // rebuild the new indexes too
+		}
 		_ = s.ids.ensure(context.Background(), db, coll)
 	}
 }
