@@ -310,6 +310,10 @@ func (r *fieldReader) table(db, coll string) (*sql.DB, string, error) {
 	return conn, t, nil
 }
 
+// maxPrepared bounds the statements and plans kept: the shop's stores
+// use a few dozen shapes of query.
+const maxPrepared = 256
+
 // prepare returns query prepared on db's pool conn, preparing it the
 // first time.
 func (r *fieldReader) prepare(conn *sql.DB, db, query string) (*sql.Stmt, error) {
@@ -322,6 +326,13 @@ func (r *fieldReader) prepare(conn *sql.DB, db, query string) (*sql.Stmt, error)
 	st, err := conn.PrepareContext(context.Background(), query)
 	if err != nil {
 		return nil, err
+	}
+	if len(r.stmts) >= maxPrepared {
+		// Queries of ever new shapes: start over rather than grow.
+		for k, old := range r.stmts {
+			_ = old.Close()
+			delete(r.stmts, k)
+		}
 	}
 	r.stmts[key] = st
 	return st, nil

@@ -26,16 +26,19 @@ import (
 // the services' 3 s store timeout. MongoDB walks the index the collection
 // has for the query.
 //
-// indexedFind gives the dev store the same for a page of documents, a find
-// with a limit: equalities, ranges ($lt, $lte, $gt, $gte) and $in on
-// top-level fields, joined by $and and $or, in the order of a sort. It asks
+// indexedFind gives the dev store the same for a find of at most
+// pushdownLimit documents (a page, or a query that selects few, such as the
+// documents written since a relay's mark): equalities, ranges ($lt, $lte,
+// $gt, $gte) and $in on top-level fields, joined by $and and $or, in the
+// order of a sort. It asks
 // SQLite for the _id of each match, in order, over the expressions the
 // collection's indexes are built on (fieldExpr, see useFieldIndexes), and
 // goes ahead only when SQLite's plan searches an index rather than reading
 // the table. It then reads each document by _id through FerretDB, checks it
-// against the filter again (it may have changed in between), leaves out
-// what the projection excludes, and answers the find itself. Any other find
-// goes to FerretDB as it came.
+// against the filter again (it may have changed in between), applies the
+// projection (top-level fields kept or left out), and answers the find
+// itself. Any other find, or one that matches more than pushdownLimit
+// documents, goes to FerretDB as it came.
 //
 // The SQL compares each field's value and checks its type in FerretDB's
 // schema, so it matches what MongoDB's filter matches among scalar values.
@@ -49,7 +52,7 @@ type indexedFinder struct {
 	plans  map[string]bool // db + "\x00" + SQL -> whether its plan searches an index
 }
 
-// pushdownLimit bounds the page indexedFind answers; a bigger find goes to
+// pushdownLimit bounds what indexedFind answers; a bigger find goes to
 // FerretDB.
 const pushdownLimit = 1000
 
@@ -69,8 +72,15 @@ type find struct {
 	db, coll   string
 	filter     bsoncore.Document
 	sort       []sortKey
-	limit      int
-	projection []string // top-level fields to leave out
+	limit      int // 0: all (up to pushdownLimit)
+	projection projection
+}
+
+// projection is a find's projection of top-level fields: the fields to
+// keep (with _id unless noID), or else the fields to leave out.
+type projection struct {
+	keep, leave []string
+	noID        bool
 }
 
 type sortKey struct {
@@ -158,16 +168,8 @@ func parseFind(req []byte, db, coll string) (find, error) {
 			if !ok {
 				return find{}, errNoPushdown
 			}
-			keys, _ := d.Elements()
-			for _, k := range keys {
-				// Only leaving fields out: {field: 0} or {field: false}.
-				if !k.Value().IsNumber() && k.Value().Type != bsoncore.TypeBoolean || asFloat(k.Value()) != 0 {
-					return find{}, errNoPushdown
-				}
-				if !plainKey(k.Key()) || k.Key() == "_id" {
-					return find{}, errNoPushdown
-				}
-				f.projection = append(f.projection, k.Key())
+			if f.projection, ok = parseProjection(d); !ok {
+				return find{}, errNoPushdown
 			}
 		case "readConcern":
 			d, _ := v.DocumentOK()
@@ -176,10 +178,42 @@ func parseFind(req []byte, db, coll string) (find, error) {
 			}
 		}
 	}
-	if f.limit <= 0 || f.limit > pushdownLimit {
+	if f.limit > pushdownLimit {
 		return find{}, errNoPushdown
 	}
 	return f, nil
+}
+
+// parseProjection reads {field: 1, ...} or {field: 0, ...} of top-level
+// fields, _id either way.
+func parseProjection(d bsoncore.Document) (projection, bool) {
+	var p projection
+	keys, err := d.Elements()
+	if err != nil {
+		return p, false
+	}
+	for _, k := range keys {
+		v := k.Value()
+		if !v.IsNumber() && v.Type != bsoncore.TypeBoolean || !plainKey(k.Key()) {
+			return p, false // an expression, a path, $slice and the like
+		}
+		include := asFloat(v) != 0
+		switch {
+		case k.Key() == "_id":
+			p.noID = !include
+		case include:
+			p.keep = append(p.keep, k.Key())
+		default:
+			p.leave = append(p.leave, k.Key())
+		}
+	}
+	if len(p.keep) > 0 && len(p.leave) > 0 {
+		return p, false // MongoDB refuses it; let FerretDB say so
+	}
+	if len(p.keep) == 0 && p.noID {
+		p.leave = append(p.leave, "_id")
+	}
+	return p, true
 }
 
 // asFloat is a number's value; a bool reads as 0 or 1.
@@ -222,16 +256,23 @@ func (x *indexedFinder) run(ctx context.Context, reader *mongo.Client, f find, c
 	}
 	b.WriteString(" LIMIT ? OFFSET ?")
 	query := b.String()
-	if !x.searchesIndex(ctx, conn, f.db, query, append(q.args, f.limit, 0)) {
+	page := f.limit
+	if page == 0 {
+		page = pushdownLimit + 1 // all, if not more than pushdownLimit
+	}
+	if !x.searchesIndex(ctx, conn, f.db, query, append(q.args, page, 0)) {
 		return nil, errNoPushdown
 	}
 	coll := reader.Database(f.db).Collection(f.coll)
 	var out []bsoncore.Document
 	size := 0
-	for offset := 0; len(out) < f.limit; offset += f.limit {
-		ids, err := x.ids(ctx, conn, f.db, query, append(slices.Clip(q.args), f.limit, offset))
+	for offset := 0; ; offset += page {
+		ids, err := x.ids(ctx, conn, f.db, query, append(slices.Clip(q.args), page, offset))
 		if err != nil {
 			return nil, err
+		}
+		if f.limit == 0 && len(ids) > pushdownLimit {
+			return nil, errNoPushdown
 		}
 		counter.add("find", f.coll, "index", 1)
 		for _, id := range ids {
@@ -248,16 +289,16 @@ func (x *indexedFinder) run(ctx context.Context, reader *mongo.Client, f find, c
 			if err != nil {
 				return nil, err
 			}
-			if !ok || len(out) == f.limit {
+			if !ok || f.limit > 0 && len(out) == f.limit {
 				continue // changed since
 			}
-			doc = leaveOut(doc, f.projection)
+			doc = f.projection.apply(doc)
 			if size += len(doc); size > 12<<20 {
 				return nil, errNoPushdown // more than one reply holds
 			}
 			out = append(out, doc)
 		}
-		if len(ids) < f.limit {
+		if f.limit == 0 || len(ids) < page || len(out) == f.limit {
 			break
 		}
 	}
@@ -335,6 +376,9 @@ func (x *indexedFinder) searchesIndex(ctx context.Context, conn *sql.DB, db, que
 	}
 	ok = !scan && (search || !temp)
 	x.mu.Lock()
+	if len(x.plans) >= maxPrepared {
+		clear(x.plans) // finds of ever new shapes: start over
+	}
 	x.plans[key] = ok
 	x.mu.Unlock()
 	return ok
@@ -644,19 +688,20 @@ func exact(v bsoncore.Value) *big.Float {
 	return new(big.Float).SetInt64(asInt(v))
 }
 
-// leaveOut is doc without its top-level fields named in fields.
-func leaveOut(doc bsoncore.Document, fields []string) bsoncore.Document {
-	if len(fields) == 0 {
+// apply is doc with the fields p keeps.
+func (p projection) apply(doc bsoncore.Document) bsoncore.Document {
+	if len(p.keep) == 0 && len(p.leave) == 0 {
 		return doc
 	}
 	elems, _ := doc.Elements()
 	idx, out := bsoncore.AppendDocumentStart(nil)
 	for _, e := range elems {
-		skip := false
-		for _, f := range fields {
-			skip = skip || e.Key() == f
+		k := e.Key()
+		keep := !slices.Contains(p.leave, k)
+		if len(p.keep) > 0 {
+			keep = slices.Contains(p.keep, k) || k == "_id" && !p.noID
 		}
-		if !skip {
+		if keep {
 			out = append(out, e...)
 		}
 	}
