@@ -53,9 +53,6 @@ type fieldReader struct {
 	mu     sync.Mutex
 	files  *sqliteFiles
 	tables map[string]string // db + "\x00" + collection -> table
-	// stmts keeps each query prepared: db + "\x00" + query -> statement.
-	// Preparing one costs SQLite about as much as running it.
-	stmts map[string]*sql.Stmt
 }
 
 func newFieldReader(dir string) *fieldReader {
@@ -63,8 +60,7 @@ func newFieldReader(dir string) *fieldReader {
 	// missing file fails the first query and the guard goes to FerretDB.
 	// One guard at a time runs per collection; a few collections of one
 	// database may be checked at once.
-	return &fieldReader{files: newSQLiteFiles(dir, "mode=ro&_pragma=busy_timeout(10000)", 4),
-		tables: map[string]string{}, stmts: map[string]*sql.Stmt{}}
+	return &fieldReader{files: newSQLiteFiles(dir, "mode=ro&_pragma=busy_timeout(10000)", 4), tables: map[string]string{}}
 }
 
 // holds reports whether document id of db.coll exists and has every field
@@ -90,15 +86,12 @@ func (r *fieldReader) holds(db, coll string, id bsoncore.Value, conds []bsoncore
 		fmt.Fprintf(&q, `, _ferretdb_sjson->>'$."$s".p."%s".t', _ferretdb_sjson->'$."%s"'`, c.Key(), c.Key())
 	}
 	fmt.Fprintf(&q, ` FROM %s WHERE %s = ?`, quoteIdent(table), idIndexExpr)
-	stmt, err := r.prepare(conn, db, q.String())
-	if err != nil {
-		r.forget(db, coll)
-		return false, true, err
-	}
 	// No deadline: a lookup by index takes microseconds, and the busy
 	// timeout bounds a wait for a lock. A context with one would cost a
-	// goroutine per query in database/sql and in the driver.
-	rows, err := stmt.QueryContext(context.Background(), idText)
+	// goroutine per query in database/sql and in the driver. (Keeping the
+	// statement prepared would save nothing: the driver prepares a
+	// statement again each time it runs.)
+	rows, err := conn.QueryContext(context.Background(), q.String(), idText)
 	if err != nil {
 		// Read the table's name afresh next time.
 		r.forget(db, coll)
@@ -310,34 +303,6 @@ func (r *fieldReader) table(db, coll string) (*sql.DB, string, error) {
 	return conn, t, nil
 }
 
-// maxPrepared bounds the statements and plans kept: the shop's stores
-// use a few dozen shapes of query.
-const maxPrepared = 256
-
-// prepare returns query prepared on db's pool conn, preparing it the
-// first time.
-func (r *fieldReader) prepare(conn *sql.DB, db, query string) (*sql.Stmt, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	key := db + "\x00" + query
-	if st := r.stmts[key]; st != nil {
-		return st, nil
-	}
-	st, err := conn.PrepareContext(context.Background(), query)
-	if err != nil {
-		return nil, err
-	}
-	if len(r.stmts) >= maxPrepared {
-		// Queries of ever new shapes: start over rather than grow.
-		for k, old := range r.stmts {
-			_ = old.Close()
-			delete(r.stmts, k)
-		}
-	}
-	r.stmts[key] = st
-	return st, nil
-}
-
 // open returns the read-only pool of db's file. Call with r.mu held.
 func (r *fieldReader) open(db string) (*sql.DB, error) {
 	if db == "" || strings.ContainsAny(db, `/\`) {
@@ -357,14 +322,6 @@ func (r *fieldReader) forget(db, coll string) {
 		d, c, _ := strings.Cut(k, "\x00")
 		if db == "" || d == db && (coll == "" || c == coll) {
 			delete(r.tables, k)
-		}
-	}
-	// A statement names a table, which may be gone or renamed; preparing
-	// again is cheap next to a guard read.
-	for k, st := range r.stmts {
-		if d, _, _ := strings.Cut(k, "\x00"); db == "" || d == db {
-			_ = st.Close()
-			delete(r.stmts, k)
 		}
 	}
 	if coll == "" {

@@ -52,6 +52,10 @@ type indexedFinder struct {
 	plans  map[string]bool // db + "\x00" + SQL -> whether its plan searches an index
 }
 
+// maxPlans bounds the plans kept: the shop's stores find with a few dozen
+// shapes of query.
+const maxPlans = 256
+
 // pushdownLimit bounds what indexedFind answers; a bigger find goes to
 // FerretDB.
 const pushdownLimit = 1000
@@ -267,7 +271,7 @@ func (x *indexedFinder) run(ctx context.Context, reader *mongo.Client, f find, c
 	var out []bsoncore.Document
 	size := 0
 	for offset := 0; ; offset += page {
-		ids, err := x.ids(ctx, conn, f.db, query, append(slices.Clip(q.args), page, offset))
+		ids, err := x.ids(ctx, conn, query, append(slices.Clip(q.args), page, offset))
 		if err != nil {
 			return nil, err
 		}
@@ -307,12 +311,8 @@ func (x *indexedFinder) run(ctx context.Context, reader *mongo.Client, f find, c
 
 // ids runs query and returns the _id of each row, as the BSON value to
 // find it by.
-func (x *indexedFinder) ids(ctx context.Context, conn *sql.DB, db, query string, args []any) ([]any, error) {
-	stmt, err := x.fields.prepare(conn, db, query)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := stmt.QueryContext(ctx, args...)
+func (x *indexedFinder) ids(ctx context.Context, conn *sql.DB, query string, args []any) ([]any, error) {
+	rows, err := conn.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +376,7 @@ func (x *indexedFinder) searchesIndex(ctx context.Context, conn *sql.DB, db, que
 	}
 	ok = !scan && (search || !temp)
 	x.mu.Lock()
-	if len(x.plans) >= maxPrepared {
+	if len(x.plans) >= maxPlans {
 		clear(x.plans) // finds of ever new shapes: start over
 	}
 	x.plans[key] = ok
