@@ -350,6 +350,7 @@ func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slo
 	}
 	proxy.fields = newFieldReader(dir)
 	proxy.finder = &indexedFinder{fields: proxy.fields, plans: map[string]bool{}}
+	proxy.memory = newGuardMemory()
 	proxy.start("unix", sock)
 	fdb.uri = (&url.URL{Scheme: "mongodb", Host: proxy.addr(), Path: "/"}).String()
 	return fdb, nil

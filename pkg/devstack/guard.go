@@ -145,18 +145,30 @@ func reply(request []byte, doc bsoncore.Document) []byte {
 // goes through as it came: correct, only slower.
 func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answer []byte, fix func([]byte) []byte) {
 	listKey := map[string]string{"update": "updates", "delete": "deletes"}[cmd]
-	if listKey == "" || s.reader == nil {
+	if cmd == "insert" {
+		return req, nil, s.rememberInserts(req, db, coll)
+	}
+	// pass forwards the write as it came; what it changes is not known.
+	pass := func() ([]byte, []byte, func([]byte) []byte) {
+		if fdb, fcoll, ok := staleAfter(cmd, coll, db); ok {
+			s.memory.forgetAll(fdb, fcoll)
+		} else {
+			s.memory.forgetAll(db, coll)
+		}
 		return req, nil, nil
+	}
+	if listKey == "" || s.reader == nil {
+		return pass()
 	}
 	m, ok := parseOpMsg(req)
 	if !ok || m.flags&moreToComeBit != 0 {
 		// Unparsed, or unacknowledged (w:0): it expects no reply, so the
 		// guard could not answer for it. Pass it through.
-		return req, nil, nil
+		return pass()
 	}
 	stmts, put, ok := statements(&m, listKey)
 	if !ok || len(stmts) > maxGuardedStatements {
-		return req, nil, nil
+		return pass()
 	}
 	type checked struct {
 		id    bsoncore.Value
@@ -167,17 +179,17 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	seen := map[string]bool{}
 	for _, stmt := range stmts {
 		if upsert, ok := stmt.Lookup("upsert").BooleanOK(); ok && upsert {
-			return req, nil, nil
+			return pass()
 		}
 		q, ok := stmt.Lookup("q").DocumentOK()
 		if !ok {
-			return req, nil, nil
+			return pass()
 		}
 		id, conds, ok := plainGuard(q)
 		if !ok || seen[string(id.Data)] {
 			// Two statements on one document: the second must see the
 			// first's change, which only FerretDB can give it.
-			return req, nil, nil
+			return pass()
 		}
 		seen[string(id.Data)] = true
 		all = append(all, checked{id, conds, stmt})
@@ -187,9 +199,12 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 	var keep []bsoncore.Document
 	var sent []int // the index in the write that came of each statement kept
 	for i, c := range all {
-		holds, err := s.guardHolds(ctx, db, coll, c.id, c.conds)
-		if err != nil {
-			return req, nil, nil
+		holds, known := s.memory.recall(db, coll, c.id, c.conds)
+		if !known {
+			var err error
+			if holds, err = s.guardHolds(ctx, db, coll, c.id, c.conds); err != nil {
+				return pass()
+			}
 		}
 		s.guarded.Add(1)
 		if !holds {
@@ -213,10 +228,64 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 		return nil, reply(req, noMatch(cmd)), nil
 	}
 	put(keep)
-	if len(keep) < len(all) {
-		fix = func(r []byte) []byte { return renumberWriteErrors(r, sent) }
+	// The documents written are forgotten until the reply says what they
+	// hold now.
+	type written struct {
+		id   bsoncore.Value
+		prev map[string]bsoncore.Value
+		set  []bsoncore.Element
+		ok   bool
+	}
+	ws := make([]written, len(sent))
+	for j, i := range sent {
+		w := written{id: all[i].id, prev: s.memory.take(db, coll, all[i].id)}
+		if u, isDoc := all[i].stmt.Lookup("u").DocumentOK(); isDoc && cmd == "update" {
+			w.set, w.ok = setOnly(u)
+		}
+		ws[j] = w
+	}
+	fix = func(r []byte) []byte {
+		if cmd == "update" && writeApplied(r, len(keep)) {
+			for _, w := range ws {
+				if w.ok {
+					s.memory.remember(db, coll, w.id, w.set, w.prev)
+				}
+			}
+		}
+		if len(keep) < len(all) {
+			return renumberWriteErrors(r, sent)
+		}
+		return r
 	}
 	return m.encode(), nil, fix
+}
+
+// rememberInserts returns the reply hook of an insert: once FerretDB says
+// every document was stored, the guard memory has their fields.
+func (s *writeSerializer) rememberInserts(req []byte, db, coll string) func([]byte) []byte {
+	if s.memory == nil {
+		return nil
+	}
+	m, ok := parseOpMsg(req)
+	if !ok || m.flags&moreToComeBit != 0 {
+		return nil
+	}
+	docs, _, ok := statements(&m, "documents")
+	if !ok {
+		return nil
+	}
+	return func(r []byte) []byte {
+		if writeApplied(r, len(docs)) {
+			for _, d := range docs {
+				id, err := d.LookupErr("_id")
+				elems, err2 := d.Elements()
+				if err == nil && err2 == nil {
+					s.memory.remember(db, coll, id, elems, nil)
+				}
+			}
+		}
+		return r
+	}
 }
 
 // renumberWriteErrors rewrites the index of each write error in reply, a

@@ -45,6 +45,8 @@ type writeSerializer struct {
 	fields *fieldReader
 	// finder answers finds of a page from an index (see indexedFind).
 	finder *indexedFinder
+	// memory decides guards it knows the answer of (see guardMemory).
+	memory *guardMemory
 	// commands counts what FerretDB is asked to do.
 	commands commandCounter
 	// auth, when not nil, is the user every client connection must
