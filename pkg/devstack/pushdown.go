@@ -444,12 +444,8 @@ func (q *sqlFilter) field(f string, v bsoncore.Value) (string, error) {
 	var parts []string
 	for _, e := range elems {
 		if e.Key() == "$in" {
-			arr, ok := e.Value().ArrayOK()
+			vals, ok := arrayValues(e.Value())
 			if !ok {
-				return "", errNoPushdown
-			}
-			vals, err := arr.Values()
-			if err != nil || len(vals) == 0 {
 				return "", errNoPushdown
 			}
 			var marks []string
@@ -524,13 +520,20 @@ func quoteList(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-func docs(v bsoncore.Value) ([]bsoncore.Document, error) {
+// arrayValues is the values of v, a non-empty array.
+func arrayValues(v bsoncore.Value) ([]bsoncore.Value, bool) {
 	arr, ok := v.ArrayOK()
 	if !ok {
-		return nil, errNoPushdown
+		return nil, false
 	}
 	vals, err := arr.Values()
-	if err != nil || len(vals) == 0 {
+	return vals, err == nil && len(vals) > 0
+}
+
+// docs is the documents of v, a non-empty array of documents.
+func docs(v bsoncore.Value) ([]bsoncore.Document, error) {
+	vals, ok := arrayValues(v)
+	if !ok {
 		return nil, errNoPushdown
 	}
 	out := make([]bsoncore.Document, len(vals))
@@ -601,12 +604,8 @@ func fieldMatches(got bsoncore.Value, present bool, cond bsoncore.Value) (bool, 
 		var ok bool
 		switch e.Key() {
 		case "$in":
-			arr, isArr := want.ArrayOK()
+			vals, isArr := arrayValues(want)
 			if !isArr {
-				return false, errNoPushdown
-			}
-			vals, err := arr.Values()
-			if err != nil {
 				return false, errNoPushdown
 			}
 			for _, v := range vals {
