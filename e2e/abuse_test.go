@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -359,7 +360,9 @@ func scanForCards(t *testing.T, s *stack.Stack) []string {
 		}
 		rel, _ := filepath.Rel(root, path)
 		files++
-		check("file "+rel, string(b))
+		for _, text := range textOf(b) {
+			check("file "+rel, text)
+		}
 		return nil
 	})
 	if err != nil {
@@ -370,6 +373,24 @@ func scanForCards(t *testing.T, s *stack.Stack) []string {
 		t.Errorf("the scan saw %d documents, %d messages, %d files; want some of each", docs, msgs, files)
 	}
 	return hits
+}
+
+// textOf returns the text a file holds: the whole file when it is text, and
+// its runs of text when it is binary (a SQLite page, a stream block). The
+// digits of a binary file taken as one run would join unrelated bytes that
+// happen to be digits (0x31 is a common length or type byte) into a number
+// that was never written; a card number written as text lies within a run.
+func textOf(b []byte) []string {
+	if !bytes.Contains(b, []byte{0}) {
+		return []string{string(b)}
+	}
+	var runs []string
+	for _, run := range bytes.FieldsFunc(b, func(r rune) bool {
+		return r < 0x20 && r != '\t' && r != '\n' && r != '\r'
+	}) {
+		runs = append(runs, string(run))
+	}
+	return runs
 }
 
 // ---- memory
@@ -709,4 +730,34 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func TestTextOfBinaryFiles(t *testing.T) {
+	found := func(b []byte) bool {
+		for _, text := range textOf(b) {
+			if strings.Contains(cardscan.Digits(text), cardNumbers[0]) {
+				return true
+			}
+		}
+		return false
+	}
+	card := cardNumbers[0]
+	// Written as text inside binary data, in any form: found.
+	for _, form := range cardForms(card) {
+		if b := []byte("\x00\x02\x8c{\"note\":\"" + form + "\"}\x00\x07"); !found(b) {
+			t.Errorf("%q inside binary data was not found", form)
+		}
+	}
+	// Its digits scattered among binary bytes: not a card number.
+	var scattered []byte
+	for _, d := range []byte(card) {
+		scattered = append(scattered, 0, 0x05, d, 0x81)
+	}
+	if found(scattered) {
+		t.Errorf("digits scattered among binary bytes read as a card number")
+	}
+	// A text file is read whole, as before.
+	if !found([]byte("log line " + card[:8] + "\n" + card[8:])) {
+		t.Errorf("a card number split by a line break in a text file was not found")
+	}
 }
