@@ -186,12 +186,12 @@ func (s *writeSerializer) guard(req []byte, cmd, coll, db string) (forward, answ
 			return pass()
 		}
 		id, conds, ok := plainGuard(q)
-		if !ok || seen[string(id.Data)] {
+		if !ok || seen[idKey(id)] {
 			// Two statements on one document: the second must see the
 			// first's change, which only FerretDB can give it.
 			return pass()
 		}
-		seen[string(id.Data)] = true
+		seen[idKey(id)] = true
 		all = append(all, checked{id, conds, stmt})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

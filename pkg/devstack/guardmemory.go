@@ -47,7 +47,20 @@ func newGuardMemory() *guardMemory {
 
 func collKey(db, coll string) string { return db + "\x00" + coll }
 
-func idKey(id bsoncore.Value) string { return string(rune(id.Type)) + string(id.Data) }
+// idKey names the document whose _id is id. Numbers equal in value are
+// one _id whatever their type (int32 7, int64 7 and 7.0 find the same
+// document), so a whole number is keyed by its value as an int64.
+func idKey(id bsoncore.Value) string {
+	switch {
+	case id.Type == bsoncore.TypeInt32 || id.Type == bsoncore.TypeInt64:
+		return "n" + string(bsoncore.AppendInt64(nil, asInt(id)))
+	case id.Type == bsoncore.TypeDouble:
+		if f := id.Double(); intEqualsFloat(int64(f), f) {
+			return "n" + string(bsoncore.AppendInt64(nil, int64(f)))
+		}
+	}
+	return string(rune(id.Type)) + string(id.Data)
+}
 
 // recall decides a guard from memory: known is false when a field of conds
 // is not remembered for document id.

@@ -95,3 +95,38 @@ func TestGuardMemory(t *testing.T) {
 		t.Errorf("b at revision %d (%v); want 2", got.Revision, err)
 	}
 }
+
+// TestGuardMemoryNumericIDs: 7 as an int32, an int64 and a double name one
+// document, as in MongoDB. A guarded update by one of them must leave the
+// memory of the document under any other stale-free: the revision a guard
+// by int32 7 sees is the one the update by int64 7 wrote.
+func TestGuardMemoryNumericIDs(t *testing.T) {
+	_, client := startGuardStore(t)
+	ctx := context.Background()
+	c := client.Database("memory").Collection("numeric")
+	update := func(id any, rev, want int64) {
+		t.Helper()
+		res, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "revision", Value: rev}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "revision", Value: rev + 1}}}})
+		if err != nil || res.MatchedCount != want {
+			t.Fatalf("guarded update of %v (%T) at revision %d: %+v, %v; want %d matched", id, id, rev, res, err, want)
+		}
+	}
+	// Teach the memory the collection's guard field.
+	if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: "x"}, {Key: "revision", Value: int64(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	update("x", 1, 1)
+	if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: int32(7)}, {Key: "revision", Value: int64(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	update(int64(7), 1, 1)
+	update(int32(7), 1, 0) // revision 2 now
+	update(7.0, 1, 0)
+	update(int32(7), 2, 1)
+	update(int64(7), 2, 0) // revision 3 now
+	var got struct{ Revision int64 }
+	if err := c.FindOne(ctx, bson.D{{Key: "_id", Value: int32(7)}}).Decode(&got); err != nil || got.Revision != 3 {
+		t.Errorf("document 7 at revision %d (%v); want 3", got.Revision, err)
+	}
+}
