@@ -136,6 +136,7 @@ func parseFind(req []byte, db, coll string) (find, error) {
 		return find{}, errNoPushdown
 	}
 	f := find{db: db, coll: coll, filter: bsoncore.NewDocumentBuilder().Build()}
+	singleBatch, batchSize := false, int64(101) // MongoDB's first batch by default
 	for _, e := range elems {
 		if !findOptions[e.Key()] {
 			return find{}, errNoPushdown
@@ -175,12 +176,24 @@ func parseFind(req []byte, db, coll string) (find, error) {
 			if f.projection, ok = parseProjection(d); !ok {
 				return find{}, errNoPushdown
 			}
+		case "singleBatch":
+			singleBatch, _ = v.BooleanOK()
+		case "batchSize":
+			n, ok := v.AsInt64OK()
+			if !ok || n <= 0 {
+				return find{}, errNoPushdown
+			}
+			batchSize = n
 		case "readConcern":
 			d, _ := v.DocumentOK()
 			if lvl, _ := d.Lookup("level").StringValueOK(); lvl != "" && lvl != "local" {
 				return find{}, errNoPushdown
 			}
 		}
+	}
+	if singleBatch && (f.limit == 0 || int64(f.limit) > batchSize) {
+		// One batch and no cursor: what the batch holds is all there is.
+		f.limit = int(min(batchSize, pushdownLimit+1))
 	}
 	if f.limit > pushdownLimit {
 		return find{}, errNoPushdown
@@ -192,6 +205,7 @@ func parseFind(req []byte, db, coll string) (find, error) {
 // fields, _id either way.
 func parseProjection(d bsoncore.Document) (projection, bool) {
 	var p projection
+	idKept := false
 	keys, err := d.Elements()
 	if err != nil {
 		return p, false
@@ -204,7 +218,7 @@ func parseProjection(d bsoncore.Document) (projection, bool) {
 		include := asFloat(v) != 0
 		switch {
 		case k.Key() == "_id":
-			p.noID = !include
+			p.noID, idKept = !include, include
 		case include:
 			p.keep = append(p.keep, k.Key())
 		default:
@@ -216,6 +230,9 @@ func parseProjection(d bsoncore.Document) (projection, bool) {
 	}
 	if len(p.keep) == 0 && p.noID {
 		p.leave = append(p.leave, "_id")
+	}
+	if len(p.keep) == 0 && len(p.leave) == 0 && idKept {
+		p.keep = []string{"_id"} // {_id: 1} keeps _id alone
 	}
 	return p, true
 }

@@ -257,3 +257,51 @@ func TestIndexedFindFlatAt50000(t *testing.T) {
 		t.Errorf("a page among 50,000 documents = %s, want about the %s it costs among 50", bigCost, smallCost)
 	}
 }
+
+// TestIndexedFindOptionsAsFerretDB: a projection of _id alone keeps only
+// _id, and a find of a single batch returns no more than the batch holds
+// (batchSize, or 101 by default), as MongoDB and FerretDB do.
+func TestIndexedFindOptionsAsFerretDB(t *testing.T) {
+	f, client := startGuardStore(t)
+	ctx := context.Background()
+	db := client.Database("pushdown")
+	c := db.Collection("opts")
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "owner", Value: 1}, {Key: "n", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	var docs []any
+	for i := range 150 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("d%03d", i)}, {Key: "owner", Value: "a"}, {Key: "n", Value: int64(i)}})
+	}
+	if _, err := c.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	find := bson.D{{Key: "find", Value: "opts"}, {Key: "filter", Value: bson.D{{Key: "owner", Value: "a"}}}, {Key: "sort", Value: bson.D{{Key: "n", Value: 1}}}}
+	for name, opts := range map[string]bson.D{
+		"only _id":            {{Key: "limit", Value: int64(5)}, {Key: "projection", Value: bson.D{{Key: "_id", Value: 1}}}},
+		"a single batch of 5": {{Key: "limit", Value: int64(20)}, {Key: "batchSize", Value: int32(5)}, {Key: "singleBatch", Value: true}},
+		"a single batch":      {{Key: "singleBatch", Value: true}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			firstBatch := func(cmd bson.D) []bson.Raw {
+				var res struct {
+					Cursor struct{ FirstBatch []bson.Raw }
+				}
+				if err := db.RunCommand(ctx, cmd).Decode(&res); err != nil {
+					t.Fatal(err)
+				}
+				return res.Cursor.FirstBatch
+			}
+			cmd := append(slices.Clip(find), opts...)
+			before := indexedFinds(f, "opts")
+			got := firstBatch(cmd)
+			if indexedFinds(f, "opts") == before {
+				t.Fatalf("the find went to FerretDB; want it answered from an index")
+			}
+			want := firstBatch(append(cmd, bson.E{Key: "comment", Value: "reference"}))
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("from the index %d documents:\n%s\nFerretDB %d:\n%s", len(got), got, len(want), want)
+			}
+		})
+	}
+}
