@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -50,6 +51,8 @@ type indexedFinder struct {
 	fields *fieldReader
 	mu     sync.Mutex
 	plans  map[string]bool // db + "\x00" + SQL -> whether its plan searches an index
+	// afterIDs, when set (by tests), runs after each read of a page of ids.
+	afterIDs atomic.Pointer[func()]
 }
 
 // maxPlans bounds the plans kept: the shop's stores find with a few dozen
@@ -287,16 +290,26 @@ func (x *indexedFinder) run(ctx context.Context, reader *mongo.Client, f find, c
 	coll := reader.Database(f.db).Collection(f.coll)
 	var out []bsoncore.Document
 	size := 0
+	// A later page of ids may repeat one of an earlier page, when
+	// documents stored in between shifted the rows.
+	seen := map[any]bool{}
 	for offset := 0; ; offset += page {
 		ids, err := x.ids(ctx, conn, query, append(slices.Clip(q.args), page, offset))
 		if err != nil {
 			return nil, err
+		}
+		if hook := x.afterIDs.Load(); hook != nil {
+			(*hook)()
 		}
 		if f.limit == 0 && len(ids) > pushdownLimit {
 			return nil, errNoPushdown
 		}
 		counter.add("find", f.coll, "index", 1)
 		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
 			raw, err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
 			counter.add("find", f.coll, "id", 1)
 			if errors.Is(err, mongo.ErrNoDocuments) {

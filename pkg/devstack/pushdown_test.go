@@ -305,3 +305,61 @@ func TestIndexedFindOptionsAsFerretDB(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexedFindNoDuplicates: a page whose documents changed after SQLite
+// listed them is filled from the next rows; documents stored meanwhile
+// before them shift those rows, and a document already in the answer
+// must not come a second time.
+func TestIndexedFindNoDuplicates(t *testing.T) {
+	f, client := startGuardStore(t)
+	ctx := context.Background()
+	c := client.Database("pushdown").Collection("dups")
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}, {Key: "n", Value: -1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		if _, err := c.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprintf("d%d", i)}, {Key: "status", Value: "open"}, {Key: "n", Value: int64(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := mongo.Connect(options.Client().ApplyURI(f.uri))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Disconnect(ctx) }()
+	oc := other.Database("pushdown").Collection("dups")
+	once := func() {
+		// Between the first page of ids and the reads of their documents:
+		// d4 is closed, and two newer documents are stored.
+		f.proxy.finder.afterIDs.Store(nil)
+		if _, err := oc.UpdateOne(ctx, bson.D{{Key: "_id", Value: "d4"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "closed"}}}}); err != nil {
+			t.Error(err)
+		}
+		for _, id := range []string{"n6", "n7"} {
+			if _, err := oc.InsertOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "status", Value: "open"}, {Key: "n", Value: int64(6 + len(id))}}); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	f.proxy.finder.afterIDs.Store(&once)
+	before := indexedFinds(f, "dups")
+	cur, err := c.Find(ctx, bson.D{{Key: "status", Value: "open"}}, options.Find().SetSort(bson.D{{Key: "n", Value: -1}}).SetLimit(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []bson.Raw
+	if err := cur.All(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if indexedFinds(f, "dups") == before {
+		t.Fatal("the find went to FerretDB; want it answered from an index")
+	}
+	seen := map[string]bool{}
+	for _, d := range got {
+		id := d.Lookup("_id").StringValue()
+		if seen[id] {
+			t.Errorf("%s twice in %s", id, ids(got))
+		}
+		seen[id] = true
+	}
+}
