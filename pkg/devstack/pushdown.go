@@ -369,6 +369,16 @@ func (x *indexedFinder) ids(ctx context.Context, conn *sql.DB, query string, arg
 	return ids, rows.Err()
 }
 
+// forgetPlans drops the plans kept, when indexes or collections change.
+func (x *indexedFinder) forgetPlans() {
+	if x == nil {
+		return
+	}
+	x.mu.Lock()
+	clear(x.plans)
+	x.mu.Unlock()
+}
+
 // searchesIndex reports whether SQLite's plan for query reads an index
 // rather than the whole table: no step scans the table itself, and a sort
 // in a temporary tree sorts only what an index search found.
@@ -380,7 +390,20 @@ func (x *indexedFinder) searchesIndex(ctx context.Context, conn *sql.DB, db, que
 	if known {
 		return ok
 	}
-	rows, err := conn.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	// EXPLAIN does not check that the connection's copy of the schema is
+	// current, so an index made or dropped since through another
+	// connection would go unseen; a read of the schema table first brings
+	// the copy up to date, on the same connection.
+	c, err := conn.Conn(ctx)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	var n int
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		return false
+	}
+	rows, err := c.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		return false
 	}

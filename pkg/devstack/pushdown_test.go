@@ -363,3 +363,45 @@ func TestIndexedFindNoDuplicates(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// TestIndexedFindAfterCreateIndexes requires a find that first had no index
+// to search to be answered from one as soon as the index exists: the plan
+// kept from before must not outlive the index change.
+func TestIndexedFindAfterCreateIndexes(t *testing.T) {
+	f, client := startGuardStore(t)
+	ctx := context.Background()
+	c := client.Database("plans").Collection("tickets")
+	var docs []any
+	for i := range 50 {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("t%02d", i)}, {Key: "status", Value: int32(i % 3)}})
+	}
+	if _, err := c.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	page := func() []bson.Raw {
+		cur, err := c.Find(ctx, bson.D{{Key: "status", Value: int32(1)}}, options.Find().SetLimit(5))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []bson.Raw
+		if err := cur.All(ctx, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got := len(page()); got != 5 || indexedFinds(f, "tickets") != 0 {
+		t.Fatalf("before the index: %d documents, %d finds from an index; want 5 and none", got, indexedFinds(f, "tickets"))
+	}
+	if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "status", Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(page()); got != 5 || indexedFinds(f, "tickets") != 1 {
+		t.Fatalf("after the index: %d documents, %d finds from an index; want 5 and 1", got, indexedFinds(f, "tickets"))
+	}
+	if err := c.Indexes().DropAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(page()); got != 5 || indexedFinds(f, "tickets") != 1 {
+		t.Fatalf("after the index was dropped: %d documents, %d finds from an index; want 5 and still 1", got, indexedFinds(f, "tickets"))
+	}
+}

@@ -186,6 +186,11 @@ func (s *writeSerializer) serve(client net.Conn) {
 			err = s.roundTrip(server, client, forward, beforeReply, fixReply)
 			if write {
 				s.forgetTables(cmd, coll, db)
+				if cmd != "insert" && cmd != "update" && cmd != "delete" {
+					// Indexes or tables changed: a plan may now search an
+					// index it could not, or no longer can.
+					s.finder.forgetPlans()
+				}
 			}
 		}
 		s.unlock(cmd, coll, db, write)
