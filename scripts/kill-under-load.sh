@@ -30,10 +30,11 @@ lg=$!
 sleep 15
 if [ "$victim" = launcher ]; then
   kill -9 $lp; t0=$(date +%s.%N)
-  # Gone means its files are closed (a zombie has closed them): a process
-  # killed under load can take seconds to tear down its memory first, and
-  # holds its ports until then.
-  while [ -e /proc/$lp ] && [ "$(awk '{print $3}' /proc/$lp/stat 2>/dev/null)" != Z ]; do sleep 0.05; done
+  # A process killed under load can take seconds to tear down its memory,
+  # and holds its ports until its last thread is gone. Its first thread
+  # shows as a zombie before that, so only wait tells: it returns once the
+  # whole process has exited.
+  wait $lp 2>/dev/null
   while pgrep -f "$bin/(order|kitchen|menu|delivery|gateway)" > /dev/null; do sleep 0.1; done
   start
   ready "http://127.0.0.1:$http/readyz"
