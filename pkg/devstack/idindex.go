@@ -68,15 +68,16 @@ func (x *idIndexer) indexAll(ctx context.Context) error {
 	return nil
 }
 
-// ensure indexes collection coll of database db, once.
-func (x *idIndexer) ensure(ctx context.Context, db, coll string) error {
+// ensure indexes collection coll of database db, once, and reports whether
+// it looked at the indexes this time (they may have changed).
+func (x *idIndexer) ensure(ctx context.Context, db, coll string) (bool, error) {
 	x.mu.Lock()
 	done := x.done[db+"."+coll]
 	x.mu.Unlock()
 	if done {
-		return nil
+		return false, nil
 	}
-	return x.ensureDB(ctx, db, coll)
+	return true, x.ensureDB(ctx, db, coll)
 }
 
 // ensureDB indexes coll of db, or every collection of db when coll is "".

@@ -51,6 +51,9 @@ type indexedFinder struct {
 	fields *fieldReader
 	mu     sync.Mutex
 	plans  map[string]bool // db + "\x00" + SQL -> whether its plan searches an index
+	// epoch counts forgetPlans: a plan read while indexes changed is not
+	// kept, since it may describe the indexes from before.
+	epoch uint64
 	// afterIDs, when set (by tests), runs after each read of a page of ids.
 	afterIDs atomic.Pointer[func()]
 }
@@ -376,6 +379,7 @@ func (x *indexedFinder) forgetPlans() {
 	}
 	x.mu.Lock()
 	clear(x.plans)
+	x.epoch++
 	x.mu.Unlock()
 }
 
@@ -386,6 +390,7 @@ func (x *indexedFinder) searchesIndex(ctx context.Context, conn *sql.DB, db, que
 	key := db + "\x00" + query
 	x.mu.Lock()
 	ok, known := x.plans[key]
+	epoch := x.epoch
 	x.mu.Unlock()
 	if known {
 		return ok
@@ -432,7 +437,9 @@ func (x *indexedFinder) searchesIndex(ctx context.Context, conn *sql.DB, db, que
 	if len(x.plans) >= maxPlans {
 		clear(x.plans) // finds of ever new shapes: start over
 	}
-	x.plans[key] = ok
+	if x.epoch == epoch {
+		x.plans[key] = ok
+	}
 	x.mu.Unlock()
 	return ok
 }

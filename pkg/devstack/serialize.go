@@ -67,6 +67,13 @@ var writeCommands = map[string]bool{
 	"renameCollection": true,
 }
 
+// schemaCommands are the writes that change indexes or collections, after
+// which a find's plan may search an index it could not, or no longer can.
+var schemaCommands = map[string]bool{
+	"createIndexes": true, "dropIndexes": true, "create": true, "drop": true, "dropDatabase": true,
+	"renameCollection": true,
+}
+
 const (
 	opMsg         = 2013
 	moreToComeBit = 1 << 1
@@ -181,14 +188,19 @@ func (s *writeSerializer) serve(client net.Conn) {
 			s.commands.count(forward, cmd, coll)
 			var beforeReply func()
 			if write {
-				beforeReply = func() { s.indexByID(cmd, coll, db) }
+				beforeReply = func() {
+					s.indexByID(cmd, coll, db)
+					if schemaCommands[cmd] {
+						s.finder.forgetPlans()
+					}
+				}
 			}
 			err = s.roundTrip(server, client, forward, beforeReply, fixReply)
 			if write {
 				s.forgetTables(cmd, coll, db)
-				if cmd != "insert" && cmd != "update" && cmd != "delete" {
-					// Indexes or tables changed: a plan may now search an
-					// index it could not, or no longer can.
+				if schemaCommands[cmd] {
+					// Also when no reply came: the change may have been
+					// made all the same.
 					s.finder.forgetPlans()
 				}
 			}
@@ -215,7 +227,9 @@ func (s *writeSerializer) indexByID(cmd, coll, db string) {
 		if cmd == "createIndexes" {
 			s.ids.forget(db, coll) // rebuild the new indexes too
 		}
-		_ = s.ids.ensure(context.Background(), db, coll)
+		if rebuilt, _ := s.ids.ensure(context.Background(), db, coll); rebuilt {
+			s.finder.forgetPlans() // a retry after a failure, too
+		}
 	}
 }
 
