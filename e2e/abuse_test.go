@@ -380,6 +380,12 @@ func scanForCards(t *testing.T, s *stack.Stack) []string {
 // digits of a binary file taken as one run would join unrelated bytes that
 // happen to be digits (0x31 is a common length or type byte) into a number
 // that was never written; a card number written as text lies within a run.
+// What that leaves out: the store keeps documents as JSON, which escapes
+// control bytes, and a stream keeps each message body whole, so a stored
+// string is one run; a string split over two SQLite overflow pages, or one
+// whose own raw control bytes reach a file (an index keeps a field's
+// decoded text), is not. The store's documents and the streams' messages
+// are scanned whole through their APIs as well.
 func textOf(b []byte) []string {
 	if !bytes.Contains(b, []byte{0}) {
 		return []string{string(b)}

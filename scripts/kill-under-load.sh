@@ -32,8 +32,8 @@ if [ "$victim" = launcher ]; then
   kill -9 $lp; t0=$(date +%s.%N)
   # A process killed under load can take seconds to tear down its memory,
   # and holds its ports until its last thread is gone. Its first thread
-  # shows as a zombie before that, so only wait tells: it returns once the
-  # whole process has exited.
+  # shows as a zombie before that; wait returns only when the process can
+  # be reaped, after the last thread has exited and closed its files.
   wait $lp 2>/dev/null
   while pgrep -f "$bin/(order|kitchen|menu|delivery|gateway)" > /dev/null; do sleep 0.1; done
   start
