@@ -26,6 +26,21 @@ func indexedFinds(f *ferretDB, coll string) int64 {
 	return n
 }
 
+// findAll returns every document of a find.
+func findAll(t *testing.T, c *mongo.Collection, filter any, o *options.FindOptionsBuilder) []bson.Raw {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := c.Find(ctx, filter, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []bson.Raw
+	if err := cur.All(ctx, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // TestIndexedFindAnswersAsFerretDB runs pages of the shapes the shop's
 // stores list with (an equality and a keyset $or in sort order, $in, ranges,
 // an exclusion projection) against documents whose values tie, mix number
@@ -122,17 +137,7 @@ func TestIndexedFindAnswersAsFerretDB(t *testing.T) {
 				}
 				return o
 			}
-			read := func(o *options.FindOptionsBuilder) []bson.Raw {
-				cur, err := c.Find(ctx, tc.filter, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var out []bson.Raw
-				if err := cur.All(ctx, &out); err != nil {
-					t.Fatal(err)
-				}
-				return out
-			}
+			read := func(o *options.FindOptionsBuilder) []bson.Raw { return findAll(t, c, tc.filter, o) }
 			before := indexedFinds(f, "orders")
 			got := read(opts())
 			if indexedFinds(f, "orders") == before {
@@ -379,15 +384,7 @@ func TestIndexedFindAfterCreateIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := func() []bson.Raw {
-		cur, err := c.Find(ctx, bson.D{{Key: "status", Value: int32(1)}}, options.Find().SetLimit(5))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []bson.Raw
-		if err := cur.All(ctx, &out); err != nil {
-			t.Fatal(err)
-		}
-		return out
+		return findAll(t, c, bson.D{{Key: "status", Value: int32(1)}}, options.Find().SetLimit(5))
 	}
 	if got := len(page()); got != 5 || indexedFinds(f, "tickets") != 0 {
 		t.Fatalf("before the index: %d documents, %d finds from an index; want 5 and none", got, indexedFinds(f, "tickets"))
