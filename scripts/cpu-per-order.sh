@@ -12,12 +12,13 @@
 #   scripts/cpu-per-order.sh DATADIR -mode lifecycle -rate 50 -orders 1500
 #
 # DATADIR may hold an earlier run's data (orders already stored). BIN
-# (default ./bin) picks the binaries, BASE (default 41090) and HTTP (default
-# 41080) the ports, SETTLE (default 1) the seconds to wait after the shop is
-# ready before the first reading. Needs python3 and curl. Linux only (/proc).
+# (default ./bin) picks the binaries, BASE (default 29090) and HTTP (default
+# 29080) the ports, below the kernel's range for outgoing connections
+# (32768 and up) so that none of those can hold one of them, SETTLE (default
+# 1) the seconds to wait after the shop is ready before the first reading. Needs python3 and curl. Linux only (/proc).
 set -u
 data=${1:?usage: scripts/cpu-per-order.sh DATADIR loadgen-args...}; shift
-bin=${BIN:-bin} base=${BASE:-41090} http=${HTTP:-41080}
+bin=${BIN:-bin} base=${BASE:-29090} http=${HTTP:-29080}
 mkdir -p "$data"
 PIZZASHOP_PPROF=true "$bin/pizzashop" run --bin "$bin" --data "$data" --base-port "$base" --http "127.0.0.1:$http" \
   --nats-addr "127.0.0.1:$((base + 300))" --mongo-addr "127.0.0.1:$((base + 301))" > "$data/run.log" 2>&1 &

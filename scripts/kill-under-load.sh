@@ -13,7 +13,7 @@
 # BASE and HTTP as for scripts/cpu-per-order.sh. Needs python3 and curl.
 set -u
 victim=${1:?usage: scripts/kill-under-load.sh order|kitchen|delivery|menu|gateway|launcher}
-bin=${BIN:-bin} base=${BASE:-41090} http=${HTTP:-41080}
+bin=${BIN:-bin} base=${BASE:-29090} http=${HTTP:-29080}
 data=$(mktemp -d)
 start() {
   "$bin/pizzashop" run --bin "$bin" --data "$data" --base-port "$base" --http "127.0.0.1:$http" \
