@@ -2,6 +2,7 @@ package devstack
 
 import (
 	"slices"
+	"strings"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
@@ -117,21 +118,12 @@ func (g *guardMemory) forgetAll(db, coll string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for k, docs := range g.docs {
-		d, c, _ := cutKey(k)
+		d, c, _ := strings.Cut(k, "\x00")
 		if db == "" || d == db && (coll == "" || c == coll) {
 			g.n -= len(docs)
 			delete(g.docs, k)
 		}
 	}
-}
-
-func cutKey(k string) (db, coll string, ok bool) {
-	for i := 0; i < len(k); i++ {
-		if k[i] == 0 {
-			return k[:i], k[i+1:], true
-		}
-	}
-	return k, "", false
 }
 
 // remember records the values elems (a document's top-level fields, or a

@@ -312,25 +312,45 @@ func (x *idIndexer) lookupPlans(ctx context.Context, db string) (map[string]stri
 	rows.Close()
 	plans := map[string]string{}
 	for coll, table := range tables {
-		q := fmt.Sprintf("EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE %s = ?", table, idIndexExpr)
-		rows, err := conn.QueryContext(ctx, q, `"x"`)
+		steps, err := queryPlan(ctx, conn, fmt.Sprintf("SELECT _ferretdb_sjson FROM %q WHERE %s = ?", table, idIndexExpr), `"x"`)
 		if err != nil {
 			return nil, err
 		}
-		var steps []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			steps = append(steps, detail)
-		}
-		rows.Close()
 		plans[coll] = strings.Join(steps, "; ")
 	}
 	return plans, nil
+}
+
+// queryPlan returns the steps of SQLite's plan for query (EXPLAIN QUERY
+// PLAN's details). EXPLAIN does not check that the connection's copy of
+// the schema is current, so an index made or dropped since through another
+// connection would go unseen; a read of the schema table first brings the
+// copy up to date, on the same connection.
+func queryPlan(ctx context.Context, conn *sql.DB, query string, args ...any) ([]string, error) {
+	c, err := conn.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var n int
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
+		return nil, err
+	}
+	rows, err := c.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var steps []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			return nil, err
+		}
+		steps = append(steps, detail)
+	}
+	return steps, rows.Err()
 }
 
 func (x *idIndexer) close() {

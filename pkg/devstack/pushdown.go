@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/hex"
@@ -395,42 +396,20 @@ func (x *indexedFinder) searchesIndex(ctx context.Context, conn *sql.DB, db, que
 	if known {
 		return ok
 	}
-	// EXPLAIN does not check that the connection's copy of the schema is
-	// current, so an index made or dropped since through another
-	// connection would go unseen; a read of the schema table first brings
-	// the copy up to date, on the same connection.
-	c, err := conn.Conn(ctx)
+	steps, err := queryPlan(ctx, conn, query, args...)
 	if err != nil {
 		return false
 	}
-	defer c.Close()
-	var n int
-	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
-		return false
-	}
-	rows, err := c.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		return false
-	}
-	defer rows.Close()
 	search, scan, temp := false, false, false
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			return false
-		}
+	for _, step := range steps {
 		switch {
-		case strings.HasPrefix(detail, "SEARCH ") && strings.Contains(detail, " INDEX "):
+		case strings.HasPrefix(step, "SEARCH ") && strings.Contains(step, " INDEX "):
 			search = true
-		case strings.HasPrefix(detail, "SCAN ") && !strings.Contains(detail, " INDEX "):
+		case strings.HasPrefix(step, "SCAN ") && !strings.Contains(step, " INDEX "):
 			scan = true
-		case strings.Contains(detail, "TEMP B-TREE"):
+		case strings.Contains(step, "TEMP B-TREE"):
 			temp = true
 		}
-	}
-	if rows.Err() != nil {
-		return false
 	}
 	ok = !scan && (search || !temp)
 	x.mu.Lock()
@@ -512,7 +491,7 @@ func (q *sqlFilter) field(f string, v bsoncore.Value) (string, error) {
 			var types []string
 			for i, v := range vals {
 				arg, ts, ok := sqlValue(v)
-				if !ok || i > 0 && strings.Join(ts, ",") != strings.Join(types, ",") {
+				if !ok || i > 0 && !slices.Equal(ts, types) {
 					return "", errNoPushdown // one kind of value only
 				}
 				types = ts
@@ -704,7 +683,7 @@ func compareValues(a, b bsoncore.Value) (int, bool) {
 	switch {
 	case isNumber(a) && isNumber(b):
 		if a.Type != bsoncore.TypeDouble && b.Type != bsoncore.TypeDouble {
-			return cmpInt(asInt(a), asInt(b)), true
+			return cmp.Compare(asInt(a), asInt(b)), true
 		}
 		fa, fb := exact(a), exact(b)
 		if fa == nil || fb == nil {
@@ -716,24 +695,14 @@ func compareValues(a, b bsoncore.Value) (int, bool) {
 	case a.Type == bsoncore.TypeString:
 		return strings.Compare(a.StringValue(), b.StringValue()), true
 	case a.Type == bsoncore.TypeDateTime:
-		return cmpInt(a.DateTime(), b.DateTime()), true
+		return cmp.Compare(a.DateTime(), b.DateTime()), true
 	case a.Type == bsoncore.TypeObjectID:
 		x, y := a.ObjectID(), b.ObjectID()
 		return strings.Compare(string(x[:]), string(y[:])), true
 	case a.Type == bsoncore.TypeBoolean:
-		return cmpInt(int64(asFloat(a)), int64(asFloat(b))), true
+		return cmp.Compare(int64(asFloat(a)), int64(asFloat(b))), true
 	}
 	return 0, false
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // exact is a number as an exact big.Float; nil for NaN.
