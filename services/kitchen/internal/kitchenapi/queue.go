@@ -33,6 +33,9 @@ type queue struct {
 	// stale counts the calls of QueueStale: a read that began before one
 	// may have missed what it says was missed, and is not kept.
 	stale int
+	// missed is closed by QueueStale, for the displays: what they were
+	// sent may lack the changes their subscriptions missed too.
+	missed chan struct{}
 }
 
 // queueRecount is how often the queue is read again from the store even
@@ -41,13 +44,28 @@ type queue struct {
 const queueRecount = time.Hour
 
 // QueueStale drops the queue kept in memory, so that it is read again from
-// the store: call it whenever ticket events may have been missed (NATS
+// the store, and has every open display start over from a fresh snapshot:
+// call it whenever ticket events may have been missed (NATS
 // reconnected, or cut the subscriber off as too slow).
 func (s *Server) QueueStale() {
 	s.queue.mu.Lock()
 	defer s.queue.mu.Unlock()
 	s.queue.open = nil
 	s.queue.stale++
+	if s.queue.missed != nil {
+		close(s.queue.missed)
+		s.queue.missed = nil
+	}
+}
+
+// missedSignal returns a channel closed at the next call of QueueStale.
+func (q *queue) missedSignal() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.missed == nil {
+		q.missed = make(chan struct{})
+	}
+	return q.missed
 }
 
 // QueueLength returns how many tickets are queued or baking.

@@ -48,6 +48,9 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 		return fmt.Errorf("subscribe kitchen events: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// Closed when ticket events may have been missed (NATS reconnected, or
+	// cut a subscriber off as too slow): this display's may be among them.
+	missed := s.queue.missedSignal()
 	// Make sure the server has the subscription before reading the snapshot.
 	if err := s.conn.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("subscribe kitchen events: %w", err)
@@ -90,6 +93,16 @@ func (s *Server) WatchTickets(_ *kitchenv1.WatchTicketsRequest, stream kitchenv1
 			}
 		case <-overflow:
 			// Too slow to keep up: start over from a fresh snapshot.
+			if err := snapshot(); err != nil {
+				return err
+			}
+			idle.Sent()
+		case <-missed:
+			// Changes were lost on the way here: start over from a fresh
+			// snapshot, once the server has the subscription again. If it
+			// does not answer, NATS is away again and says so again.
+			missed = s.queue.missedSignal()
+			_ = s.conn.FlushTimeout(5 * time.Second)
 			if err := snapshot(); err != nil {
 				return err
 			}

@@ -1,0 +1,184 @@
+package kitchenapi_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/pizzashop/pizzashop/pkg/auth"
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/logging"
+	"github.com/pizzashop/pizzashop/pkg/natsx"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchenapi"
+	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchendb"
+	"google.golang.org/grpc/metadata"
+)
+
+const secret = "test-secret-at-least-16"
+
+// env is a kitchen service on loopback gRPC over a real store, with its
+// outbox relay publishing to a real JetStream, wired as main wires it.
+type env struct {
+	client kitchenv1.KitchenServiceClient
+	signer *auth.Signer
+	store  *kitchendb.Store
+	srv    *kitchenapi.Server
+	bus    *natsx.Bus
+	relay  *outbox.Relay
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	_, db := devstack.MongoDatabase(t)
+	store := kitchendb.New(db)
+	if err := store.Init(ctx); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	bus, err := natsx.Connect(devstack.NATS(t), "kitchenapi-test", logging.Discard())
+	if err != nil {
+		t.Fatalf("natsx.Connect: %v", err)
+	}
+	t.Cleanup(bus.Close)
+	if err := bus.EnsureStream(ctx, kitchenapi.Stream); err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	relay := outbox.NewRelay(bus, logging.Discard(), store.Collections())
+	store.Tracker = relay
+	wg.Go(func() { _ = relay.Run(ctx) })
+
+	signer, err := auth.NewSigner(secret)
+	if err != nil {
+		t.Fatalf("NewSigner: %v", err)
+	}
+	srv := kitchenapi.NewServer(store, bus.Conn, logging.Discard(), kitchenapi.Options{BakeTime: 8 * time.Minute, Ovens: 2})
+	bus.OnMissed(srv.QueueStale)
+	sub, err := bus.Conn.Subscribe("kitchen.*.*", func(m *nats.Msg) { srv.TicketChanged(m.Data) })
+	if err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	gs := grpcx.NewServer(logging.Discard(), signer, kitchenapi.Policy)
+	kitchenv1.RegisterKitchenServiceServer(gs, srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	wg.Go(func() {
+		if err := gs.Serve(ctx, lis, 5*time.Second); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	conn, err := grpcx.Dial(lis.Addr().String())
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, srv: srv, bus: bus, relay: relay}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// as returns a context whose calls carry a token for subject with role.
+func (e *env) as(t *testing.T, role auth.Role, subject string) context.Context {
+	t.Helper()
+	tok, _, err := e.signer.Sign(auth.Claims{Subject: subject, Role: role}, time.Hour)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	return metadata.AppendToOutgoingContext(testContext(t), "authorization", "Bearer "+tok)
+}
+
+func (e *env) cook(t *testing.T) context.Context { return e.as(t, auth.RoleKitchen, "cook-kim") }
+
+var orderAt = time.Date(2026, 3, 14, 18, 30, 0, 0, time.UTC)
+
+// seed stores a queued ticket ordered min minutes after orderAt, with no
+// event: as if it was made while this kitchen heard nothing.
+func (e *env) seed(t *testing.T, id string, min int) kitchen.Ticket {
+	t.Helper()
+	at := orderAt.Add(time.Duration(min) * time.Minute)
+	tk := kitchen.New(kitchen.Ticket{ID: id, PizzaName: "Margherita", Size: 2, Fulfillment: 1, OrderTime: at}, at, at.Add(8*time.Minute))
+	if ok, err := e.store.Insert(testContext(t), tk); !ok || err != nil {
+		t.Fatalf("Insert(%s) = %v, %v", id, ok, err)
+	}
+	return tk
+}
+
+// watch is an open WatchTickets stream whose messages arrive on msgs.
+type watch struct {
+	msgs chan *kitchenv1.WatchTicketsResponse
+	errc chan error
+}
+
+func (e *env) watch(t *testing.T, ctx context.Context) *watch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	st, err := e.client.WatchTickets(ctx, &kitchenv1.WatchTicketsRequest{})
+	if err != nil {
+		t.Fatalf("WatchTickets: %v", err)
+	}
+	w := &watch{msgs: make(chan *kitchenv1.WatchTicketsResponse, 100), errc: make(chan error, 1)}
+	go func() {
+		for {
+			m, err := st.Recv()
+			if err != nil {
+				w.errc <- err
+				return
+			}
+			w.msgs <- m
+		}
+	}()
+	return w
+}
+
+// next returns the next message that is not a keep-alive, failing t if none
+// comes within wait.
+func (w *watch) next(t *testing.T, wait time.Duration) *kitchenv1.WatchTicketsResponse {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case m := <-w.msgs:
+			if m.GetTicket() == nil && !m.GetSnapshotComplete() {
+				continue
+			}
+			return m
+		case err := <-w.errc:
+			t.Fatalf("watch ended: %v", err)
+		case <-deadline:
+			t.Fatalf("no watch message within %v", wait)
+		}
+	}
+}
+
+// says describes a message as id, status, revision and whether it is part
+// of the snapshot.
+func says(m *kitchenv1.WatchTicketsResponse) string {
+	if m.GetSnapshotComplete() {
+		return "snapshot complete"
+	}
+	tk := m.GetTicket()
+	s := fmt.Sprintf("%s %s @%d", tk.GetId(), tk.GetStatus(), tk.GetRevision())
+	if m.GetSnapshot() {
+		s += " snapshot"
+	}
+	return s
+}
