@@ -34,10 +34,21 @@ func newPriceCache() *priceCache {
 }
 
 // priceKey names an item; the order of toppings does not change its price.
+// Every id is length-prefixed: ids are only bounded in length, so with
+// plain separators a topping "a,b" would share the key of toppings a and b
+// and be placed at their price without the menu ever seeing it.
 func priceKey(it order.Item) string {
 	ts := slices.Clone(it.ToppingIDs)
 	slices.Sort(ts)
-	return it.PizzaID + "|" + strconv.Itoa(int(it.Size)) + "|" + strings.Join(ts, ",")
+	var b strings.Builder
+	b.WriteString(strconv.Itoa(int(it.Size)))
+	for _, id := range append([]string{it.PizzaID}, ts...) {
+		b.WriteByte('|')
+		b.WriteString(strconv.Itoa(len(id)))
+		b.WriteByte(':')
+		b.WriteString(id)
+	}
+	return b.String()
 }
 
 // get returns the cached price of it, and the generation to put a price
