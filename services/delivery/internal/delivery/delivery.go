@@ -151,6 +151,9 @@ var (
 	// ErrInvalidTransition: the delivery is not in a state, or not of a
 	// fulfillment, that allows the move. The message says which.
 	ErrInvalidTransition = errs.New(errs.KindFailedPrecondition, "INVALID_TRANSITION", "the delivery cannot make that move")
+	// ErrNotYourDelivery: a courier tried to hand over a delivery that
+	// another courier has out.
+	ErrNotYourDelivery = errs.New(errs.KindPermissionDenied, "NOT_YOUR_DELIVERY", "only the courier who took the delivery can mark it delivered")
 )
 
 // New puts a ready order on the board (delivery) or at the counter (pickup),
@@ -285,8 +288,10 @@ func (d *Delivery) Dispatch(courier string, now time.Time) error {
 	return nil
 }
 
-// Deliver marks a delivery order handed over at the door.
-func (d *Delivery) Deliver(now time.Time) error {
+// Deliver marks a delivery order handed over at the door by courier, who
+// must be the courier who took it out.
+func (d *Delivery) Deliver(courier string, now time.Time) error {
+	courier = strings.TrimSpace(courier)
 	switch {
 	case !d.status.Open():
 		return d.over()
@@ -294,6 +299,8 @@ func (d *Delivery) Deliver(now time.Time) error {
 		return d.invalid("is a pickup order; mark it picked up at the counter")
 	case d.status == StatusWaiting:
 		return d.invalid("is still waiting; dispatch it to a courier before marking it delivered")
+	case courier != d.courierID:
+		return errs.Wrap(ErrNotYourDelivery, "", "delivery %s is out with courier %s; only they can mark it delivered", d.id, d.courierID)
 	}
 	d.status = StatusDelivered
 	d.completeTime = now.UTC()

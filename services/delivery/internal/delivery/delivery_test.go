@@ -41,7 +41,7 @@ func at(t *testing.T, f delivery.Fulfillment, s delivery.Status) delivery.Delive
 	case delivery.StatusOutForDelivery:
 		steps = append(steps, func() error { return d.Dispatch("courier-1", ready) })
 	case delivery.StatusDelivered:
-		steps = append(steps, func() error { return d.Dispatch("courier-1", ready) }, func() error { return d.Deliver(ready) })
+		steps = append(steps, func() error { return d.Dispatch("courier-1", ready) }, func() error { return d.Deliver("courier-1", ready) })
 	case delivery.StatusPickedUp:
 		steps = append(steps, func() error { return d.Pickup(ready) })
 	}
@@ -116,7 +116,7 @@ func TestMoves(t *testing.T) {
 		do   func(d *delivery.Delivery) error
 	}
 	dispatch := move{"Dispatch", func(d *delivery.Delivery) error { return d.Dispatch("courier-7", later) }}
-	deliver := move{"Deliver", func(d *delivery.Delivery) error { return d.Deliver(later) }}
+	deliver := move{"Deliver", func(d *delivery.Delivery) error { return d.Deliver("courier-1", later) }}
 	pickup := move{"Pickup", func(d *delivery.Delivery) error { return d.Pickup(later) }}
 
 	const (
@@ -214,5 +214,16 @@ func TestSummary(t *testing.T) {
 		if got := delivery.Summary(tc.size, tc.pizza, tc.toppings); got != tc.want {
 			t.Errorf("Summary(%d, %q, %q) = %q, want %q", tc.size, tc.pizza, tc.toppings, got, tc.want)
 		}
+	}
+}
+
+func TestDeliverOnlyByItsCourier(t *testing.T) {
+	d := at(t, delivery.FulfillmentDelivery, delivery.StatusOutForDelivery)
+	err := d.Deliver("courier-2", later)
+	if !errors.Is(err, delivery.ErrNotYourDelivery) || errs.KindOf(err) != errs.KindPermissionDenied {
+		t.Errorf("Deliver by another courier = %v, want ErrNotYourDelivery", err)
+	}
+	if d.Status() != delivery.StatusOutForDelivery || d.Revision() != 2 {
+		t.Errorf("after refused Deliver: status %s revision %d, want OUT_FOR_DELIVERY 2", d.Status(), d.Revision())
 	}
 }

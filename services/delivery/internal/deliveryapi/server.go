@@ -213,9 +213,14 @@ func (s *Server) DispatchDelivery(ctx context.Context, req *deliveryv1.DispatchD
 	return &deliveryv1.DispatchDeliveryResponse{Delivery: d}, nil
 }
 
-// DeliverDelivery marks a dispatched order handed over at the door.
+// DeliverDelivery marks a dispatched order handed over at the door by the
+// calling courier, the one who took it.
 func (s *Server) DeliverDelivery(ctx context.Context, req *deliveryv1.DeliverDeliveryRequest) (*deliveryv1.DeliverDeliveryResponse, error) {
-	d, err := s.change(ctx, req.GetId(), func(d *delivery.Delivery) error { return d.Deliver(s.now()) })
+	c, ok := auth.FromContext(ctx)
+	if !ok {
+		return nil, errNoCaller
+	}
+	d, err := s.change(ctx, req.GetId(), func(d *delivery.Delivery) error { return d.Deliver(c.Subject, s.now()) })
 	if err != nil {
 		return nil, err
 	}

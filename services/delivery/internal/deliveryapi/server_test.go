@@ -384,3 +384,28 @@ func TestBackToBackMoves(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverOnlyByItsCourier: a delivery out with one courier is handed
+// over by that courier; another courier tapping the wrong row on the board
+// must not close it while the pizza is still on its way.
+func TestDeliverOnlyByItsCourier(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t, "d1", D, 0)
+	ann, cat := e.courier(t), e.as(t, auth.RoleCourier, "courier-cat")
+	if _, err := e.client.DispatchDelivery(ann, &deliveryv1.DispatchDeliveryRequest{Id: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.DeliverDelivery(cat, &deliveryv1.DeliverDeliveryRequest{Id: "d1"})
+	checkCode(t, "another courier's DeliverDelivery", err, codes.PermissionDenied, "NOT_YOUR_DELIVERY")
+	if err != nil && !strings.Contains(err.Error(), "courier-ann") {
+		t.Errorf("error %q does not say who has the delivery", err)
+	}
+	d, err := e.store.Get(testContext(t), "d1")
+	if err != nil || d.Status() != delivery.StatusOutForDelivery || d.Revision() != 2 {
+		t.Errorf("d1 after the refused deliver = %s revision %d (%v), want OUT_FOR_DELIVERY 2", d.Status(), d.Revision(), err)
+	}
+	resp, err := e.client.DeliverDelivery(ann, &deliveryv1.DeliverDeliveryRequest{Id: "d1"})
+	if err != nil || resp.GetDelivery().GetStatus() != deliveryv1.DeliveryStatus_DELIVERY_STATUS_DELIVERED {
+		t.Errorf("DeliverDelivery by its courier = %v, %v; want DELIVERED", resp.GetDelivery().GetStatus(), err)
+	}
+}

@@ -151,7 +151,7 @@ func TestList(t *testing.T) {
 	}
 	move("d1", func(d *delivery.Delivery) error { return d.Dispatch("c1", base.Add(4*time.Minute)) })
 	move("d3", func(d *delivery.Delivery) error { return d.Dispatch("c1", base.Add(4*time.Minute)) })
-	move("d3", func(d *delivery.Delivery) error { return d.Deliver(base.Add(5 * time.Minute)) })
+	move("d3", func(d *delivery.Delivery) error { return d.Deliver("c1", base.Add(5*time.Minute)) })
 	move("p2", func(d *delivery.Delivery) error { return d.Pickup(base.Add(5 * time.Minute)) })
 
 	ids := func(ds []delivery.Delivery) []string {
