@@ -30,6 +30,7 @@ type Config struct {
 	MaxBodyBytes    int64         `env:"MAX_BODY_BYTES" default:"65536"`
 	AnonBodyBytes   int64         `env:"ANONYMOUS_BODY_BYTES" default:"4096"`
 	BodyTimeout     time.Duration `env:"BODY_TIMEOUT" default:"10s"`
+	StreamTimeout   time.Duration `env:"STREAM_WRITE_TIMEOUT" default:"30s"`
 	MaxConns        int           `env:"MAX_CONNS" default:"2048"`
 	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
@@ -104,6 +105,7 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		Signer:             signer,
 		AnonymousBodyBytes: cfg.AnonBodyBytes,
 		BodyTimeout:        cfg.BodyTimeout,
+		StreamWriteTimeout: cfg.StreamTimeout,
 	})
 	if err != nil {
 		return err
@@ -123,7 +125,8 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: net/http applies them to the whole
 		// exchange, so either would cut live streams off. Bodies have their
-		// own deadline (BODY_TIMEOUT, see edge.Options.BodyTimeout).
+		// own deadline (BODY_TIMEOUT, see edge.Options.BodyTimeout), and
+		// each write to a live stream its own (STREAM_WRITE_TIMEOUT).
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()

@@ -21,6 +21,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxBodyBytes:    65536,
 		AnonBodyBytes:   4096,
 		BodyTimeout:     10 * time.Second,
+		StreamTimeout:   30 * time.Second,
 		MaxConns:        2048,
 		ShutdownTimeout: 10 * time.Second,
 		ReadyTimeout:    2 * time.Second,

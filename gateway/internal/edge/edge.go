@@ -74,6 +74,10 @@ type Options struct {
 	// BodyTimeout bounds the time to receive a body; 0 means
 	// DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// StreamWriteTimeout bounds how long one write to a live stream may
+	// block on a client that does not read; 0 means
+	// DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
 }
 
 // Handler is the gateway's HTTP handler.
@@ -84,9 +88,10 @@ type Handler struct {
 	maxBody int64
 	ready   *readiness
 
-	signer      *auth.Signer
-	anonBody    int64
-	bodyTimeout time.Duration
+	signer       *auth.Signer
+	anonBody     int64
+	bodyTimeout  time.Duration
+	streamWrites time.Duration
 
 	// draining ends open live streams once shutdown begins, so that
 	// http.Server.Shutdown is not held up by them for the whole grace period.
@@ -101,6 +106,9 @@ func New(o Options) (*Handler, error) {
 	}
 	if o.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("edge: MaxBodyBytes = %d, want >= 0", o.MaxBodyBytes)
+	}
+	if o.StreamWriteTimeout < 0 {
+		return nil, fmt.Errorf("edge: StreamWriteTimeout = %s, want >= 0", o.StreamWriteTimeout)
 	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
@@ -119,6 +127,8 @@ func New(o Options) (*Handler, error) {
 		signer:      o.Signer,
 		anonBody:    cmp.Or(o.AnonymousBodyBytes, DefaultAnonymousBodyBytes),
 		bodyTimeout: cmp.Or(o.BodyTimeout, DefaultBodyTimeout),
+
+		streamWrites: cmp.Or(o.StreamWriteTimeout, DefaultStreamWriteTimeout),
 	}
 	h.draining, h.drain = context.WithCancel(context.Background())
 
@@ -266,7 +276,9 @@ func nameRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 }
 
 // endStreamsOnShutdown ties every live stream (a :watch route) to the
-// draining context, so BeginShutdown ends it.
+// draining context, so BeginShutdown ends it, and bounds each of its writes
+// by the stream write timeout, so a client that stops reading cannot hold
+// the handler and its upstream stream once the buffers between are full.
 func (h *Handler) endStreamsOnShutdown(next runtime.HandlerFunc) runtime.HandlerFunc {
 	var (
 		once   sync.Once
@@ -285,9 +297,38 @@ func (h *Handler) endStreamsOnShutdown(next runtime.HandlerFunc) runtime.Handler
 		defer cancel()
 		stop := context.AfterFunc(h.draining, cancel)
 		defer stop()
-		next(w, r.WithContext(ctx), params)
+		sw := &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.streamWrites}
+		// net/http keeps a write deadline for the connection's next
+		// request; the stream's must not outlive it.
+		defer func() { _ = sw.rc.SetWriteDeadline(time.Time{}) }()
+		next(sw, r.WithContext(ctx), params)
 	}
 }
+
+// streamWriter gives every write and flush of a live stream a deadline.
+// Between writes the connection may stay quiet for as long as the stream
+// does: the deadline only bounds a write the client does not take.
+type streamWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	// Writers without deadlines (tests' recorders) write unbounded.
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.Write(p)
+}
+
+// FlushError is what http.ResponseController.Flush calls, as grpc-gateway
+// does after every message.
+func (w *streamWriter) FlushError() error {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")

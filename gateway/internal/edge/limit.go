@@ -24,6 +24,10 @@ const (
 	DefaultAnonymousBodyBytes = 4 << 10
 	// DefaultBodyTimeout is how long a client may take to send a body.
 	DefaultBodyTimeout = 10 * time.Second
+	// DefaultStreamWriteTimeout is how long one write to a live stream
+	// may wait for a client to read. Streams send a keep-alive every 15s,
+	// so a client reading normally never comes near it.
+	DefaultStreamWriteTimeout = 30 * time.Second
 	// DefaultMaxConns bounds the gateway's open connections.
 	DefaultMaxConns = 2048
 )
