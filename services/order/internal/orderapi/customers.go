@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/auth"
@@ -37,6 +38,46 @@ type signInGuard struct {
 	accounts *auth.Attempts
 	clients  *auth.Attempts
 	params   auth.PasswordParams
+
+	// busy holds the sign-ins in progress per email. Checking an account's
+	// attempts and counting its failure are two steps a hash apart: run
+	// concurrently, every guess would pass the check before the first
+	// failure counted, and a burst of guesses would get all its passwords
+	// checked. One sign-in per email at a time keeps the limit exact.
+	mu   sync.Mutex
+	busy map[string]*emailTurn
+}
+
+type emailTurn struct {
+	slot chan struct{}
+	refs int
+}
+
+// turn waits until no other sign-in for email is in progress; done ends
+// the caller's turn.
+func (g *signInGuard) turn(ctx context.Context, email string) (done func(), err error) {
+	g.mu.Lock()
+	t := g.busy[email]
+	if t == nil {
+		t = &emailTurn{slot: make(chan struct{}, 1)}
+		g.busy[email] = t
+	}
+	t.refs++
+	g.mu.Unlock()
+	leave := func() {
+		g.mu.Lock()
+		if t.refs--; t.refs == 0 {
+			delete(g.busy, email)
+		}
+		g.mu.Unlock()
+	}
+	select {
+	case t.slot <- struct{}{}:
+		return func() { <-t.slot; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }
 
 func newSignInGuard(o SignInOptions) *signInGuard {
@@ -52,7 +93,8 @@ func newSignInGuard(o SignInOptions) *signInGuard {
 	if o.Password == (auth.PasswordParams{}) {
 		o.Password = auth.DefaultPasswordParams
 	}
-	return &signInGuard{accounts: auth.NewAttempts(o.PerAccount, o.Window), clients: auth.NewAttempts(o.PerClient, o.Window), params: o.Password}
+	return &signInGuard{accounts: auth.NewAttempts(o.PerAccount, o.Window), clients: auth.NewAttempts(o.PerClient, o.Window),
+		params: o.Password, busy: map[string]*emailTurn{}}
 }
 
 // allow refuses a sign-in while the account or the client has used up its
@@ -141,6 +183,11 @@ func (s *Server) SignIn(ctx context.Context, req *orderv1.SignInRequest) (*order
 	if err := errors.Join(problems...); err != nil {
 		return nil, err
 	}
+	done, err := s.signIn.turn(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	client := clientAddr(ctx)
 	if err := s.signIn.allow(email, client); err != nil {
 		return nil, err

@@ -3,7 +3,10 @@ package orderapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,5 +153,34 @@ func TestSignInNeedsEmailAndPassword(t *testing.T) {
 	}
 	if errs.KindOf(err) != errs.KindInvalid || strings.Join(fields, ",") != "email,password" {
 		t.Errorf("SignIn{} = %v (fields %v), want invalid email and password", err, fields)
+	}
+}
+
+// TestSignInRateLimitConcurrent: guesses sent all at once are held to the
+// account's limit as surely as guesses sent one after another.
+func TestSignInRateLimitConcurrent(t *testing.T) {
+	s, _ := newServer(t)
+	s.signIn = newSignInGuard(SignInOptions{PerAccount: 3, PerClient: 100, Window: time.Minute})
+	register(t, s, "ann@example.com", "right password")
+
+	const n = 24
+	var checked, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.SignIn(fromClient(fmt.Sprintf("198.51.100.%d", i+1)), &orderv1.SignInRequest{Email: "ann@example.com", Password: fmt.Sprintf("guess %d", i)})
+			switch {
+			case errors.Is(err, order.ErrSignInFailed):
+				checked.Add(1)
+			case errors.Is(err, order.ErrTooManyAttempts):
+				refused.Add(1)
+			default:
+				t.Errorf("concurrent guess = %v, want ErrSignInFailed or ErrTooManyAttempts", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := checked.Load(); got != 3 {
+		t.Errorf("%d concurrent guesses at one account had %d passwords checked (%d refused), want 3", n, got, refused.Load())
 	}
 }
