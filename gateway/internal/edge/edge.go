@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -221,10 +222,12 @@ func New(o Options) (*Handler, error) {
 	root = h.limitBody(root)
 	root = h.checkHeaders(root)
 	root = accessLog(h.log, root)
+	root = restoreURL(root)
 	root = otelhttp.NewHandler(root, "gateway",
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
 		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
 	)
+	root = redactURL(root)
 	h.root = root
 	return h, nil
 }
@@ -329,6 +332,39 @@ func (w *streamWriter) FlushError() error {
 
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// rawURLKey carries a request's own URL past otelhttp (see redactURL).
+type rawURLKey struct{}
+
+// redactURL hands otelhttp, which records every request's path as the
+// url.path of its span, the path as the access log writes it (safePath):
+// a card number or token a client put in a path must not reach the traces
+// either. restoreURL, inside otelhttp, gives the handlers the real one.
+func redactURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		safe := safePath(r.URL.Path)
+		if safe == r.URL.Path {
+			next.ServeHTTP(w, r)
+			return
+		}
+		u := *r.URL
+		u.Path, u.RawPath = safe, ""
+		redacted := r.WithContext(context.WithValue(r.Context(), rawURLKey{}, r.URL))
+		redacted.URL = &u
+		next.ServeHTTP(w, redacted)
+	})
+}
+
+// restoreURL undoes redactURL.
+func restoreURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, ok := r.Context().Value(rawURLKey{}).(*url.URL); ok {
+			r = r.WithContext(r.Context())
+			r.URL = u
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 func serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
