@@ -50,6 +50,9 @@ func ValidatePassword(pw string) error {
 	return nil
 }
 
+// MaxEmailLen bounds an email, in bytes, as RFC 5321 does.
+const MaxEmailLen = 254
+
 // NormalizeEmail is the form emails are compared in.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
 
@@ -61,7 +64,7 @@ func NewProfile(id, name, email, phone string, addr *Address, now time.Time) (Pr
 	if n := utf8.RuneCountInString(p.Name); n == 0 || n > 80 {
 		problems = append(problems, errs.Invalid("name", "must be 1 to 80 characters, got %d", n))
 	}
-	if a, err := mail.ParseAddress(p.Email); err != nil || a.Address != p.Email || len(p.Email) > 254 {
+	if a, err := mail.ParseAddress(p.Email); err != nil || a.Address != p.Email || len(p.Email) > MaxEmailLen {
 		problems = append(problems, errs.Invalid("email", "is not a valid email address"))
 	}
 	if !validPhone(p.Phone) {

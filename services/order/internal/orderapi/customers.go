@@ -174,8 +174,13 @@ func (s *Server) RegisterCustomer(ctx context.Context, req *orderv1.RegisterCust
 func (s *Server) SignIn(ctx context.Context, req *orderv1.SignInRequest) (*orderv1.SignInResponse, error) {
 	email, pw := order.NormalizeEmail(req.GetEmail()), req.GetPassword()
 	var problems []error
-	if email == "" {
+	switch {
+	case email == "":
 		problems = append(problems, errs.Invalid("email", "is required"))
+	case len(email) > order.MaxEmailLen:
+		// No account has one this long; refused before it becomes a key
+		// of the attempt counts, which would keep it in memory.
+		problems = append(problems, errs.Invalid("email", "must be at most %d characters", order.MaxEmailLen))
 	}
 	if pw == "" {
 		problems = append(problems, errs.Invalid("password", "is required"))

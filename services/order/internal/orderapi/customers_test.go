@@ -184,3 +184,15 @@ func TestSignInRateLimitConcurrent(t *testing.T) {
 		t.Errorf("%d concurrent guesses at one account had %d passwords checked (%d refused), want 3", n, got, refused.Load())
 	}
 }
+
+// TestSignInBoundsEmail: an email longer than any that can be registered is
+// refused as bad input, before it is kept as a key of the attempt counts.
+func TestSignInBoundsEmail(t *testing.T) {
+	s, _ := newServer(t)
+	long := strings.Repeat("a", 64<<10) + "@example.com"
+	_, err := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: long, Password: "guess"})
+	fs := errs.Fields(err)
+	if errs.KindOf(err) != errs.KindInvalid || len(fs) != 1 || fs[0].Field != "email" {
+		t.Errorf("SignIn with a %d-byte email = %v, want invalid email", len(long), err)
+	}
+}
