@@ -33,6 +33,9 @@ type env struct {
 	srv    *kitchenapi.Server
 	bus    *natsx.Bus
 	relay  *outbox.Relay
+
+	ctx context.Context // ends when the test does
+	wg  *sync.WaitGroup
 }
 
 func newEnv(t *testing.T) *env {
@@ -86,7 +89,10 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("Dial: %v", err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, srv: srv, bus: bus, relay: relay}
+	// Stop the consumers, relay and server before the bus, NATS and the
+	// store go: cleanups run last registered first.
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, srv: srv, bus: bus, relay: relay, ctx: ctx, wg: &wg}
 }
 
 func testContext(t *testing.T) context.Context {

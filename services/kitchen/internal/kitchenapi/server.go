@@ -89,8 +89,13 @@ func (s *Server) HandlePlaced(ctx context.Context, m jetstream.Msg) error {
 		return natsx.Permanent(fmt.Errorf("decode order event: %w", err))
 	}
 	o := ev.GetOrder()
-	if ev.GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PLACED || o.GetId() == "" {
-		return natsx.Permanent(fmt.Errorf("not a placed order: status %s id %q", ev.GetStatus(), o.GetId()))
+	if ev.GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PLACED {
+		return natsx.Permanent(fmt.Errorf("order %q: event status is %s, want ORDER_STATUS_PLACED", o.GetId(), ev.GetStatus()))
+	}
+	// A ticket of an id the API refuses could never be worked, and would
+	// sit in the queue for good.
+	if !ids.Valid(o.GetId()) {
+		return natsx.Permanent(fmt.Errorf("placed order id %q: must be 1 to %d lower-case letters and digits", o.GetId(), ids.MaxLen))
 	}
 	ahead, err := s.QueueLength(ctx)
 	if err != nil {
