@@ -469,9 +469,12 @@ type sent struct {
 }
 
 // publishQueued publishes the entries of every queued write that JetStream
-// has not acknowledged yet, all at once, then waits for the answers. A
-// write whose entries all went out no longer holds the mark back; the rest
-// go back in the queue for the retry.
+// has not acknowledged yet, many at once, then waits for the answers. A
+// document has one entry on its way at a time: its next goes in the next
+// wave, once JetStream has stored the one before, so a send lost on its way
+// can never be overtaken by a later one. A write whose entries all went out
+// no longer holds the mark back; the rest go back in the queue for the
+// retry.
 func (r *Relay) publishQueued(ctx context.Context) error {
 	if r.paused {
 		return nil
@@ -484,44 +487,48 @@ func (r *Relay) publishQueued(ctx context.Context) error {
 		return nil
 	}
 	async, _ := r.pub.(AsyncPublisher)
-	var inFlight []sent
 	var firstErr error
 	failed := map[*job]bool{}
 	// A document whose entry failed sends nothing more this round: its
 	// later entries wait for the retry, so they never overtake it.
 	held := map[docKey]bool{}
-	for i := range jobs {
-		j := &jobs[i]
-		k := docKey{j.c, j.id}
-		for _, e := range j.entries {
-			if r.isAcked(e.ID) {
-				continue
+	for more := true; more; {
+		more = false
+		var inFlight []sent
+		busy := map[docKey]bool{} // documents with an entry on its way
+		for i := range jobs {
+			j := &jobs[i]
+			k := docKey{j.c, j.id}
+			for _, e := range j.entries {
+				if r.isAcked(e.ID) {
+					continue
+				}
+				if held[k] {
+					failed[j] = true
+					break
+				}
+				if busy[k] {
+					more = true // after the entry on its way is stored
+					break
+				}
+				pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
+				if async == nil {
+					dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
+					r.settled(ctx, j, e, dup, err, failed, &firstErr)
+					held[k] = err != nil
+					continue
+				}
+				wait, err := async.PublishRawAsync(pctx, e.Subject, e.ID, e.Type, e.Data)
+				if err != nil {
+					r.settled(ctx, j, e, false, err, failed, &firstErr)
+					held[k] = true
+					continue
+				}
+				inFlight = append(inFlight, sent{j, e, wait})
+				busy[k] = true
 			}
-			if held[k] {
-				failed[j] = true
-				continue
-			}
-			pctx := otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(e.Trace))
-			if async == nil {
-				dup, err := r.pub.PublishRaw(pctx, e.Subject, e.ID, e.Type, e.Data)
-				r.settled(ctx, j, e, dup, err, failed, &firstErr)
-				held[k] = err != nil
-				continue
-			}
-			wait, err := async.PublishRawAsync(pctx, e.Subject, e.ID, e.Type, e.Data)
-			if err != nil {
-				r.settled(ctx, j, e, false, err, failed, &firstErr)
-				held[k] = true
-				continue
-			}
-			inFlight = append(inFlight, sent{j, e, wait})
 		}
-	}
-	wctx, cancel := context.WithTimeout(ctx, ackTimeout)
-	defer cancel()
-	for _, s := range inFlight {
-		dup, err := s.wait(wctx)
-		r.settled(ctx, s.job, s.entry, dup, err, failed, &firstErr)
+		r.awaitSent(ctx, inFlight, held, failed, &firstErr)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -536,6 +543,22 @@ func (r *Relay) publishQueued(ctx context.Context) error {
 	}
 	r.queue = append(retry, r.queue...)
 	return firstErr
+}
+
+// awaitSent waits for JetStream's answers to one wave of publishes.
+func (r *Relay) awaitSent(ctx context.Context, inFlight []sent, held map[docKey]bool, failed map[*job]bool, firstErr *error) {
+	if len(inFlight) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer cancel()
+	for _, s := range inFlight {
+		dup, err := s.wait(wctx)
+		r.settled(ctx, s.job, s.entry, dup, err, failed, firstErr)
+		if err != nil {
+			held[docKey{s.job.c, s.job.id}] = true
+		}
+	}
 }
 
 // settled records the answer to one publish.

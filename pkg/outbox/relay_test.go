@@ -609,7 +609,8 @@ func TestRelayRetries(t *testing.T) {
 
 // flakyBus is the bus with async publishes that fail as mode says for
 // each call: "refuse" fails the send, "lose" sends it and reports an
-// error as a lost answer would.
+// error as a lost answer would, "drop" reports the send made but never
+// makes it, as a connection that breaks under it would.
 type flakyBus struct {
 	*natsx.Bus
 	mu    sync.Mutex
@@ -622,8 +623,13 @@ func (b *flakyBus) PublishRawAsync(ctx context.Context, subject, eventID, eventT
 	b.calls++
 	mode := b.mode(b.calls)
 	b.mu.Unlock()
-	if mode == "refuse" {
+	switch mode {
+	case "refuse":
 		return nil, errors.New("nats: connection closed")
+	case "drop":
+		// Sent on a connection that broke before the bytes left: JetStream
+		// never sees it, and the answer never comes.
+		return func(context.Context) (bool, error) { return false, errors.New("nats: timeout") }, nil
 	}
 	wait, err := b.Bus.PublishRawAsync(ctx, subject, eventID, eventType, data)
 	if err != nil || mode != "lose" {
@@ -1005,6 +1011,27 @@ func TestRelayKeepsDocumentOrderAcrossFailures(t *testing.T) {
 		fb := &flakyBus{Bus: bus, mode: func(call int) string {
 			if call == 1 {
 				return "refuse"
+			}
+			return ""
+		}}
+		relay := outbox.NewRelay(fb, logging.Discard(), colls)
+		runRelay(t, relay)
+		insertEvents(t, colls[0], relay, "o", newEntry(t, ctx, "evt.o", "o1"), newEntry(t, ctx, "evt.o", "o2"))
+		waitFor(t, "both in the stream", func() bool { return len(published(t, stream)) >= 2 })
+		if got := published(t, stream); !slices.Equal(got, []string{"o1", "o2"}) {
+			t.Errorf("stream holds %v, want [o1 o2]", got)
+		}
+	})
+	// The first send fails only when its answer is awaited, after the
+	// second was sent: the second must not have gone before the first is
+	// known stored.
+	t.Run("async publisher, a send lost on its way", func(t *testing.T) {
+		colls := newColls(t, 1)
+		ctx := testContext(t)
+		bus, stream := newBus(t)
+		fb := &flakyBus{Bus: bus, mode: func(call int) string {
+			if call == 1 {
+				return "drop"
 			}
 			return ""
 		}}
