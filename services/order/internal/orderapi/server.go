@@ -393,6 +393,9 @@ func (s *Server) CancelOrder(ctx context.Context, req *orderv1.CancelOrderReques
 	}
 	if reason == "" {
 		reason = "cancelled by the customer"
+		if c, _ := caller(ctx); c.Role.IsStaff() {
+			reason = "cancelled by the shop" // an admin's cancel
+		}
 	}
 	// The kitchen has said yes: record it even if the caller goes away now.
 	// (Should this fail, the kitchen's CANCELLED event brings the order
