@@ -201,7 +201,7 @@ func New(id string, c Customer, r Request, p Price, requestHash string, now time
 	if id == "" || c.ID == "" {
 		return nil, errors.New("order: new: id and customer are required")
 	}
-	now = now.UTC()
+	now = storedTime(now)
 	o := &Order{
 		ID: id, Customer: c, Item: r.Item, Fulfillment: r.Fulfillment, Payment: r.Payment,
 		Note: strings.TrimSpace(r.Note), Price: p, Status: StatusPlaced,
@@ -245,7 +245,7 @@ func (o *Order) Advance(to Status, at time.Time, reason string) bool {
 	if !Reachable(o.Status, to) {
 		return o.recordLate(to, at, reason)
 	}
-	at = at.UTC()
+	at = storedTime(at)
 	o.Status = to
 	o.History = append(o.History, Change{Status: to, Time: at, Reason: reason})
 	o.UpdateTime = at
@@ -270,7 +270,7 @@ func (o *Order) recordLate(to Status, at time.Time, reason string) bool {
 			return false
 		}
 	}
-	at = at.UTC()
+	at = storedTime(at)
 	i := len(o.History)
 	for i > 0 && o.History[i-1].Time.After(at) {
 		i--
@@ -286,10 +286,10 @@ func (o *Order) recordLate(to Status, at time.Time, reason string) bool {
 // SetEstimate records when the kitchen expects the order ready. It changes
 // nothing once the order is ready or over.
 func (o *Order) SetEstimate(t time.Time) bool {
-	if o.Status >= StatusReady || t.IsZero() || t.Equal(o.EstimatedReadyTime) {
+	if o.Status >= StatusReady || t.IsZero() || storedTime(t).Equal(o.EstimatedReadyTime) {
 		return false
 	}
-	o.EstimatedReadyTime = t.UTC()
+	o.EstimatedReadyTime = storedTime(t)
 	o.Revision++
 	return true
 }
@@ -299,3 +299,10 @@ func (o *Order) SetEstimate(t time.Time) bool {
 func (o *Order) VisibleTo(subject string, staff bool) bool {
 	return staff || o.Customer.ID == subject
 }
+
+// storedTime is t as an order keeps it: UTC, to the millisecond, which is
+// all a store or an event keeps. An order answered from memory (a new one,
+// or one changed by a step) then says what a later read of it says, so a
+// retry with the same Idempotency-Key gets the very order the first call
+// did.
+func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }

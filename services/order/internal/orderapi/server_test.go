@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // fakeMenu prices every pizza at 900 USD; the menu's own rules are tested
@@ -233,5 +234,24 @@ func TestPlaceAsksMenuOnce(t *testing.T) {
 	}
 	if n := menu.calls.Load(); n != 2 {
 		t.Errorf("after a menu change the menu was asked %d times in all, want 2", n)
+	}
+}
+
+// TestIdempotentRetrySameOrder: a retry gets exactly the order the first
+// call answered, to the last field, though the first answer came from
+// memory and the retry's from the store.
+func TestIdempotentRetrySameOrder(t *testing.T) {
+	s, c := newServer(t)
+	c.t = c.t.Add(123456789 * time.Nanosecond)
+	first, err := s.CreateOrder(asCustomer("ann", "k"), pickup("margherita"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CreateOrder(asCustomer("ann", "k"), pickup("margherita"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(first, again) {
+		t.Errorf("retry with the same key answered\n%v\nwant what the first call answered\n%v", again, first)
 	}
 }
