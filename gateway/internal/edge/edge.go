@@ -81,6 +81,9 @@ type Options struct {
 	StreamWriteTimeout time.Duration
 }
 
+// setQueryParser installs strictQuery, once per process.
+var setQueryParser sync.Once
+
 // Handler is the gateway's HTTP handler.
 type Handler struct {
 	root    http.Handler
@@ -149,6 +152,9 @@ func New(o Options) (*Handler, error) {
 		runtime.WithDisableHTTPMethodOverride(),
 		runtime.WithMiddlewares(nameRoute, conditionalGET, h.endStreamsOnShutdown),
 	)
+	// grpc-gateway keeps one query parser for the whole process, in a
+	// variable its handlers read unlocked: set it once.
+	setQueryParser.Do(func() { runtime.SetQueryParameterParser(&strictQuery{})(mux) })
 
 	// Register*HandlerClient never fails today; the errors are kept in case
 	// generated code starts to validate.
@@ -221,6 +227,7 @@ func New(o Options) (*Handler, error) {
 	var root http.Handler = mux
 	root = h.limitBody(root)
 	root = h.checkHeaders(root)
+	root = h.checkQuery(root)
 	root = accessLog(h.log, root)
 	root = restoreURL(root)
 	root = otelhttp.NewHandler(root, "gateway",
