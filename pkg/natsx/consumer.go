@@ -59,7 +59,10 @@ type ConsumerConfig struct {
 	Stream         string
 	Durable        string
 	FilterSubjects []string
-	// MaxDeliver bounds deliveries of one message; default 5.
+	// MaxDeliver bounds the failed attempts at one message before it is
+	// dead-lettered; default 5. Attempts are counted by the process that
+	// makes them, not by the server, whose count of deliveries also grows
+	// while a message waits unhandled behind an outage.
 	MaxDeliver int
 	// Backoff is the delay before each redelivery; the last value repeats.
 	// Default 500ms, 1s, 2s, 5s.
@@ -139,6 +142,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	}
 	stopGauges, redelivered := consumerMetrics(ctx, cons, cfg.Durable)
 	defer stopGauges()
+	var fails failureCounts
 	handle := func(m jetstream.Msg) {
 		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
@@ -149,14 +153,17 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 				attribute.String("messaging.message.id", m.Headers().Get(jetstream.MsgIDHeader))))
 		defer span.End()
 		err := b.handleTransient(ctx, mctx, cfg, m, h)
+		md, merr := m.Metadata()
 		if err == nil {
 			_ = m.Ack()
+			if merr == nil {
+				fails.forget(md.Sequence.Stream)
+			}
 			outcome(mctx, start, "ack")
 			return
 		}
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
-		md, merr := m.Metadata()
 		n := 1
 		if merr == nil {
 			n = int(md.NumDelivered)
@@ -171,19 +178,29 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			outcome(mctx, start, "retry")
 			return
 		}
+		// The server's count of deliveries also grows while a message
+		// waits, unhandled, behind one held through an outage, and across
+		// restarts: only failed attempts count against MaxDeliver.
+		failed := 1
+		if merr == nil {
+			failed = fails.add(md.Sequence.Stream)
+		}
 		var p permanent
-		if errors.As(err, &p) || n >= cfg.MaxDeliver {
+		if errors.As(err, &p) || failed >= cfg.MaxDeliver {
 			if derr := b.deadLetter(context.WithoutCancel(mctx), cfg, m, md, n, err); derr != nil {
 				b.log.ErrorContext(mctx, "dead-letter failed; will retry", "subject", m.Subject(), "err", derr)
 				_ = m.NakWithDelay(cfg.Backoff[len(cfg.Backoff)-1])
 				return
+			}
+			if merr == nil {
+				fails.forget(md.Sequence.Stream)
 			}
 			b.log.WarnContext(mctx, "message dead-lettered", "subject", m.Subject(), "consumer", cfg.Durable, "deliveries", n, "err", err)
 			_ = m.Term()
 			outcome(mctx, start, "dead_letter")
 			return
 		}
-		delay := cfg.Backoff[min(n-1, len(cfg.Backoff)-1)]
+		delay := cfg.Backoff[min(failed-1, len(cfg.Backoff)-1)]
 		b.log.WarnContext(mctx, "message failed; will redeliver", "subject", m.Subject(), "consumer", cfg.Durable, "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 		outcome(mctx, start, "retry")
@@ -246,6 +263,36 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	}
 	stop()
 	return nil
+}
+
+// failureCounts counts the failed attempts at each message, by its stream
+// sequence, that this process made. A message that fails here and then
+// succeeds on another replica leaves its count behind; past maxCounted
+// counts they are all forgotten, which only grants the messages still
+// failing a few more attempts.
+type failureCounts struct {
+	mu sync.Mutex
+	n  map[uint64]int
+}
+
+const maxCounted = 4096
+
+// add counts a failed attempt at message seq and returns its failures.
+func (f *failureCounts) add(seq uint64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == nil || len(f.n) >= maxCounted {
+		f.n = map[uint64]int{}
+	}
+	f.n[seq]++
+	return f.n[seq]
+}
+
+// forget drops the count of message seq, handled or dead-lettered.
+func (f *failureCounts) forget(seq uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.n, seq)
 }
 
 // maxAckPending bounds the messages a consumer has been given and not yet

@@ -416,6 +416,50 @@ func TestConsumeLongOutage(t *testing.T) {
 	}
 }
 
+// TestConsumeFailureAfterLongOutage: messages that waited through an outage
+// were redelivered by the server many times over without ever being
+// handled. A failure once the store is back is their first, not their
+// last: they are retried, not dead-lettered at once.
+func TestConsumeFailureAfterLongOutage(t *testing.T) {
+	bus, _ := newBus(t)
+	publish(t, testContext(t), bus, "a", "b", "c", "d")
+	storeDown := errs.New(errs.KindUnavailable, "STORE_UNAVAILABLE", "the store is unavailable")
+	var up atomic.Bool
+	var mu sync.Mutex
+	failed, done := map[string]bool{}, map[string]bool{}
+	rec := &recorder{result: func(data string, _ int) error {
+		if !up.Load() {
+			return storeDown
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !failed[data] {
+			failed[data] = true // one failure a retry fixes (a conflict, say)
+			return errors.New("conflict")
+		}
+		done[data] = true
+		return nil
+	}}
+	cfg := config(3)
+	cfg.AckWait = 200 * time.Millisecond
+	stop := consume(t, bus, cfg, rec.handle)
+	time.Sleep(2 * time.Second) // ten AckWait periods: redelivered many times over
+	if err := stop(); err != nil {
+		t.Fatalf("stopping the consumer: %v", err)
+	}
+	up.Store(true)
+	consume(t, bus, cfg, rec.handle)
+	eventually(t, "every message is handled or dead-lettered once the store is back", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return done["a"] && done["b"] && done["c"] && done["d"] || len(deadLetters(t, bus)) > 0
+	})
+	settled(t, bus)
+	if dl := deadLetters(t, bus); len(dl) != 0 {
+		t.Errorf("dead letters = %d, want 0: each message failed once, and may fail %d times", len(dl), cfg.MaxDeliver)
+	}
+}
+
 // TestConsumeWorkers: with several workers, one entity's messages are
 // handled one at a time in the order they came, while another entity's
 // go on beside them: a slow order holds up no other.
