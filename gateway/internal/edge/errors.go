@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pizzashop/pizzashop/pkg/cardscan"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
 )
 
@@ -52,7 +53,7 @@ func (h *Handler) serveError(ctx context.Context, _ *runtime.ServeMux, _ runtime
 	if hse, ok := errors.AsType[*runtime.HTTPStatusError](err); ok {
 		httpStatus, err = hse.HTTPStatus, hse.Err
 	}
-	st := h.public(ctx, status.Convert(err))
+	st := withoutCard(h.public(ctx, status.Convert(err)))
 	if st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "message larger than max") {
 		// A service's request size cap (grpcx.MaxRequestBytes), reached by
 		// a body within the gateway's own limit.
@@ -72,7 +73,30 @@ func (h *Handler) streamError(ctx context.Context, err error) *status.Status {
 	if st.Code() == codes.Canceled && h.draining.Err() != nil {
 		return status.New(codes.Unavailable, msgShutdown)
 	}
-	return h.public(ctx, st)
+	return withoutCard(h.public(ctx, st))
+}
+
+// msgCard answers a request refused for another reason whose error would
+// quote the card number it held (a number where a string belongs, an
+// unknown field or enum name).
+const msgCard = "request holds what looks like a payment card number; card details are never accepted here: choose PAYMENT_METHOD_CARD and pay at handover"
+
+// withoutCard returns st, or st's code with msgCard when st's message or
+// details quote a card number: an error answer never sends one back.
+func withoutCard(st *status.Status) *status.Status {
+	if !cardscan.Contains(st.Message()) && !detailsHoldCard(st) {
+		return st
+	}
+	return status.New(st.Code(), msgCard)
+}
+
+func detailsHoldCard(st *status.Status) bool {
+	for _, d := range st.Proto().GetDetails() {
+		if cardscan.Contains(string(d.GetValue())) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveRoutingError answers requests that match no route (404), or match a

@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -36,6 +37,32 @@ func TestSpansRedactCardNumbers(t *testing.T) {
 			if v := kv.Value.Emit(); strings.Contains(strings.ReplaceAll(v, "-", ""), card) {
 				t.Errorf("span %q attribute %s = %q holds the card number", sp.Name(), kv.Key, v)
 			}
+		}
+	}
+}
+
+// TestErrorsNeverQuoteCardNumbers: a body refused for its shape (a number
+// where a string belongs, an unknown field) is refused without the card
+// number it held being sent back, and says why.
+func TestErrorsNeverQuoteCardNumbers(t *testing.T) {
+	s := newStack(t)
+	for _, body := range []string{
+		`{"note": 4111111111111111}`,
+		`{"note": 4111111111111111.5}`,
+		`{"4111111111111111": "x"}`,
+		`{"fulfillment": "4111111111111111"}`,
+		`{"item": {"pizzaId": "margherita", "size": "SIZE_4111111111111111"}}`,
+	} {
+		resp, got := s.do(t, "POST", "/v1/orders", strings.NewReader(body), nil)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST /v1/orders %s = %d, want 400\n%s", body, resp.StatusCode, got)
+			continue
+		}
+		if strings.Contains(string(got), "4111") {
+			t.Errorf("POST /v1/orders %s answer quotes the card number: %s", body, got)
+		}
+		if st := decodeStatus(t, body, got); !strings.Contains(st.Message, "card") {
+			t.Errorf("POST /v1/orders %s message = %q, want it to say a card number was refused", body, st.Message)
 		}
 	}
 }
