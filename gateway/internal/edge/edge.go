@@ -228,6 +228,7 @@ func New(o Options) (*Handler, error) {
 	root = h.limitBody(root)
 	root = h.checkHeaders(root)
 	root = h.checkQuery(root)
+	root = secureHeaders(root)
 	root = accessLog(h.log, root)
 	root = restoreURL(root)
 	root = otelhttp.NewHandler(root, "gateway",
