@@ -500,6 +500,15 @@ func storefrontJourney(t *testing.T, s *stack.Stack, b *browser) {
 	courier.do(t, "dispatch", chromedp.WaitVisible(chromedp.CSS(`#group-waiting li[data-id="`+id+`"] button.dispatch`)),
 		chromedp.Click(chromedp.CSS(`#group-waiting li[data-id="`+id+`"] button.dispatch`)))
 	p.stepDone(t, "ORDER_STATUS_OUT_FOR_DELIVERY")
+	// Another courier sees who has it, and no button to close it.
+	other := b.staff(t, s, "courier", s.Token("courier", "dana"), "/delivery")
+	other.do(t, "see whose it is", chromedp.WaitVisible(chromedp.CSS(`#group-out li[data-id="`+id+`"] .theirs`)))
+	if got := other.text(t, `#group-out li[data-id="`+id+`"] .theirs`); !strings.Contains(got, "cody") {
+		t.Errorf("another courier's card says %q, want it to name cody", got)
+	}
+	if n := eval[int](t, other, `document.querySelectorAll('#group-out li[data-id="`+id+`"] button.done').length`); n != 0 {
+		t.Errorf("another courier is offered %d Delivered buttons for cody's delivery", n)
+	}
 	courier.do(t, "deliver", chromedp.WaitVisible(chromedp.CSS(`#group-out li[data-id="`+id+`"] button.done`)),
 		chromedp.Click(chromedp.CSS(`#group-out li[data-id="`+id+`"] button.done`)))
 	p.stepDone(t, "ORDER_STATUS_DELIVERED")

@@ -1,7 +1,8 @@
 // The delivery board: ready orders for couriers and the counter, fed by
 // GET /v1/delivery/deliveries:watch (both fulfillments). Dispatch, Delivered
 // and Picked up call the delivery API; the board only ever changes from what
-// the API sends.
+// the API sends. Only the courier who took a delivery out can mark it
+// delivered, so the others see who has it instead of the button.
 
 import {
   LiveSet, Recent, call, clockTime, el, fill, fulfillmentBadge, money, parseTime, since, startPage, timed, toast, watch,
@@ -27,6 +28,21 @@ const deliveries = new LiveSet({
 });
 
 let page;
+
+/**
+ * me is the subject of the signed-in courier's token, read from its payload
+ * only to decide which deliveries this courier may close: the delivery
+ * service checks the signature and refuses anyone else's anyway.
+ */
+function me() {
+  try {
+    const part = (page?.token() || '').split('.')[1] || '';
+    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
+    return String(JSON.parse(json).sub || '');
+  } catch {
+    return '';
+  }
+}
 
 /** byReady orders deliveries by the time the kitchen marked them ready. */
 function byReady(a, b) {
@@ -60,8 +76,10 @@ function card(d) {
     b.addEventListener('click', () => act(d, verb, label));
     return b;
   };
+  const mine = !d.courierId || !me() || d.courierId === me();
   if (pickup) actions.append(button('Picked up', 'done', 'pickup'));
-  else if (out) actions.append(button('Delivered', 'done', 'deliver'));
+  else if (out && mine) actions.append(button('Delivered', 'done', 'deliver'));
+  else if (out) actions.append(el('span', { class: 'theirs', text: `Only ${d.courierId} can mark it delivered` }));
   else actions.append(button('Dispatch', 'dispatch', 'dispatch'));
 
   const when = el('span', { class: 'when' });
