@@ -156,7 +156,10 @@ func (s *Server) ListTickets(ctx context.Context, req *kitchenv1.ListTicketsRequ
 		}
 		t, err := s.store.Get(ctx, tok)
 		if err != nil {
-			return nil, errs.Invalid("page_token", "is not a token from a previous page")
+			if errs.KindOf(err) == errs.KindNotFound {
+				return nil, errs.Invalid("page_token", "is not a token from a previous page")
+			}
+			return nil, err
 		}
 		after = &t
 	}
