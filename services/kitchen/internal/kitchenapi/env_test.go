@@ -19,7 +19,6 @@ import (
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchen"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchenapi"
 	"github.com/pizzashop/pizzashop/services/kitchen/internal/kitchendb"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -31,7 +30,6 @@ type env struct {
 	client kitchenv1.KitchenServiceClient
 	signer *auth.Signer
 	store  *kitchendb.Store
-	mongo  *mongo.Client // the store's client, for tests that take the store away
 	srv    *kitchenapi.Server
 	bus    *natsx.Bus
 	relay  *outbox.Relay
@@ -46,7 +44,7 @@ func newEnv(t *testing.T) *env {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
-	client, db := devstack.MongoDatabase(t)
+	_, db := devstack.MongoDatabase(t)
 	store := kitchendb.New(db)
 	if err := store.Init(ctx); err != nil {
 		t.Fatalf("Init: %v", err)
@@ -94,7 +92,7 @@ func newEnv(t *testing.T) *env {
 	// Stop the consumers, relay and server before the bus, NATS and the
 	// store go: cleanups run last registered first.
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, mongo: client, srv: srv, bus: bus, relay: relay, ctx: ctx, wg: &wg}
+	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, srv: srv, bus: bus, relay: relay, ctx: ctx, wg: &wg}
 }
 
 func testContext(t *testing.T) context.Context {
