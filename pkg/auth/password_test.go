@@ -78,56 +78,6 @@ func TestPasswordHashWaitsForSlot(t *testing.T) {
 	}
 }
 
-func TestAttempts(t *testing.T) {
-	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	a := NewAttempts(3, time.Minute)
-	a.now = func() time.Time { return now }
-	for i := range 3 {
-		if ok, _ := a.Allow("ann"); !ok {
-			t.Fatalf("attempt %d refused, want 3 allowed", i+1)
-		}
-		a.Fail("ann")
-	}
-	ok, wait := a.Allow("ann")
-	if ok || wait != time.Minute {
-		t.Errorf("Allow after 3 failures = %v, %v; want false, 1m", ok, wait)
-	}
-	if ok, _ := a.Allow("bob"); !ok {
-		t.Errorf("another key is refused: keys must be counted apart")
-	}
-	now = now.Add(40 * time.Second)
-	if ok, wait := a.Allow("ann"); ok || wait != 20*time.Second {
-		t.Errorf("Allow 40s later = %v, %v; want false, 20s", ok, wait)
-	}
-	now = now.Add(20 * time.Second)
-	if ok, _ := a.Allow("ann"); !ok {
-		t.Errorf("Allow after the window = refused, want allowed")
-	}
-	a.Fail("ann")
-	a.Fail("ann")
-	a.Reset("ann")
-	a.Fail("ann")
-	a.Fail("ann")
-	if ok, _ := a.Allow("ann"); !ok {
-		t.Errorf("Allow after a reset and 2 failures = refused, want allowed")
-	}
-}
-
-func TestAttemptsBounded(t *testing.T) {
-	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	a := NewAttempts(1, time.Minute)
-	a.now = func() time.Time { return now }
-	for i := range maxKeys + 10 {
-		if i == maxKeys/2 {
-			now = now.Add(45 * time.Second)
-		}
-		a.Fail(string(rune('a'+i%26)) + time.Duration(i).String())
-	}
-	if n := len(a.keys); n > maxKeys {
-		t.Errorf("%d keys kept, want at most %d", n, maxKeys)
-	}
-}
-
 // BenchmarkCheckPassword is the cost of one sign-in's hash with the default
 // parameters: go test ./auth -run '^$' -bench CheckPassword -benchtime 20x
 func BenchmarkCheckPassword(b *testing.B) {

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/auth"
@@ -38,46 +37,6 @@ type signInGuard struct {
 	accounts *auth.Attempts
 	clients  *auth.Attempts
 	params   auth.PasswordParams
-
-	// busy holds the sign-ins in progress per email. Checking an account's
-	// attempts and counting its failure are two steps a hash apart: run
-	// concurrently, every guess would pass the check before the first
-	// failure counted, and a burst of guesses would get all its passwords
-	// checked. One sign-in per email at a time keeps the limit exact.
-	mu   sync.Mutex
-	busy map[string]*emailTurn
-}
-
-type emailTurn struct {
-	slot chan struct{}
-	refs int
-}
-
-// turn waits until no other sign-in for email is in progress; done ends
-// the caller's turn.
-func (g *signInGuard) turn(ctx context.Context, email string) (done func(), err error) {
-	g.mu.Lock()
-	t := g.busy[email]
-	if t == nil {
-		t = &emailTurn{slot: make(chan struct{}, 1)}
-		g.busy[email] = t
-	}
-	t.refs++
-	g.mu.Unlock()
-	leave := func() {
-		g.mu.Lock()
-		if t.refs--; t.refs == 0 {
-			delete(g.busy, email)
-		}
-		g.mu.Unlock()
-	}
-	select {
-	case t.slot <- struct{}{}:
-		return func() { <-t.slot; leave() }, nil
-	case <-ctx.Done():
-		leave()
-		return nil, ctx.Err()
-	}
 }
 
 func newSignInGuard(o SignInOptions) *signInGuard {
@@ -94,16 +53,40 @@ func newSignInGuard(o SignInOptions) *signInGuard {
 		o.Password = auth.DefaultPasswordParams
 	}
 	return &signInGuard{accounts: auth.NewAttempts(o.PerAccount, o.Window), clients: auth.NewAttempts(o.PerClient, o.Window),
-		params: o.Password, busy: map[string]*emailTurn{}}
+		params: o.Password}
 }
 
-// allow refuses a sign-in while the account or the client has used up its
-// attempts. It answers the same whether or not the account exists.
-func (g *signInGuard) allow(email, client string) error {
-	okA, waitA := g.accounts.Allow(email)
-	okC, waitC := g.clients.Allow(client)
-	if okA && okC {
-		return nil
+// signInTry is one sign-in's attempt of its account and of its client.
+// Both count while the password is checked, so that concurrent guesses are
+// held to the limits; one that is not a failed guess is forgiven.
+type signInTry struct {
+	guard           *signInGuard
+	email           string
+	account, client *auth.Attempt
+}
+
+// begin reserves an attempt of the account and of the client, or refuses
+// the sign-in while either has used up its attempts. It answers the same
+// whether or not the account exists. The client is reserved first, and
+// every sign-in does so in that order, so two waiting for each other's
+// turn cannot wait for ever.
+func (g *signInGuard) begin(ctx context.Context, email, client string) (*signInTry, error) {
+	c, waitC, err := g.clients.Reserve(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	var a *auth.Attempt
+	var waitA time.Duration
+	if c == nil {
+		_, waitA = g.accounts.Allow(email)
+	} else if a, waitA, err = g.accounts.Reserve(ctx, email); err != nil || a == nil {
+		c.Forgive()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a != nil && c != nil {
+		return &signInTry{guard: g, email: email, account: a, client: c}, nil
 	}
 	wait := max(waitA, waitC)
 	minutes := int(math.Ceil(wait.Minutes()))
@@ -111,12 +94,27 @@ func (g *signInGuard) allow(email, client string) error {
 	if minutes == 1 {
 		unit = "minute"
 	}
-	return errs.Wrap(order.ErrTooManyAttempts, "", "too many sign-in attempts; try again in %d %s", minutes, unit)
+	return nil, errs.Wrap(order.ErrTooManyAttempts, "", "too many sign-in attempts; try again in %d %s", minutes, unit)
 }
 
-func (g *signInGuard) fail(email, client string) {
-	g.accounts.Fail(email)
-	g.clients.Fail(client)
+// fail counts the try as a failed guess.
+func (t *signInTry) fail() {
+	t.account.Fail()
+	t.client.Fail()
+}
+
+// succeed forgives the try, and the account's earlier failures.
+func (t *signInTry) succeed() {
+	t.account.Forgive()
+	t.guard.accounts.Reset(t.email)
+	t.client.Forgive()
+}
+
+// end forgives the try unless it failed or succeeded: a sign-in that ended
+// in an error of the store's is not a guess.
+func (t *signInTry) end() {
+	t.account.Forgive()
+	t.client.Forgive()
 }
 
 // clientAddr names the caller for rate limiting: the address the gateway
@@ -188,17 +186,13 @@ func (s *Server) SignIn(ctx context.Context, req *orderv1.SignInRequest) (*order
 	if err := errors.Join(problems...); err != nil {
 		return nil, err
 	}
-	done, err := s.signIn.turn(ctx, email)
+	try, err := s.signIn.begin(ctx, email, clientAddr(ctx))
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	client := clientAddr(ctx)
-	if err := s.signIn.allow(email, client); err != nil {
-		return nil, err
-	}
+	defer try.end()
 	failed := func() (*orderv1.SignInResponse, error) {
-		s.signIn.fail(email, client)
+		try.fail()
 		return nil, order.ErrSignInFailed
 	}
 	if len(pw) > 4*order.MaxPasswordLen {
@@ -224,7 +218,7 @@ func (s *Server) SignIn(ctx context.Context, req *orderv1.SignInRequest) (*order
 	if err != nil {
 		return nil, err
 	}
-	s.signIn.accounts.Reset(email)
+	try.succeed()
 	tok, exp, err := s.signer.Sign(auth.Claims{Subject: p.ID, Role: auth.RoleCustomer, Name: p.Name}, s.opts.TokenTTL)
 	if err != nil {
 		return nil, err

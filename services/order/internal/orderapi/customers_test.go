@@ -196,3 +196,58 @@ func TestSignInBoundsEmail(t *testing.T) {
 		t.Errorf("SignIn with a %d-byte email = %v, want invalid email", len(long), err)
 	}
 }
+
+// TestSignInClientLimitConcurrent: one client guessing at many accounts all
+// at once is held to the client's limit as surely as one guessing in turn.
+func TestSignInClientLimitConcurrent(t *testing.T) {
+	s, _ := newServer(t)
+	s.signIn = newSignInGuard(SignInOptions{PerAccount: 100, PerClient: 5, Window: time.Minute})
+
+	const n = 24
+	var checked, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: fmt.Sprintf("user%d@example.com", i), Password: "guess"})
+			switch {
+			case errors.Is(err, order.ErrSignInFailed):
+				checked.Add(1)
+			case errors.Is(err, order.ErrTooManyAttempts):
+				refused.Add(1)
+			default:
+				t.Errorf("concurrent guess = %v, want ErrSignInFailed or ErrTooManyAttempts", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := checked.Load(); got != 5 {
+		t.Errorf("%d concurrent guesses from one client had %d passwords checked (%d refused), want 5", n, got, refused.Load())
+	}
+}
+
+// TestSignInSharedAddress: customers behind one address (a NAT) who sign in
+// at the same moment with their right passwords all get in, and use up none
+// of the address's failed attempts.
+func TestSignInSharedAddress(t *testing.T) {
+	s, _ := newServer(t)
+	s.signIn = newSignInGuard(SignInOptions{PerAccount: 3, PerClient: 3, Window: time.Minute,
+		Password: auth.PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1}})
+	const n = 12
+	for i := range n {
+		register(t, s, fmt.Sprintf("user%d@example.com", i), "right password")
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: fmt.Sprintf("user%d@example.com", i), Password: "right password"}); err != nil {
+				t.Errorf("SignIn(user%d) from a shared address = %v, want a token", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range 3 {
+		if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: "nobody@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+			t.Fatalf("guess %d after the sign-ins = %v, want ErrSignInFailed", i+1, err)
+		}
+	}
+}
