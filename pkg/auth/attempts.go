@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,6 +21,7 @@ type Attempts struct {
 	max    int
 	window time.Duration
 	now    func() time.Time
+	limit  int // maxKeys, but smaller in tests
 
 	mu   sync.Mutex
 	keys map[string]*window
@@ -39,13 +42,15 @@ func (w *window) wake() {
 	w.ended = make(chan struct{})
 }
 
-// maxKeys bounds the memory of an Attempts: beyond it, expired windows are
-// dropped, and if none has expired the oldest-starting half goes.
+// maxKeys bounds the memory of an Attempts. When a new key would pass it,
+// expired windows are dropped, and then live ones until half of maxKeys are
+// left: those with the fewest attempts counted go first, so a spray of new
+// keys does not buy back the attempts of a key that has used them up.
 const maxKeys = 100_000
 
 // NewAttempts allows max attempts per key in each window.
 func NewAttempts(max int, every time.Duration) *Attempts {
-	return &Attempts{max: max, window: every, now: time.Now, keys: map[string]*window{}}
+	return &Attempts{max: max, window: every, now: time.Now, limit: maxKeys, keys: map[string]*window{}}
 }
 
 // Allow reports whether key may try now; when not, it says how long until
@@ -88,7 +93,7 @@ func (a *Attempts) Reserve(ctx context.Context, key string) (*Attempt, time.Dura
 			ok = false
 		}
 		if !ok {
-			if len(a.keys) >= maxKeys {
+			if len(a.keys) >= a.limit {
 				a.prune(now)
 			}
 			w = &window{start: now, ended: make(chan struct{})}
@@ -173,13 +178,27 @@ func (a *Attempts) prune(now time.Time) {
 			a.drop(k, w)
 		}
 	}
-	if len(a.keys) < maxKeys {
+	keep := a.limit / 2
+	if len(a.keys) <= keep {
 		return
 	}
-	cut := now.Add(-a.window / 2)
+	// Dropping down to half, not just below the limit, leaves room for
+	// half the limit of new keys before the next sort.
+	type entry struct {
+		key string
+		w   *window
+	}
+	all := make([]entry, 0, len(a.keys))
 	for k, w := range a.keys {
-		if w.start.Before(cut) {
-			a.drop(k, w)
+		all = append(all, entry{k, w})
+	}
+	slices.SortFunc(all, func(x, y entry) int {
+		if c := cmp.Compare(y.w.failed+y.w.inFlight, x.w.failed+x.w.inFlight); c != 0 {
+			return c
 		}
+		return y.w.start.Compare(x.w.start)
+	})
+	for _, e := range all[keep:] {
+		a.drop(e.key, e.w)
 	}
 }

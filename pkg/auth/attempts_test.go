@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,5 +164,31 @@ func TestAttemptsReserveWaitEndsWithContext(t *testing.T) {
 	held.Forgive()
 	if at, _ := reserve(t, a, "ann"); at == nil {
 		t.Errorf("Reserve(ann) after the attempt in flight was forgiven refused")
+	}
+}
+
+// TestAttemptsSpray: a spray of distinct keys, all within the last moment,
+// keeps the memory bounded, and does not buy back the attempts of a key
+// that has used them up.
+func TestAttemptsSpray(t *testing.T) {
+	now := epoch
+	a := newTestAttempts(3, time.Minute, &now)
+	a.limit = 100
+	for range 3 {
+		at, _ := reserve(t, a, "ann")
+		at.Fail()
+	}
+	for i := range 10 * a.limit {
+		at, _ := reserve(t, a, fmt.Sprint("spray-", i))
+		if at == nil {
+			t.Fatalf("Reserve(spray-%d) refused", i)
+		}
+		at.Fail()
+		if n := len(a.keys); n > a.limit {
+			t.Fatalf("after %d distinct keys in one instant %d are kept, want at most %d", i+1, n, a.limit)
+		}
+	}
+	if at, _ := reserve(t, a, "ann"); at != nil {
+		t.Errorf("Reserve(ann) after a spray of other keys = %v, want still refused", at)
 	}
 }
