@@ -82,8 +82,18 @@ func (m Menu) Price(pizzaID string, s Size, toppingIDs []string) (Breakdown, err
 		// small however long the list.
 		toppingIDs = toppingIDs[:MaxToppings+1]
 	}
+	// Sold-out problems go last: a request wrong in itself is invalid
+	// whatever is in stock, and the first problem decides the error's kind.
+	var soldOut []error
+	note := func(err error) {
+		if errors.Is(err, ErrSoldOut) {
+			soldOut = append(soldOut, err)
+		} else {
+			problems = append(problems, err)
+		}
+	}
 	pizza, err := find(m.Pizzas, "pizza_id", "pizza", pizzaID)
-	problems = append(problems, err)
+	note(err)
 	seen := map[string]bool{}
 	toppings := make([]Item, 0, len(toppingIDs))
 	for i, id := range toppingIDs {
@@ -94,10 +104,10 @@ func (m Menu) Price(pizzaID string, s Size, toppingIDs []string) (Breakdown, err
 		}
 		seen[id] = true
 		t, err := find(m.Toppings, field, "topping", id)
-		problems = append(problems, err)
+		note(err)
 		toppings = append(toppings, t)
 	}
-	if err := errors.Join(problems...); err != nil {
+	if err := errors.Join(append(problems, soldOut...)...); err != nil {
 		return Breakdown{}, err
 	}
 	b := Breakdown{Size: s, Currency: m.Currency, Pizza: Line{ID: pizza.ID, Name: pizza.Name, Amount: pizza.Prices.Of(s)}}

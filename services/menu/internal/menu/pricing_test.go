@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
 )
@@ -266,5 +267,38 @@ func TestPriceLooksAtFewToppings(t *testing.T) {
 	_, err := m.Price("margherita", menu.SizeSmall, ids)
 	if n := len(errs.Fields(err)); n > menu.MaxToppings+2 {
 		t.Errorf("Price(10,000 unknown toppings) reported %d problems, want at most %d", n, menu.MaxToppings+2)
+	}
+}
+
+// TestPriceInvalidBeforeSoldOut: a request that is wrong in itself is
+// invalid whatever is in stock. A sold-out item must not turn an unknown
+// topping, a duplicate or a bad size into SOLD_OUT, which tells the client
+// to try again later with the same request.
+func TestPriceInvalidBeforeSoldOut(t *testing.T) {
+	m := testMenu()
+	tests := []struct {
+		name       string
+		pizza      string
+		size       menu.Size
+		toppings   []string
+		wantFields []string
+	}{
+		{"sold-out pizza, unknown topping", "diavola", menu.SizeSmall, []string{"pineapple"}, []string{"pizza_id", "topping_ids[0]"}},
+		{"sold-out pizza, bad size", "diavola", 7, nil, []string{"size", "pizza_id"}},
+		{"sold-out topping, duplicate topping", "margherita", menu.SizeSmall, []string{"burrata", "ham", "ham"}, []string{"topping_ids[0]", "topping_ids[2]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.Price(tt.pizza, tt.size, tt.toppings)
+			if k := errs.KindOf(err); k != errs.KindInvalid {
+				t.Errorf("Price(%q, %v, %q) error kind = %v, want %v (err: %v)", tt.pizza, tt.size, tt.toppings, k, errs.KindInvalid, err)
+			}
+			if e, _ := errors.AsType[*errs.Error](err); e == nil || e.Reason != "INVALID_ARGUMENT" {
+				t.Errorf("Price(%q, %v, %q) error = %+v, want reason INVALID_ARGUMENT", tt.pizza, tt.size, tt.toppings, e)
+			}
+			if diff := cmp.Diff(tt.wantFields, fields(err), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+				t.Errorf("Price(%q, %v, %q) error fields (-want +got):\n%s", tt.pizza, tt.size, tt.toppings, diff)
+			}
+		})
 	}
 }
