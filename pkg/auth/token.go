@@ -54,10 +54,11 @@ type Claims struct {
 
 // Errors returned by Verify.
 var (
-	ErrMalformed = errors.New("malformed token")
-	ErrSignature = errors.New("token signature does not match")
-	ErrExpired   = errors.New("token expired")
-	ErrClaims    = errors.New("token claims invalid")
+	ErrMalformed   = errors.New("malformed token")
+	ErrSignature   = errors.New("token signature does not match")
+	ErrExpired     = errors.New("token expired")
+	ErrClaims      = errors.New("token claims invalid")
+	ErrNotYetValid = errors.New("token issued in the future")
 )
 
 // MinKeyLen is the shortest signing key accepted.
@@ -116,7 +117,13 @@ func (s *Signer) Sign(c Claims, ttl time.Duration) (string, time.Time, error) {
 	return unsigned + "." + s.mac(unsigned), exp, nil
 }
 
-// Verify checks the signature and expiry of token and returns its claims.
+// maxClockSkew is how far in the future a token's issue time may lie, for
+// clocks of the issuer and the verifier that do not quite agree. Beyond
+// it the token was not issued by a Signer with a sane clock: it is refused.
+const maxClockSkew = time.Minute
+
+// Verify checks the signature, issue time and expiry of token and returns
+// its claims.
 func (s *Signer) Verify(token string) (Claims, error) {
 	s.mu.Lock()
 	c, ok := s.verified[token]
@@ -127,8 +134,12 @@ func (s *Signer) Verify(token string) (Claims, error) {
 			return Claims{}, err
 		}
 	}
-	if !s.now().Before(c.ExpiresAt) {
+	now := s.now()
+	if !now.Before(c.ExpiresAt) {
 		return Claims{}, ErrExpired
+	}
+	if c.IssuedAt.After(now.Add(maxClockSkew)) {
+		return Claims{}, ErrNotYetValid
 	}
 	if !ok {
 		s.mu.Lock()
@@ -141,7 +152,7 @@ func (s *Signer) Verify(token string) (Claims, error) {
 	return c, nil
 }
 
-// verify checks everything about token but its expiry.
+// verify checks everything about token but its issue time and expiry.
 func (s *Signer) verify(token string) (Claims, error) {
 	h, rest, ok1 := strings.Cut(token, ".")
 	payload, sig, ok2 := strings.Cut(rest, ".")

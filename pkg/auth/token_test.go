@@ -141,6 +141,7 @@ func TestVerifyFailures(t *testing.T) {
 		{"unknown role", signed(b64(`{"sub":"x","role":"chef","iat":0,"exp":9999999999}`)), ErrClaims},
 		{"no subject", signed(b64(`{"sub":"","role":"admin","iat":0,"exp":9999999999}`)), ErrClaims},
 		{"no expiry", signed(b64(`{"sub":"x","role":"admin","iat":0}`)), ErrExpired},
+		{"issued in the future", signed(b64(fmt.Sprintf(`{"sub":"x","role":"admin","iat":%d,"exp":%d}`, epoch.Add(time.Hour).Unix(), epoch.Add(2*time.Hour).Unix()))), ErrNotYetValid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,7 +168,9 @@ func TestVerifyExpiry(t *testing.T) {
 		{59 * time.Second, nil},
 		{time.Minute, ErrExpired}, // expiry instant itself is too late
 		{time.Hour, ErrExpired},
-		{-time.Hour, nil}, // a clock behind the issuer still accepts it
+		{-time.Minute, nil}, // a clock a little behind the issuer accepts it
+		{-time.Minute - time.Second, ErrNotYetValid},
+		{-time.Hour, ErrNotYetValid},
 	}
 	for _, tt := range tests {
 		now = epoch.Add(tt.after)
