@@ -201,6 +201,11 @@ type Patch struct {
 	Prices      []SizePrice
 	SetPrices   bool
 	Available   *bool
+	// Read, when set, is the update time of the item as the caller read
+	// it: the patch applies only if nobody changed the item since, so a
+	// form saved from a stale read cannot write back another manager's
+	// fields as they were.
+	Read *time.Time
 }
 
 // Empty reports whether the patch changes nothing.
@@ -213,6 +218,11 @@ func (p Patch) Empty() bool {
 func (it Item) Apply(kind Kind, prefix string, p Patch, now time.Time) (Item, error) {
 	if p.Empty() {
 		return Item{}, errs.Invalid("update_mask", "names no field to change")
+	}
+	if p.Read != nil && !p.Read.Equal(it.UpdateTime) {
+		return Item{}, errs.Wrap(ErrChanged, prefix+".update_time",
+			"%s %q changed at %s, after the update time %s this change was based on: read it again and redo the change",
+			kind, it.ID, it.UpdateTime.Format(time.RFC3339Nano), p.Read.UTC().Format(time.RFC3339Nano))
 	}
 	out := it
 	var problems []error
@@ -235,7 +245,13 @@ func (it Item) Apply(kind Kind, prefix string, p Patch, now time.Time) (Item, er
 	if err := errors.Join(problems...); err != nil {
 		return Item{}, err
 	}
+	// Every change moves the update time forward, even two in one
+	// millisecond (the precision the store keeps) or from a replica whose
+	// clock is behind: callers tell versions of an item apart by it.
 	out.UpdateTime = now.UTC()
+	if !out.UpdateTime.After(it.UpdateTime) {
+		out.UpdateTime = it.UpdateTime.Add(time.Millisecond)
+	}
 	out.Revision = it.Revision + 1
 	return out, nil
 }

@@ -548,3 +548,33 @@ func TestErrorsSentinels(t *testing.T) {
 		}
 	}
 }
+
+func TestItemApplyBasedOnRead(t *testing.T) {
+	base := menu.Item{ID: "funghi", Name: "Funghi", Prices: menu.Prices{1000, 1300, 1650}, Available: true, UpdateTime: now, Revision: 4}
+	read := now
+	got, err := base.Apply(menu.KindPizza, "pizza", menu.Patch{Available: new(false), Read: &read}, now.Add(time.Second))
+	if err != nil || got.Available {
+		t.Fatalf("Apply(read at the item's update time) = %+v, %v; want sold out", got, err)
+	}
+	stale := now.Add(-time.Second)
+	_, err = base.Apply(menu.KindPizza, "pizza", menu.Patch{Available: new(false), Read: &stale}, now.Add(time.Second))
+	if !errors.Is(err, menu.ErrChanged) || errs.KindOf(err) != errs.KindConflict {
+		t.Errorf("Apply(read before the item's update time) error = %v, want ErrChanged", err)
+	}
+	if diff := cmp.Diff([]string{"pizza.update_time"}, fields(err)); diff != "" {
+		t.Errorf("Apply(stale read) fields (-want +got):\n%s", diff)
+	}
+}
+
+func TestItemApplyMovesUpdateTimeForward(t *testing.T) {
+	base := menu.Item{ID: "funghi", Name: "Funghi", Prices: menu.Prices{1000, 1300, 1650}, UpdateTime: now, Revision: 4}
+	for _, at := range []time.Time{now, now.Add(-time.Hour)} {
+		got, err := base.Apply(menu.KindPizza, "pizza", menu.Patch{Available: new(true)}, at)
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		if want := now.Add(time.Millisecond); !got.UpdateTime.Equal(want) {
+			t.Errorf("Apply at %v of an item updated at %v: update time = %v, want %v", at, now, got.UpdateTime, want)
+		}
+	}
+}

@@ -14,6 +14,8 @@ var (
 	ErrSoldOut = errs.New(errs.KindFailedPrecondition, "SOLD_OUT", "sold out")
 	// ErrNotFound: no menu item has that id.
 	ErrNotFound = errs.New(errs.KindNotFound, "MENU_ITEM_NOT_FOUND", "no such menu item")
+	// ErrChanged: the item changed since the read a change was based on.
+	ErrChanged = errs.New(errs.KindConflict, "MENU_ITEM_CHANGED", "the item changed since it was read")
 	// ErrExists: an item with that id is already on the menu.
 	ErrExists = errs.New(errs.KindAlreadyExists, "MENU_ITEM_EXISTS", "an item with this id already exists")
 )

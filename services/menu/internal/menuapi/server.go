@@ -13,6 +13,7 @@ import (
 	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menudb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Policy says who may call each method: anyone reads and prices the menu,
@@ -159,7 +160,7 @@ func (s *Server) UpdatePizza(ctx context.Context, req *menuv1.UpdatePizzaRequest
 	if p == nil {
 		return nil, errs.Invalid("pizza", "is required")
 	}
-	patch, err := toPatch(menu.KindPizza, req.GetUpdateMask(), p.GetName(), p.GetDescription(), p.GetPrices(), p.GetAvailable())
+	patch, err := toPatch(menu.KindPizza, req.GetUpdateMask(), p.GetName(), p.GetDescription(), p.GetPrices(), p.GetAvailable(), p.GetUpdateTime())
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +177,7 @@ func (s *Server) UpdateTopping(ctx context.Context, req *menuv1.UpdateToppingReq
 	if t == nil {
 		return nil, errs.Invalid("topping", "is required")
 	}
-	patch, err := toPatch(menu.KindTopping, req.GetUpdateMask(), t.GetName(), "", t.GetPrices(), t.GetAvailable())
+	patch, err := toPatch(menu.KindTopping, req.GetUpdateMask(), t.GetName(), "", t.GetPrices(), t.GetAvailable(), t.GetUpdateTime())
 	if err != nil {
 		return nil, err
 	}
@@ -202,8 +203,9 @@ func (s *Server) update(ctx context.Context, k menu.Kind, id string, patch menu.
 }
 
 // toPatch turns an update mask into a patch. An empty mask means every
-// updatable field.
-func toPatch(k menu.Kind, mask *fieldmaskpb.FieldMask, name, desc string, prices []*menuv1.SizePrice, available bool) (menu.Patch, error) {
+// updatable field. An update_time sent with the item is the one the caller
+// read: the change applies only if the item still has it (409 otherwise).
+func toPatch(k menu.Kind, mask *fieldmaskpb.FieldMask, name, desc string, prices []*menuv1.SizePrice, available bool, read *timestamppb.Timestamp) (menu.Patch, error) {
 	paths := mask.GetPaths()
 	if len(paths) == 0 {
 		paths = []string{"name", "prices", "available"}
@@ -230,6 +232,13 @@ func toPatch(k menu.Kind, mask *fieldmaskpb.FieldMask, name, desc string, prices
 	}
 	if p.Empty() {
 		return menu.Patch{}, errs.Invalid("update_mask", "names no field that can be changed")
+	}
+	if read != nil {
+		if err := read.CheckValid(); err != nil {
+			return menu.Patch{}, errs.Invalid(string(k)+".update_time", "is not a valid time: %v", err)
+		}
+		t := read.AsTime()
+		p.Read = &t
 	}
 	return p, nil
 }

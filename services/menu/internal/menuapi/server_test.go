@@ -684,3 +684,76 @@ func TestPriceOrderInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateBasedOnStaleRead: a manager's change that carries the
+// update_time it was based on is refused once someone else changed the
+// item since, instead of silently writing back the other manager's fields
+// as they were.
+func TestUpdateBasedOnStaleRead(t *testing.T) {
+	e := newEnv(t)
+	find := func() *menuv1.Pizza {
+		t.Helper()
+		for _, p := range e.menu(t).GetPizzas() {
+			if p.GetId() == "funghi" {
+				return p
+			}
+		}
+		t.Fatalf("GetMenu has no funghi")
+		return nil
+	}
+	read := find() // manager A opens the form
+
+	// Manager B changes the prices.
+	if _, err := e.client.UpdatePizza(e.admin(t), &menuv1.UpdatePizzaRequest{
+		Pizza:      &menuv1.Pizza{Id: "funghi", Prices: prices(1100, 1400, 1750), UpdateTime: read.GetUpdateTime()},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"prices"}},
+	}); err != nil {
+		t.Fatalf("UpdatePizza from a fresh read: %v", err)
+	}
+
+	// Manager A saves the whole form as read, with a new name.
+	stale := proto.Clone(read).(*menuv1.Pizza)
+	stale.Name = "Funghi Porcini"
+	_, err := e.client.UpdatePizza(e.admin(t), &menuv1.UpdatePizzaRequest{
+		Pizza: stale, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name", "description", "prices", "available"}}})
+	checkCode(t, "UpdatePizza from a stale read", err, codes.Aborted)
+	if r := grpcx.Reason(err); r != "MENU_ITEM_CHANGED" {
+		t.Errorf("UpdatePizza from a stale read reason = %q, want MENU_ITEM_CHANGED", r)
+	}
+	now := find()
+	if now.GetName() != "Funghi" || now.GetPrices()[0].GetAmountMinor() != 1100 {
+		t.Errorf("after a refused stale update funghi = %v, want B's prices and the old name", now)
+	}
+
+	// From a fresh read it goes through.
+	fresh := proto.Clone(now).(*menuv1.Pizza)
+	fresh.Name = "Funghi Porcini"
+	resp, err := e.client.UpdatePizza(e.admin(t), &menuv1.UpdatePizzaRequest{
+		Pizza: fresh, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name"}}})
+	if err != nil {
+		t.Fatalf("UpdatePizza from a fresh read: %v", err)
+	}
+	if got := resp.GetPizza(); got.GetName() != "Funghi Porcini" || got.GetPrices()[0].GetAmountMinor() != 1100 {
+		t.Errorf("UpdatePizza from a fresh read = %v, want the new name and B's prices", got)
+	}
+	// Back-to-back changes still tell themselves apart.
+	next, err := e.client.UpdatePizza(e.admin(t), &menuv1.UpdatePizzaRequest{
+		Pizza:      &menuv1.Pizza{Id: "funghi", Available: false, UpdateTime: resp.GetPizza().GetUpdateTime()},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"available"}}})
+	if err != nil {
+		t.Fatalf("UpdatePizza right after: %v", err)
+	}
+	if !next.GetPizza().GetUpdateTime().AsTime().After(resp.GetPizza().GetUpdateTime().AsTime()) {
+		t.Errorf("update times of two changes = %v then %v, want increasing", resp.GetPizza().GetUpdateTime().AsTime(), next.GetPizza().GetUpdateTime().AsTime())
+	}
+	_, err = e.client.UpdateTopping(e.admin(t), &menuv1.UpdateToppingRequest{
+		Topping:    &menuv1.Topping{Id: "ham", Available: false, UpdateTime: read.GetUpdateTime()},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"available"}}})
+	if err != nil {
+		t.Errorf("UpdateTopping(ham) with the seed's update time: %v", err)
+	}
+
+	if n := len(e.waitEvents(t, 4)); n != 4 {
+		t.Errorf("events = %d, want 4: the refused update publishes nothing", n)
+	}
+}
