@@ -129,11 +129,11 @@ func (s *Server) create(ctx context.Context, k menu.Kind, d menu.Draft) (menu.It
 	if err != nil {
 		return menu.Item{}, err
 	}
-	version, err := s.nextVersion(ctx, 1)
+	others, err := s.othersVersion(ctx, k, it.ID)
 	if err != nil {
 		return menu.Item{}, err
 	}
-	ev, err := changedEvent(ctx, k, true, it, version)
+	ev, err := changedEvent(ctx, k, true, it, others+it.Revision)
 	if err != nil {
 		return menu.Item{}, err
 	}
@@ -144,14 +144,27 @@ func (s *Server) create(ctx context.Context, k menu.Kind, d menu.Draft) (menu.It
 	return it, nil
 }
 
-// nextVersion is the menu version a change adding delta revisions will
-// produce, as far as this writer can see.
-func (s *Server) nextVersion(ctx context.Context, delta int64) (int64, error) {
+// othersVersion is the part of the menu version that every item but the
+// one of kind k and id holds, as far as this writer can see. A change of
+// that item produces this plus the item's new revision: counted from the
+// revision it actually writes, so changes of one item made at the same time
+// each publish the version they produced.
+func (s *Server) othersVersion(ctx context.Context, k menu.Kind, id string) (int64, error) {
 	m, err := s.store.Menu(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return m.Version() + delta, nil
+	v := m.Version()
+	items := m.Pizzas
+	if k == menu.KindTopping {
+		items = m.Toppings
+	}
+	for _, it := range items {
+		if it.ID == id {
+			v -= it.Revision
+		}
+	}
+	return v, nil
 }
 
 // UpdatePizza changes the fields of a pizza named in the mask.
@@ -192,14 +205,14 @@ func (s *Server) update(ctx context.Context, k menu.Kind, id string, patch menu.
 	if id == "" {
 		return menu.Item{}, errs.Invalid(string(k)+".id", "is required")
 	}
-	version, err := s.nextVersion(ctx, 1)
+	others, err := s.othersVersion(ctx, k, id)
 	if err != nil {
 		return menu.Item{}, err
 	}
 	defer s.menu.invalidate()
 	return s.store.Update(ctx, k, id,
 		func(old menu.Item) (menu.Item, error) { return old.Apply(k, string(k), patch, s.now()) },
-		func(it menu.Item) (outbox.Entry, error) { return changedEvent(ctx, k, false, it, version) })
+		func(it menu.Item) (outbox.Entry, error) { return changedEvent(ctx, k, false, it, others+it.Revision) })
 }
 
 // toPatch turns an update mask into a patch. An empty mask means every

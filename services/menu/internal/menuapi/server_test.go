@@ -757,3 +757,41 @@ func TestUpdateBasedOnStaleRead(t *testing.T) {
 		t.Errorf("events = %d, want 4: the refused update publishes nothing", n)
 	}
 }
+
+// TestConcurrentUpdatesEventVersions: changes of one item made at the same
+// time each publish the menu version they produced, not the one they all
+// saw before the first of them was written.
+func TestConcurrentUpdatesEventVersions(t *testing.T) {
+	e := newEnv(t)
+	before := e.menu(t).GetVersion()
+	const n = 6
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := e.client.UpdatePizza(e.admin(t), &menuv1.UpdatePizzaRequest{
+				Pizza:      &menuv1.Pizza{Id: "margherita", Prices: prices(900+int64(i), 1200, 1500)},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"prices"}},
+			})
+			if err != nil {
+				t.Errorf("UpdatePizza %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	after := e.menu(t).GetVersion()
+	if after != before+n {
+		t.Fatalf("menu version after %d changes = %d, want %d", n, after, before+n)
+	}
+	var got []int64
+	for _, ev := range e.waitEvents(t, n) {
+		got = append(got, ev.GetMenuVersion())
+	}
+	slices.Sort(got)
+	var want []int64
+	for v := before + 1; v <= after; v++ {
+		want = append(want, v)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("menu versions of the events (-want +got):\n%s", diff)
+	}
+}
