@@ -181,8 +181,17 @@ func checkName(prefix, name string) error {
 	if n > MaxNameLen {
 		return errs.Invalid(prefix+".name", "must be at most %d characters, got %d", MaxNameLen, n)
 	}
+	if i := strings.IndexFunc(name, unicode.IsControl); i >= 0 {
+		return errs.Invalid(prefix+".name", "must be one line without control characters, got %U at byte %d", []rune(name[i:])[0], i)
+	}
+	if !strings.ContainsFunc(name, visible) {
+		return errs.Invalid(prefix+".name", "must have at least one visible character")
+	}
 	return nil
 }
+
+// visible reports whether r shows as something on a page.
+func visible(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) }
 
 func checkDescription(kind Kind, prefix, desc string) error {
 	if kind == KindTopping && desc != "" {
@@ -190,6 +199,10 @@ func checkDescription(kind Kind, prefix, desc string) error {
 	}
 	if n := utf8.RuneCountInString(desc); n > MaxDescriptionLen {
 		return errs.Invalid(prefix+".description", "must be at most %d characters, got %d", MaxDescriptionLen, n)
+	}
+	// Line breaks and tabs are fine in a description; other controls are not.
+	if i := strings.IndexFunc(desc, func(r rune) bool { return unicode.IsControl(r) && !strings.ContainsRune("\n\r\t", r) }); i >= 0 {
+		return errs.Invalid(prefix+".description", "must not hold control characters, got %U at byte %d", []rune(desc[i:])[0], i)
 	}
 	return nil
 }

@@ -578,3 +578,35 @@ func TestItemApplyMovesUpdateTimeForward(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesAndDescriptionsShowAsTyped: a name must show something, and
+// neither a name nor a description may hold control characters, which
+// break the pages and tickets that print them.
+func TestNamesAndDescriptionsShowAsTyped(t *testing.T) {
+	tests := []struct {
+		name       string
+		draft      menu.Draft
+		patch      menu.Patch
+		wantFields []string
+	}{
+		{"invisible name", menu.Draft{ID: "x", Name: "\u200b\u200b"}, menu.Patch{Name: new("\u200b")}, []string{"pizza.name"}},
+		{"control character in name", menu.Draft{Name: "Mar\x1b[2Jgherita"}, menu.Patch{Name: new("Mar\x00gherita")}, []string{"pizza.name"}},
+		{"line break in name", menu.Draft{Name: "Mar\ngherita"}, menu.Patch{Name: new("Mar\r\ngherita")}, []string{"pizza.name"}},
+		{"control character in description", menu.Draft{Name: "Margherita", Description: "Tomato\x07"}, menu.Patch{Description: new("To\x1bmato")}, []string{"pizza.description"}},
+	}
+	base := menu.Item{ID: "funghi", Name: "Funghi", Prices: menu.Prices{1000, 1300, 1650}, UpdateTime: now, Revision: 1}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.draft
+			d.Prices = allSizes(900, 1200, 1500)
+			_, err := menu.NewItem(menu.KindPizza, "pizza", d, now)
+			checkInvalid(t, "NewItem", err, tt.wantFields...)
+			_, err = base.Apply(menu.KindPizza, "pizza", tt.patch, now)
+			checkInvalid(t, "Apply", err, tt.wantFields...)
+		})
+	}
+	// Line breaks in a description are fine; so are accents and emoji.
+	if _, err := menu.NewItem(menu.KindPizza, "pizza", menu.Draft{Name: "Jalapeño 🌶", Description: "Hot.\nVery hot.", Prices: allSizes(1, 2, 3)}, now); err != nil {
+		t.Errorf("NewItem(a name with an accent and an emoji, a two-line description): %v", err)
+	}
+}
