@@ -54,6 +54,11 @@ func fixedEnv(binary string) map[string]string {
 	return m
 }
 
+// processHealth is pkg/grpcx.ServingHealth: the grpc.health.v1 service that
+// answers SERVING for as long as the process takes calls, whatever the state
+// of the store and NATS (the overall "" status follows those).
+const processHealth = "pizzashop.serving"
+
 // minAuthSecretLen is pkg/auth.MinKeyLen: a shorter AUTH_SECRET makes every
 // service exit at startup.
 const minAuthSecretLen = 16

@@ -510,6 +510,20 @@ func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, g
 			r.failf(path, "%s: %s probes gRPC port %d, but GRPC_ADDR is port %d", where, pc.kind, pc.probe.GRPC.Port, grpcPort)
 		}
 	}
+	// The whole-server status ("") goes NOT_SERVING while the store or NATS
+	// is unreachable: right for readiness, but a liveness or startup probe
+	// on it restarts every replica during an outage of either.
+	for _, pc := range []struct {
+		kind  string
+		probe *corev1.Probe
+	}{{"livenessProbe", ctr.LivenessProbe}, {"startupProbe", ctr.StartupProbe}} {
+		if pc.probe == nil || pc.probe.GRPC == nil {
+			continue // a missing liveness probe is reported above
+		}
+		if got := ptrString(pc.probe.GRPC.Service); got != processHealth {
+			r.failf(path, "%s: %s checks gRPC health service %q, which follows the store and NATS: an outage of either would restart every replica; want service %q (SERVING while the process runs)", where, pc.kind, got, processHealth)
+		}
+	}
 	checkServiceTargets(r, path, c, name, map[int32]string{grpcPort: "GRPC_ADDR"}, ports)
 }
 
@@ -587,6 +601,13 @@ func checkResources(r *report, path, where string, res corev1.ResourceRequiremen
 }
 
 func lessThan(a, b resource.Quantity) bool { return a.Cmp(b) < 0 }
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
 
 // resolveEnv computes a container's environment from envFrom and env,
 // reporting references to ConfigMaps, Secrets or keys that do not exist.
