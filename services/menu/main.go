@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/svc"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
+	"github.com/pizzashop/pizzashop/services/menu/internal/menu"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menuapi"
 	"github.com/pizzashop/pizzashop/services/menu/internal/menudb"
 )
@@ -33,6 +35,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		Policy:   menuapi.Policy,
 		Streams:  []jetstream.StreamConfig{menuapi.Stream},
 		Setup: func(ctx context.Context, d *svc.Deps) error {
+			if err := menu.CheckCurrency(cfg.Currency); err != nil {
+				return fmt.Errorf("MENU_CURRENCY: %w", err)
+			}
 			store := menudb.New(d.DB, cfg.Currency)
 			if err := store.Init(ctx, time.Now()); err != nil {
 				return err

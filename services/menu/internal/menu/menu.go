@@ -53,6 +53,16 @@ const (
 	MaxToppings       = 3
 )
 
+// CheckCurrency checks the menu currency: an ISO 4217 code, three
+// upper-case letters. Every price carries it, and the pages format prices
+// with it, so a wrong one breaks them all.
+func CheckCurrency(code string) error {
+	if len(code) != 3 || strings.ContainsFunc(code, func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		return fmt.Errorf("currency %q is not an ISO 4217 code of three upper-case letters, such as EUR or USD", code)
+	}
+	return nil
+}
+
 // Prices is one price per size, in minor units. The zero value is invalid.
 type Prices [3]int64
 

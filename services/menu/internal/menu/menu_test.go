@@ -610,3 +610,16 @@ func TestNamesAndDescriptionsShowAsTyped(t *testing.T) {
 		t.Errorf("NewItem(a name with an accent and an emoji, a two-line description): %v", err)
 	}
 }
+
+func TestCheckCurrency(t *testing.T) {
+	for _, c := range []string{"EUR", "USD", "GBP"} {
+		if err := menu.CheckCurrency(c); err != nil {
+			t.Errorf("CheckCurrency(%q) = %v, want nil", c, err)
+		}
+	}
+	for _, c := range []string{"", "eur", "EURO", "E1R", "€"} {
+		if err := menu.CheckCurrency(c); err == nil {
+			t.Errorf("CheckCurrency(%q) = nil, want an error", c)
+		}
+	}
+}
