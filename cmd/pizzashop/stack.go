@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
@@ -94,11 +95,36 @@ func runDevstack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// redactURL hides a password in a connection string before it is printed.
+// redactURL hides the passwords and tokens in a connection string before it
+// is printed. NATS_URL may list several servers, each with its own user
+// info, so every comma-separated part is redacted on its own; a MongoDB
+// replica set's list of hosts after one user info stays readable.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactOne(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+func redactOne(s string) string {
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		// Not a URL Go reads: drop anything that may be user info.
+		scheme, rest, ok := strings.Cut(s, "://")
+		if at := strings.LastIndex(rest, "@"); ok && at >= 0 {
+			return scheme + "://xxxxx@" + rest[at+1:]
+		}
 		return s
 	}
-	return u.Redacted()
+	if u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		// User info without a password is a NATS token: all of it is secret.
+		u.User = url.User("xxxxx")
+		return lead + u.String()
+	}
+	return lead + u.Redacted()
 }

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// Connection strings are printed on the terminal and in errors: no password
+// or token in them may show, whatever their shape.
+func TestRedactURL(t *testing.T) {
+	tests := []struct {
+		in, want string
+		secrets  []string
+	}{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222", nil},
+		{"nats://pizzashop:s3cret@127.0.0.1:4222", "nats://pizzashop:xxxxx@127.0.0.1:4222", []string{"s3cret"}},
+		// A NATS cluster: every server of the list carries the password.
+		{"nats://u:one@n1:4222,nats://u:two@n2:4222,nats://u:three@n3:4222",
+			"nats://u:xxxxx@n1:4222,nats://u:xxxxx@n2:4222,nats://u:xxxxx@n3:4222", []string{"one", "two", "three"}},
+		{"nats://u:one@n1:4222, nats://u:two@n2:4222", "nats://u:xxxxx@n1:4222, nats://u:xxxxx@n2:4222", []string{"one", "two"}},
+		// A NATS token is the whole user info.
+		{"nats://t0ken-value@n1:4222", "nats://xxxxx@n1:4222", []string{"t0ken-value"}},
+		// A MongoDB replica set lists its hosts after one user info.
+		{"mongodb://u:pw-1@h1:27017,h2:27017/?replicaSet=rs0", "mongodb://u:xxxxx@h1:27017,h2:27017/?replicaSet=rs0", []string{"pw-1"}},
+		{"mongodb+srv://u:pw-2@cluster0.example.net/db", "mongodb+srv://u:xxxxx@cluster0.example.net/db", []string{"pw-2"}},
+		// Not a URL Go parses: the user info still goes.
+		{"nats://u:pw 3@n1:4222", "nats://xxxxx@n1:4222", []string{"pw 3"}},
+	}
+	for _, tt := range tests {
+		got := redactURL(tt.in)
+		if got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		for _, s := range tt.secrets {
+			if strings.Contains(got, s) {
+				t.Errorf("redactURL(%q) = %q shows the secret %q", tt.in, got, s)
+			}
+		}
+	}
+}
