@@ -256,7 +256,7 @@ func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // supervise starts everything, waits until the gateway is ready, and then
 // until a signal (nil) or a process dying (an error).
 func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
-	if err := os.MkdirAll(l.logDir, 0o755); err != nil {
+	if _, err := makeDataDir(l.cfg.data); err != nil {
 		return err
 	}
 	var stackTook time.Duration

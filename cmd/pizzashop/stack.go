@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -66,8 +67,8 @@ func runDevstack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	logDir := filepath.Join(f.data, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	logDir, err := makeDataDir(f.data)
+	if err != nil {
 		return err
 	}
 	term := &syncWriter{w: stdout}
@@ -93,6 +94,28 @@ func runDevstack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	st.Close()
 	term.Println("stopped")
 	return nil
+}
+
+// makeDataDir creates the data directory and its logs directory and returns
+// the latter. The data directory is its owner's only: the credentials guard
+// NATS and the store over the network, but their files (every order, every
+// customer) lie in it, and a directory an older version left open to others
+// is closed.
+func makeDataDir(data string) (logDir string, err error) {
+	logDir = filepath.Join(data, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(data)
+	if err != nil {
+		return "", err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(data, perm&^0o077); err != nil {
+			return "", fmt.Errorf("data directory %s is open to other users and cannot be closed: %w", data, err)
+		}
+	}
+	return logDir, nil
 }
 
 // redactURL hides the passwords and tokens in a connection string before it
