@@ -33,22 +33,40 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageErrorf("deadletters: want \"list\" or \"replay\"")
 	}
 	verb, rest := args[0], args[1:]
+	if verb != "list" && verb != "replay" {
+		return usageErrorf("deadletters: unknown verb %q: want list or replay", verb)
+	}
 	fs := newFlagSet("deadletters "+verb, "pizzashop deadletters list|replay [--nats URL] [--all | SEQ ...]", stderr)
 	url := fs.String("nats", defaultNATSURL(), natsFlagUsage)
 	all := fs.Bool("all", false, "replay every dead letter")
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// Flags may come before or after the sequence numbers.
+	var pos []string
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{}
 		}
-		return usageError{}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
 	var seqs []uint64
-	for _, a := range fs.Args() {
+	for _, a := range pos {
 		n, err := strconv.ParseUint(a, 10, 64)
 		if err != nil || n == 0 {
 			return usageErrorf("deadletters: %q is not a dead-letter sequence number", a)
 		}
 		seqs = append(seqs, n)
+	}
+	// Every mistake in the command line is told before NATS is asked.
+	switch {
+	case verb == "list" && (len(seqs) > 0 || *all):
+		return usageErrorf("deadletters list takes no arguments")
+	case verb == "replay" && *all == (len(seqs) > 0):
+		return usageErrorf("deadletters replay: give sequence numbers or --all, not both or neither")
 	}
 	nc, err := nats.Connect(natsURL(*url), nats.Name("pizzashop deadletters"), nats.Timeout(5*time.Second))
 	if err != nil {
@@ -69,29 +87,20 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", natsx.DeadLetterStream.Name, err)
 	}
-	switch verb {
-	case "list":
-		if len(seqs) > 0 || *all {
-			return usageErrorf("deadletters list takes no arguments")
-		}
+	if verb == "list" {
 		return listDeadLetters(ctx, st, stdout)
-	case "replay":
-		if *all == (len(seqs) > 0) {
-			return usageErrorf("deadletters replay: give sequence numbers or --all, not both or neither")
-		}
-		if *all {
-			if seqs, err = deadLetterSeqs(ctx, st); err != nil {
-				return err
-			}
-		}
-		for _, seq := range seqs {
-			if err := replayDeadLetter(ctx, js, st, seq, stdout); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	return usageErrorf("deadletters: unknown verb %q: want list or replay", verb)
+	if *all {
+		if seqs, err = deadLetterSeqs(ctx, st); err != nil {
+			return err
+		}
+	}
+	for _, seq := range seqs {
+		if err := replayDeadLetter(ctx, js, st, seq, stdout); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func deadLetterSeqs(ctx context.Context, st jetstream.Stream) ([]uint64, error) {
