@@ -651,20 +651,39 @@ func checkBinaries(dir string) error {
 
 // checkFree fails when any of addrs is taken, naming all that are: most
 // often another pizzashop is still running.
+// Any other failure (a malformed address, a host that is not this
+// machine's, a port below 1024) is named with its reason.
 func checkFree(addrs [][2]string) error {
-	var busy []string
+	var busy, bad []string
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a[0])
-		if err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
 			busy = append(busy, fmt.Sprintf("%s (%s)", a[0], a[1]))
-			continue
+		case err != nil:
+			bad = append(bad, fmt.Sprintf("%s (%s): %v", a[0], a[1], listenReason(err)))
+		default:
+			ln.Close()
 		}
-		ln.Close()
+	}
+	var errs []error
+	if len(bad) > 0 {
+		errs = append(errs, fmt.Errorf("cannot listen on %s", strings.Join(bad, "; ")))
 	}
 	if len(busy) > 0 {
-		return fmt.Errorf("cannot listen on %s: is another pizzashop running? Stop it, or move ports with --base-port, --http, --nats-addr and --mongo-addr", strings.Join(busy, ", "))
+		errs = append(errs, fmt.Errorf("cannot listen on %s: is another pizzashop running? Stop it, or move ports with --base-port, --http, --nats-addr and --mongo-addr", strings.Join(busy, ", ")))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// listenReason is the cause of a failed listen without the "listen tcp
+// ADDR:" the caller already names.
+func listenReason(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
 }
 
 // dialAddr turns a listen address into one to connect to.
