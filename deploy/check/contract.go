@@ -59,6 +59,10 @@ func fixedEnv(binary string) map[string]string {
 // of the store and NATS (the overall "" status follows those).
 const processHealth = "pizzashop.serving"
 
+// defaultShutdownSeconds is SHUTDOWN_TIMEOUT's default in every binary: how
+// long it drains in-flight calls after SIGTERM.
+const defaultShutdownSeconds = 10
+
 // minAuthSecretLen is pkg/auth.MinKeyLen: a shorter AUTH_SECRET makes every
 // service exit at startup.
 const minAuthSecretLen = 16

@@ -434,6 +434,7 @@ func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, g
 
 	checkPodSecurity(r, path, where, pod, ctr)
 	checkResources(r, path, where, ctr.Resources)
+	checkPreStop(r, path, where, pod, ctr)
 
 	env := resolveEnv(r, path, where, c, ctr)
 	checkEnvContract(r, path, where, name, env, func(host string) bool {
@@ -597,6 +598,26 @@ func checkResources(r *report, path, where string, res corev1.ResourceRequiremen
 		if hasReq && hasLim && lessThan(lim, req) {
 			r.failf(path, "%s: limits.%s (%s) is below requests.%s (%s)", where, rn, lim.String(), rn, req.String())
 		}
+	}
+}
+
+// checkPreStop: a terminating pod leaves the Service's endpoints at the
+// moment it gets SIGTERM, but kube-proxy and ingress controllers learn it a
+// moment later. A binary that closes its listener on SIGTERM refuses the
+// connections of that moment (a 502 on a POST through the ingress), so
+// every container waits a few seconds in preStop first, and the grace
+// period covers that wait and the binary's own SHUTDOWN_TIMEOUT.
+func checkPreStop(r *report, path, where string, pod corev1.PodSpec, ctr corev1.Container) {
+	if ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil || ctr.Lifecycle.PreStop.Sleep == nil {
+		r.failf(path, "%s: no preStop sleep: the listener closes on SIGTERM while the Service and ingress still send it connections", where)
+		return
+	}
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if pod.TerminationGracePeriodSeconds != nil {
+		grace = *pod.TerminationGracePeriodSeconds
+	}
+	if need := ctr.Lifecycle.PreStop.Sleep.Seconds + defaultShutdownSeconds; grace < need {
+		r.failf(path, "%s: terminationGracePeriodSeconds %d is shorter than the preStop sleep (%ds) and the shutdown timeout (%ds)", where, grace, ctr.Lifecycle.PreStop.Sleep.Seconds, defaultShutdownSeconds)
 	}
 }
 
