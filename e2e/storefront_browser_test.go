@@ -711,6 +711,23 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 		chromedp.SetValue(chromedp.CSS(`#pizza-marinara-size_large`), "19.75"),
 		chromedp.Click(chromedp.CSS(`#pizzas li[data-id="marinara"] button[type=submit]`)))
 	shopper.until(t, "the new price on the storefront", `document.querySelector('#pizza-list li[data-id="marinara"]').textContent.includes('19.75')`, 15*time.Second)
+	// Another manager changes the description meanwhile. This page's next
+	// save of the pizza is refused rather than put back the description it
+	// shows, and the page then shows the other manager's change.
+	const elsewhere = "Tomato, garlic, oregano, basil; no cheese"
+	if code, raw, _ := s.Do(http.MethodPatch, "/v1/menu/pizzas/marinara", s.Token("admin", "max"), map[string]any{"description": elsewhere}); code != http.StatusOK {
+		t.Fatalf("PATCH marinara's description: %d %s", code, raw)
+	}
+	manager.do(t, "save over a change made elsewhere",
+		chromedp.SetValue(chromedp.CSS(`#pizza-marinara-name`), "Marinara Classica"),
+		chromedp.Click(chromedp.CSS(`#pizzas li[data-id="marinara"] button[type=submit]`)))
+	manager.until(t, "the refusal on the row", `(document.querySelector('#pizzas li[data-id="marinara"] .error') || {}).textContent?.includes('changed by someone else')`, 10*time.Second)
+	if got := eval[string](t, manager, `document.getElementById('pizza-marinara-description').value`); got != elsewhere {
+		t.Errorf("description on the manager's page after the refusal = %q, want the other manager's %q", got, elsewhere)
+	}
+	if got := eval[string](t, manager, `document.getElementById('pizza-marinara-name').value`); got != "Marinara" {
+		t.Errorf("name on the manager's page after the refusal = %q, want the stored Marinara", got)
+	}
 	// A new topping appears on the open storefront.
 	manager.do(t, "add a topping",
 		chromedp.SendKeys(chromedp.CSS(`#nt-name`), "Truffle"),

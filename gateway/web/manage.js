@@ -73,11 +73,19 @@ function itemRow(kind, item) {
   const send = async (body, what) => {
     error.hidden = true;
     for (const b of form.querySelectorAll('button')) b.disabled = true;
+    // The change is based on the item as this page read it: if another
+    // manager changed it since, the menu refuses it (409) rather than let
+    // this form put back the values it was loaded with.
+    if (item.updateTime) body.updateTime = item.updateTime;
     try {
       await api('PATCH', path, body);
       toast(what);
       await load();
     } catch (err) {
+      if (err.reason === 'MENU_ITEM_CHANGED') {
+        await changedElsewhere(kind, item);
+        return;
+      }
       error.textContent = err.message;
       error.hidden = false;
       for (const b of form.querySelectorAll('button')) b.disabled = false;
@@ -100,6 +108,24 @@ function itemRow(kind, item) {
     send({ available: !item.available }, `${item.name} is ${item.available ? 'sold out' : 'available again'}.`);
   });
   return el('li', { class: 'manage-item' + (item.available ? '' : ' soldout'), dataset: { id: item.id } }, form);
+}
+
+/**
+ * changedElsewhere shows the menu as it is now after a change was refused
+ * because someone else changed the item first, and says so on its row.
+ */
+async function changedElsewhere(kind, item) {
+  try {
+    await load();
+  } catch (err) {
+    toast(`Could not reload the menu: ${err.message}`, 'error');
+    return;
+  }
+  const list = $(kind === 'pizza' ? 'pizzas' : 'toppings');
+  const error = list.querySelector(`li[data-id="${CSS.escape(item.id)}"] .error`);
+  if (!error) return;
+  error.textContent = `${item.name} was changed by someone else after this page loaded. The form now shows the current values: make your change again.`;
+  error.hidden = false;
 }
 
 async function load() {

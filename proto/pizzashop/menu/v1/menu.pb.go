@@ -100,7 +100,9 @@ type Pizza struct {
 	Prices []*SizePrice `protobuf:"bytes,4,rep,name=prices,proto3" json:"prices,omitempty"`
 	// False while the pizza is sold out: it shows on the menu but cannot be ordered.
 	Available bool `protobuf:"varint,5,opt,name=available,proto3" json:"available,omitempty"`
-	// When the pizza last changed. Output only.
+	// When the pizza last changed. Ignored on create; on update, the time the
+	// caller read, if it wants the change refused once someone else changed
+	// the pizza.
 	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -190,7 +192,9 @@ type Topping struct {
 	Prices []*SizePrice `protobuf:"bytes,3,rep,name=prices,proto3" json:"prices,omitempty"`
 	// False while the topping is sold out.
 	Available bool `protobuf:"varint,4,opt,name=available,proto3" json:"available,omitempty"`
-	// When the topping last changed. Output only.
+	// When the topping last changed. Ignored on create; on update, the time
+	// the caller read, if it wants the change refused once someone else
+	// changed the topping.
 	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1138,7 +1142,7 @@ const file_pizzashop_menu_v1_menu_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"M\n" +
 	"\x15UpdateToppingResponse\x124\n" +
-	"\atopping\x18\x01 \x01(\v2\x1a.pizzashop.menu.v1.ToppingR\atopping2\x90\t\n" +
+	"\atopping\x18\x01 \x01(\v2\x1a.pizzashop.menu.v1.ToppingR\atopping2\x98\t\n" +
 	"\vMenuService\x12\xb8\x01\n" +
 	"\aGetMenu\x12!.pizzashop.menu.v1.GetMenuRequest\x1a\".pizzashop.menu.v1.GetMenuResponse\"f\xfaPMB%\n" +
 	"\x12x-pizzashop-header\x12\x0f\x1a\rIf-None-MatchB\"\n" +
@@ -1147,13 +1151,13 @@ const file_pizzashop_menu_v1_menu_proto_rawDesc = "" +
 	"PriceOrder\x12$.pizzashop.menu.v1.PriceOrderRequest\x1a%.pizzashop.menu.v1.PriceOrderResponse\"F\xfaP*B&\n" +
 	"\x15x-pizzashop-responses\x12\r\x1a\v400 413 503J\x00\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/menu:price\x12\xba\x01\n" +
 	"\vCreatePizza\x12%.pizzashop.menu.v1.CreatePizzaRequest\x1a&.pizzashop.menu.v1.CreatePizzaResponse\"\\\xfaP4B2\n" +
-	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 409 413 503\x82\xd3\xe4\x93\x02\x1f:\x05pizzab\x05pizza\"\x0f/v1/menu/pizzas\x12\xc5\x01\n" +
-	"\vUpdatePizza\x12%.pizzashop.menu.v1.UpdatePizzaRequest\x1a&.pizzashop.menu.v1.UpdatePizzaResponse\"g\xfaP4B2\n" +
-	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 404 413 503\x82\xd3\xe4\x93\x02*:\x05pizzab\x05pizza2\x1a/v1/menu/pizzas/{pizza.id}\x12\xc6\x01\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 409 413 503\x82\xd3\xe4\x93\x02\x1f:\x05pizzab\x05pizza\"\x0f/v1/menu/pizzas\x12\xc9\x01\n" +
+	"\vUpdatePizza\x12%.pizzashop.menu.v1.UpdatePizzaRequest\x1a&.pizzashop.menu.v1.UpdatePizzaResponse\"k\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x02*:\x05pizzab\x05pizza2\x1a/v1/menu/pizzas/{pizza.id}\x12\xc6\x01\n" +
 	"\rCreateTopping\x12'.pizzashop.menu.v1.CreateToppingRequest\x1a(.pizzashop.menu.v1.CreateToppingResponse\"b\xfaP4B2\n" +
-	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 409 413 503\x82\xd3\xe4\x93\x02%:\atoppingb\atopping\"\x11/v1/menu/toppings\x12\xd3\x01\n" +
-	"\rUpdateTopping\x12'.pizzashop.menu.v1.UpdateToppingRequest\x1a(.pizzashop.menu.v1.UpdateToppingResponse\"o\xfaP4B2\n" +
-	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 404 413 503\x82\xd3\xe4\x93\x022:\atoppingb\atopping2\x1e/v1/menu/toppings/{topping.id}B\x97\x04\xfaP\xd4\x03\n" +
+	"\x15x-pizzashop-responses\x12\x19\x1a\x17400 401 403 409 413 503\x82\xd3\xe4\x93\x02%:\atoppingb\atopping\"\x11/v1/menu/toppings\x12\xd7\x01\n" +
+	"\rUpdateTopping\x12'.pizzashop.menu.v1.UpdateToppingRequest\x1a(.pizzashop.menu.v1.UpdateToppingResponse\"s\xfaP8B6\n" +
+	"\x15x-pizzashop-responses\x12\x1d\x1a\x1b400 401 403 404 409 413 503\x82\xd3\xe4\x93\x022:\atoppingb\atopping2\x1e/v1/menu/toppings/{topping.id}B\x97\x04\xfaP\xd4\x03\n" +
 	"\xe7\x02\n" +
 	"\rPizzashop API\x1a\xb6\x02Order one pizza for delivery or pickup, follow it live, and run the kitchen and the delivery board. Send `Authorization: Bearer <token>`: register or sign in for a customer token; `make token` prints a staff one for local use. Errors are JSON `google.rpc.Status` bodies whose message names the offending field.2\x18\n" +
 	"\n" +

@@ -50,11 +50,16 @@ type MenuServiceClient interface {
 	CreatePizza(ctx context.Context, in *CreatePizzaRequest, opts ...grpc.CallOption) (*CreatePizzaResponse, error)
 	// UpdatePizza changes the fields named in update_mask (over REST: the fields
 	// present in the body). Marking a pizza sold out is {"available": false}.
+	// With the update_time the caller read, the change applies only if the
+	// pizza has not changed since (409, reason MENU_ITEM_CHANGED, otherwise).
 	// Admin role only.
 	UpdatePizza(ctx context.Context, in *UpdatePizzaRequest, opts ...grpc.CallOption) (*UpdatePizzaResponse, error)
 	// CreateTopping adds a topping to the menu. Admin role only.
 	CreateTopping(ctx context.Context, in *CreateToppingRequest, opts ...grpc.CallOption) (*CreateToppingResponse, error)
-	// UpdateTopping changes the fields named in update_mask. Admin role only.
+	// UpdateTopping changes the fields named in update_mask. With the
+	// update_time the caller read, the change applies only if the topping has
+	// not changed since (409, reason MENU_ITEM_CHANGED, otherwise). Admin role
+	// only.
 	UpdateTopping(ctx context.Context, in *UpdateToppingRequest, opts ...grpc.CallOption) (*UpdateToppingResponse, error)
 }
 
@@ -145,11 +150,16 @@ type MenuServiceServer interface {
 	CreatePizza(context.Context, *CreatePizzaRequest) (*CreatePizzaResponse, error)
 	// UpdatePizza changes the fields named in update_mask (over REST: the fields
 	// present in the body). Marking a pizza sold out is {"available": false}.
+	// With the update_time the caller read, the change applies only if the
+	// pizza has not changed since (409, reason MENU_ITEM_CHANGED, otherwise).
 	// Admin role only.
 	UpdatePizza(context.Context, *UpdatePizzaRequest) (*UpdatePizzaResponse, error)
 	// CreateTopping adds a topping to the menu. Admin role only.
 	CreateTopping(context.Context, *CreateToppingRequest) (*CreateToppingResponse, error)
-	// UpdateTopping changes the fields named in update_mask. Admin role only.
+	// UpdateTopping changes the fields named in update_mask. With the
+	// update_time the caller read, the change applies only if the topping has
+	// not changed since (409, reason MENU_ITEM_CHANGED, otherwise). Admin role
+	// only.
 	UpdateTopping(context.Context, *UpdateToppingRequest) (*UpdateToppingResponse, error)
 	mustEmbedUnimplementedMenuServiceServer()
 }
