@@ -75,7 +75,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 				orderapi.Options{TokenTTL: cfg.TokenTTL, CallTimeout: cfg.CallTimeout, KeepAlive: cfg.StreamKeepAlive})
 			// Every menu change empties the price cache, whichever menu
 			// replica made it.
-			if err := d.Listen(orderapi.MenuChangedSubject, func([]byte) { srv.PricesChanged() }); err != nil {
+			if err := d.Listen(orderapi.MenuChangedSubject, srv.PricesChanged); err != nil {
 				return err
 			}
 			d.Go("kitchen events consumer", func(ctx context.Context) error {

@@ -15,10 +15,16 @@ import (
 // It is emptied by every menu.changed event (PricesChanged) and, as a net
 // under an event missed while NATS was away, every maxPriceAge. Only prices
 // are kept, never refusals, so a pizza back in stock is seen at once.
+//
+// With several menu replicas, the event of a change can reach this service
+// before the replica it asks next has heard of the change. That replica's
+// answer carries an older menu version than the event announced: it prices
+// the order in hand, but is not kept, or it would be served for a minute.
 type priceCache struct {
 	mu     sync.Mutex
 	prices map[string]order.Price
 	gen    uint64
+	newest int64     // highest menu version a menu.changed event announced
 	since  time.Time // of the oldest price kept
 	misses int64
 }
@@ -66,11 +72,12 @@ func (c *priceCache) get(it order.Item) (order.Price, uint64, bool) {
 	return p, c.gen, ok
 }
 
-// put keeps p for it, unless the menu changed since gen.
-func (c *priceCache) put(it order.Item, p order.Price, gen uint64) {
+// put keeps p, read from the menu at version, for it, unless the menu
+// changed since gen or version is older than a change already announced.
+func (c *priceCache) put(it order.Item, p order.Price, gen uint64, version int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if gen != c.gen || version < c.newest {
 		return
 	}
 	if len(c.prices) >= maxPrices {
@@ -79,9 +86,12 @@ func (c *priceCache) put(it order.Item, p order.Price, gen uint64) {
 	c.prices[priceKey(it)] = p
 }
 
-func (c *priceCache) invalidate() {
+// invalidate empties the cache after a change that made the menu version
+// (0 when unknown).
+func (c *priceCache) invalidate(version int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.newest = max(c.newest, version)
 	c.clearLocked()
 }
 

@@ -249,7 +249,7 @@ func (s *Server) askPrice(ctx context.Context, it order.Item) (order.Price, erro
 		return order.Price{}, menuError(ctx, err)
 	}
 	p := priceFromProto(resp.GetPrice())
-	s.prices.put(it, p, gen)
+	s.prices.put(it, p, gen, resp.GetMenuVersion())
 	return p, nil
 }
 
@@ -257,9 +257,16 @@ func (s *Server) askPrice(ctx context.Context, it order.Item) (order.Price, erro
 // the menu (pizzashop.menu.v1.MenuChanged).
 const MenuChangedSubject = "menu.changed"
 
-// PricesChanged empties the price cache. Call it for every menu.changed
-// event, from any menu replica.
-func (s *Server) PricesChanged() { s.prices.invalidate() }
+// PricesChanged empties the price cache. Call it with every menu.changed
+// event (pizzashop.menu.v1.MenuChanged), from any menu replica; prices a
+// replica answers from an older menu than the event's are then not kept.
+func (s *Server) PricesChanged(event []byte) {
+	var ev menuv1.MenuChanged
+	if err := proto.Unmarshal(event, &ev); err != nil {
+		s.log.Warn("menu.changed event that does not parse; prices forgotten all the same", "err", err)
+	}
+	s.prices.invalidate(ev.GetMenuVersion())
+}
 
 func menuError(ctx context.Context, err error) error {
 	st := status.Convert(err)

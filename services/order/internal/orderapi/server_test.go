@@ -228,12 +228,73 @@ func TestPlaceAsksMenuOnce(t *testing.T) {
 	if n := menu.calls.Load(); n != 1 {
 		t.Errorf("10 orders of one pizza asked the menu %d times, want 1", n)
 	}
-	s.PricesChanged()
+	s.PricesChanged(nil)
 	if _, err := s.CreateOrder(asCustomer("ann", "after-change"), pickup("margherita")); err != nil {
 		t.Fatal(err)
 	}
 	if n := menu.calls.Load(); n != 2 {
 		t.Errorf("after a menu change the menu was asked %d times in all, want 2", n)
+	}
+}
+
+// versionedMenu answers every price at its version, in cents of USD.
+type versionedMenu struct {
+	fakeMenu
+	mu      sync.Mutex
+	version int64
+	amount  int64
+	calls   int
+}
+
+func (m *versionedMenu) set(version, amount int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.version, m.amount = version, amount
+}
+
+func (m *versionedMenu) PriceOrder(_ context.Context, req *menuv1.PriceOrderRequest, _ ...grpc.CallOption) (*menuv1.PriceOrderResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	usd := &commonv1.Money{CurrencyCode: "USD", AmountMinor: m.amount}
+	return &menuv1.PriceOrderResponse{MenuVersion: m.version, Price: &menuv1.PriceBreakdown{
+		Pizza: &menuv1.PriceLine{ItemId: req.GetPizzaId(), Name: req.GetPizzaId(), Price: usd},
+		Total: usd, Size: req.GetSize(),
+	}}, nil
+}
+
+// TestPriceFromReplicaBehindNotKept: the event of a price change reaches the
+// order service before the menu replica it asks next has heard of it. That
+// replica's old price is not kept, so the next order asks again and gets
+// the new one, instead of the old price being served for a minute.
+func TestPriceFromReplicaBehindNotKept(t *testing.T) {
+	s, _ := newServer(t)
+	menu := &versionedMenu{version: 20, amount: 900}
+	s.menu = menu
+	price := func(key string) int64 {
+		t.Helper()
+		o, err := s.CreateOrder(asCustomer("ann", key), pickup("margherita"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.GetOrder().GetPrice().GetTotal().GetAmountMinor()
+	}
+	if got := price("before"); got != 900 {
+		t.Fatalf("first order priced %d, want 900", got)
+	}
+	ev, err := proto.Marshal(&menuv1.MenuChanged{EventId: "e21", MenuVersion: 21})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PricesChanged(ev) // the change to 950 at version 21, made on another replica
+	price("replica-behind") // the replica asked has not heard of it yet
+	menu.set(21, 950)       // now it has
+	if got := price("caught-up"); got != 950 {
+		t.Errorf("order after the replica caught up priced %d, want 950: the behind replica's price was kept", got)
+	}
+	price("cached")
+	if menu.calls != 3 {
+		t.Errorf("menu asked %d times, want 3: prices at the announced version are kept", menu.calls)
 	}
 }
 
