@@ -286,7 +286,7 @@ func TestPriceFromReplicaBehindNotKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.PricesChanged(ev) // the change to 950 at version 21, made on another replica
+	s.PricesChanged(ev)     // the change to 950 at version 21, made on another replica
 	price("replica-behind") // the replica asked has not heard of it yet
 	menu.set(21, 950)       // now it has
 	if got := price("caught-up"); got != 950 {
