@@ -67,6 +67,10 @@ type Bus struct {
 	missed   []func()
 
 	streams sync.Map // stream name -> jetstream.Stream, for Stored
+	// declared holds the config of every stream EnsureStream declared, so
+	// that one NATS lost (it came back without its storage, or someone
+	// deleted it) can be declared again as it was.
+	declared sync.Map // stream name -> jetstream.StreamConfig
 }
 
 // Stored reports whether JetStream holds event eventID as the last message
@@ -193,7 +197,46 @@ func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 	if refused != nil {
 		return refused
 	}
+	if err == nil {
+		b.declared.Store(cfg.Name, cfg)
+	}
 	return err
+}
+
+// StreamMissing reports whether err, from a publish, says that no stream
+// holds the subject: NATS came back without its storage, or someone deleted
+// the stream.
+func (b *Bus) StreamMissing(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// declareAgain declares stream name again if NATS no longer has it and
+// EnsureStream declared it here; it reports whether it did. A stream
+// another process declares is left to that process.
+func (b *Bus) declareAgain(ctx context.Context, name string) (bool, error) {
+	v, ok := b.declared.Load(name)
+	if !ok {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := b.JS.Stream(ctx, name)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, fmt.Errorf("stream %s: %w", name, err)
+	}
+	_, err = b.JS.CreateStream(ctx, v.(jetstream.StreamConfig))
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return false, nil // declared by another replica meanwhile
+	}
+	if err != nil {
+		return false, fmt.Errorf("declare stream %s again: %w", name, err)
+	}
+	b.log.WarnContext(ctx, "stream lost; declared it again", "stream", name)
+	return true, nil
 }
 
 // Ping reports whether the connection is up and JetStream answers.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -90,7 +91,10 @@ const DefaultWorkers = 32
 
 // Consume runs a durable consumer until ctx ends, then drains it: messages
 // being handled finish and are acked. Each message is handled in the trace
-// of the request that published it.
+// of the request that published it. When NATS loses the consumer (someone
+// deleted it or its stream, or NATS came back without its storage), Consume
+// declares it again, and its stream if EnsureStream declared that here, and
+// goes on.
 func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = 5
@@ -107,26 +111,13 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	if err := b.EnsureStream(ctx, DeadLetterStream); err != nil {
 		return err
 	}
-	var cons jetstream.Consumer
-	err := retry(ctx, b.log, "create consumer "+cfg.Durable, func(ctx context.Context) error {
-		var err error
-		cons, err = b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
-			Durable:        cfg.Durable,
-			FilterSubjects: cfg.FilterSubjects,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			AckWait:        cfg.AckWait,
-			// The bound on deliveries is counted here, not by the server: a
-			// message held back through an outage is redelivered by the
-			// server as its AckWait passes, and must never be dropped for it.
-			MaxDeliver:    -1,
-			MaxAckPending: maxAckPending,
-		})
-		return err
-	})
+	first, err := b.declareConsumer(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	// The consumer in use, declared again whenever NATS lost it.
+	var current atomic.Pointer[jetstream.Consumer]
+	current.Store(&first)
 	tracer := otel.Tracer(tracerName)
 	// No-op instruments come back with any error, so they are safe to use.
 	handled, _ := otel.Meter(tracerName).Float64Histogram("pizzashop.events.handle.duration", metric.WithUnit("s"),
@@ -140,7 +131,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	outcome := func(ctx context.Context, start time.Time, result string) {
 		handled.Record(ctx, time.Since(start).Seconds(), outcomes[result])
 	}
-	stopGauges, redelivered := consumerMetrics(ctx, cons, cfg.Durable)
+	stopGauges, redelivered := consumerMetrics(ctx, func() jetstream.Consumer { return *current.Load() }, cfg.Durable)
 	defer stopGauges()
 	var fails failureCounts
 	handle := func(m jetstream.Msg) {
@@ -236,33 +227,137 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		close(stopping)
 		workers.Wait()
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	dispatch := func(m jetstream.Msg) {
 		select {
 		case queues[workerOf(m.Subject(), len(queues))] <- m:
 		case <-stopping:
 			_ = m.Nak()
 		}
-	},
-		// A small client buffer, two messages a worker: few messages wait
-		// in the client, running down their AckWait, behind one held
-		// through an outage.
-		jetstream.PullMaxMessages(max(16, 2*cfg.Workers)),
-		// A pull waiting on a NATS node that died is given up after 5 s,
-		// not the default 30, so work moves on to a live node soon.
-		jetstream.PullExpiry(5*time.Second))
-	if err != nil {
-		stop()
-		return fmt.Errorf("consume %s: %w", cfg.Durable, err)
 	}
-	<-ctx.Done()
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-time.After(10 * time.Second):
+	wait := redeclareFirst
+	for {
+		// Any trouble pulling may mean that NATS lost the consumer: a pull
+		// for one it no longer has gets no responders, and no heartbeat.
+		trouble := make(chan struct{}, 1)
+		cons := *current.Load()
+		cc, err := cons.Consume(dispatch,
+			// A small client buffer, two messages a worker: few messages
+			// wait in the client, running down their AckWait, behind one
+			// held through an outage.
+			jetstream.PullMaxMessages(max(16, 2*cfg.Workers)),
+			// A pull waiting on a NATS node that died is given up after
+			// 5 s, not the default 30, so work moves on to a live node soon.
+			jetstream.PullExpiry(5*time.Second),
+			jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {
+				select {
+				case trouble <- struct{}{}:
+				default:
+				}
+			}))
+		if err != nil {
+			stop()
+			return fmt.Errorf("consume %s: %w", cfg.Durable, err)
+		}
+		began := time.Now()
+		if !consumerLost(ctx, cc, cons, trouble) {
+			cc.Drain()
+			select {
+			case <-cc.Closed():
+			case <-time.After(10 * time.Second):
+				cc.Stop()
+			}
+			stop()
+			return nil
+		}
+		// NATS deleted the consumer, or came back without it (without its
+		// storage, or someone deleted it): declare it again, and its
+		// stream if this process declared that, and go on. Messages being
+		// handled are acked in vain and delivered again; handlers are
+		// idempotent.
 		cc.Stop()
+		if b.Conn.IsClosed() {
+			stop()
+			return fmt.Errorf("consume %s: %w", cfg.Durable, nats.ErrConnectionClosed)
+		}
+		if time.Since(began) > time.Minute {
+			wait = redeclareFirst
+		}
+		b.log.WarnContext(ctx, "consumer lost; declaring it again", "consumer", cfg.Durable, "stream", cfg.Stream, "in", wait)
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, redeclareMax)
+		next, err := b.declareConsumer(ctx, cfg)
+		if err != nil {
+			stop() // ctx ended
+			return nil
+		}
+		// A stream declared again numbers its messages from 1.
+		fails.reset()
+		current.Store(&next)
 	}
-	stop()
-	return nil
+}
+
+// The wait before a lost consumer is declared again, doubling up to
+// redeclareMax while it keeps being lost within a minute.
+const (
+	redeclareFirst = 250 * time.Millisecond
+	redeclareMax   = 15 * time.Second
+)
+
+// declareConsumer creates or updates the durable consumer of cfg, retrying
+// until NATS answers or ctx ends. When NATS lost the stream and this
+// process declared it, it declares it again; a stream of another process
+// is waited for.
+func (b *Bus) declareConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := retry(ctx, b.log, "create consumer "+cfg.Durable, func(ctx context.Context) error {
+		var err error
+		cons, err = b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+			Durable:        cfg.Durable,
+			FilterSubjects: cfg.FilterSubjects,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckWait:        cfg.AckWait,
+			// The bound on deliveries is counted here, not by the server: a
+			// message held back through an outage is redelivered by the
+			// server as its AckWait passes, and must never be dropped for it.
+			MaxDeliver:    -1,
+			MaxAckPending: maxAckPending,
+		})
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if _, derr := b.declareAgain(ctx, cfg.Stream); derr != nil {
+				return errors.Join(err, derr)
+			}
+		}
+		return err
+	})
+	return cons, err
+}
+
+// consumerLost waits until ctx ends, reporting false, or the consumer is
+// lost, reporting true: its ConsumeContext closed while ctx runs (the client
+// gives up when the server deleted the consumer), or, asked after trouble
+// pulling, the server says it has no such consumer or stream.
+func consumerLost(ctx context.Context, cc jetstream.ConsumeContext, cons jetstream.Consumer, trouble <-chan struct{}) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-cc.Closed():
+			return ctx.Err() == nil
+		case <-trouble:
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := cons.Info(ictx)
+			cancel()
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				return true
+			}
+		}
+	}
 }
 
 // failureCounts counts the failed attempts at each message, by its stream
@@ -286,6 +381,13 @@ func (f *failureCounts) add(seq uint64) int {
 	}
 	f.n[seq]++
 	return f.n[seq]
+}
+
+// reset forgets every count.
+func (f *failureCounts) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n = nil
 }
 
 // forget drops the count of message seq, handled or dead-lettered.
@@ -367,15 +469,24 @@ func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, m jetstream.Ms
 		msg = msg[:1024]
 	}
 	dl.Header.Set(HeaderDLError, msg)
-	_, err := b.JS.PublishMsg(ctx, dl, jetstream.WithMsgID(fmt.Sprintf("dl-%s-%s-%d", cfg.Stream, cfg.Durable, seq)))
+	id := jetstream.WithMsgID(fmt.Sprintf("dl-%s-%s-%d", cfg.Stream, cfg.Durable, seq))
+	_, err := b.JS.PublishMsg(ctx, dl, id)
+	if b.StreamMissing(err) {
+		// NATS lost the dead-letter stream: declare it again and retry.
+		if declared, derr := b.declareAgain(ctx, DeadLetterStream.Name); derr != nil || !declared {
+			return errors.Join(err, derr)
+		}
+		_, err = b.JS.PublishMsg(ctx, dl, id)
+	}
 	return err
 }
 
 // consumerMetrics reports, per durable consumer, the messages waiting for
 // it and those delivered but not yet acknowledged (read from the server at
-// each scrape), and counts redeliveries. It returns the function that
-// unregisters the gauges and the one that counts a redelivery.
-func consumerMetrics(ctx context.Context, cons jetstream.Consumer, durable string) (stop func(), redelivered func()) {
+// each scrape of cons, the consumer in use), and counts redeliveries. It
+// returns the function that unregisters the gauges and the one that counts
+// a redelivery.
+func consumerMetrics(ctx context.Context, cons func() jetstream.Consumer, durable string) (stop func(), redelivered func()) {
 	meter := otel.Meter(tracerName)
 	attrs := metric.WithAttributes(attribute.String("consumer", durable))
 	// No-op instruments come back with any error, so they are safe to use.
@@ -389,7 +500,7 @@ func consumerMetrics(ctx context.Context, cons jetstream.Consumer, durable strin
 	reg, err := meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		info, err := cons.Info(ictx)
+		info, err := cons().Info(ictx)
 		if err != nil {
 			return nil // NATS is down: no value rather than a stale one
 		}
