@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -96,24 +95,19 @@ func runDevstack(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-// makeDataDir creates the data directory and its logs directory and returns
-// the latter. The data directory is its owner's only: the credentials guard
-// NATS and the store over the network, but their files (every order, every
-// customer) lie in it, and a directory an older version left open to others
-// is closed.
+// makeDataDir creates the data directory (for its owner only, when new) and
+// its logs directory, and returns the latter. An existing data directory
+// keeps its mode: it may be one the user chose for more than the shop. What
+// must stay private lives in directories of the shop's own (the store's
+// files, the NATS streams, the logs), which are closed whatever their
+// parent's mode, and credentials.json is its owner's only.
 func makeDataDir(data string) (logDir string, err error) {
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return "", err
+	}
 	logDir = filepath.Join(data, "logs")
-	if err := os.MkdirAll(logDir, 0o700); err != nil {
+	if err := devstack.PrivateDir(logDir); err != nil {
 		return "", err
-	}
-	fi, err := os.Stat(data)
-	if err != nil {
-		return "", err
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		if err := os.Chmod(data, perm&^0o077); err != nil {
-			return "", fmt.Errorf("data directory %s is open to other users and cannot be closed: %w", data, err)
-		}
 	}
 	return logDir, nil
 }

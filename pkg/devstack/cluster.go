@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -219,7 +218,7 @@ func (c *Cluster) startNode(n *clusterNode) error {
 			return fmt.Errorf("devstack: %s: %w", n.name, err)
 		}
 	}
-	if err := os.MkdirAll(n.dir, 0o755); err != nil {
+	if err := PrivateDir(n.dir); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
 	opts := &server.Options{

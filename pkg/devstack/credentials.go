@@ -46,7 +46,7 @@ func LoadOrCreateCredentials(dir string) (Credentials, error) {
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return c, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Credentials{}, fmt.Errorf("devstack: credentials: %w", err)
 	}
 	c = Credentials{NATSUser: natsUser, NATSPassword: randomSecret(), MongoUser: mongoUser, MongoPassword: randomSecret()}
@@ -172,4 +172,26 @@ func randomSecret() string {
 		}
 	}
 	return string(out)
+}
+
+// PrivateDir creates dir, and any missing parent, for its owner only, and
+// closes it to group and others if it exists open. The store's SQLite files
+// and the NATS streams live in such directories: the credentials guard them
+// over the network, and other users of the machine must not read them from
+// the disk either. Only directories the shop owns are given to it; a data
+// directory a user chose (it may be their home) keeps its mode.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&^0o077); err != nil {
+			return fmt.Errorf("%s is open to other users and cannot be closed: %w", dir, err)
+		}
+	}
+	return nil
 }

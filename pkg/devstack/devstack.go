@@ -237,7 +237,7 @@ func startNATSWithCredentials(dir, addr string, creds *Credentials, log *slog.Lo
 		// NATS would only log this and never become ready.
 		return nil, fmt.Errorf("devstack: nats: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := PrivateDir(dir); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
 	opts := &server.Options{
@@ -291,7 +291,7 @@ func startFerretDBWithCredentials(dir, addr string, creds *Credentials, log *slo
 	if _, _, err := splitAddr(addr); err != nil {
 		return nil, fmt.Errorf("devstack: mongo address: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := PrivateDir(dir); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
 	// WAL with synchronous=NORMAL: a commit is safe from a crash of any
