@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/pizzashop/pizzashop/pkg/config"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/mongox"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -84,7 +85,7 @@ func TestWithLocalCredentials(t *testing.T) {
 		{"nats://me:secret@127.0.0.1:4222", "nats://me:secret@127.0.0.1:4222"}, // the caller's own
 	} {
 		if got := withLocalCredentials(tc.in); got != tc.want {
-			t.Errorf("withLocalCredentials(%q) = %q, want %q", tc.in, redactURL(got), redactURL(tc.want))
+			t.Errorf("withLocalCredentials(%q) = %q, want %q", tc.in, config.RedactURL(got), config.RedactURL(tc.want))
 		}
 	}
 	t.Setenv("PIZZASHOP_DATA", t.TempDir())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pizzashop/pizzashop/pkg/config"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 )
 
@@ -70,7 +71,7 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	nc, err := nats.Connect(natsURL(*url), nats.Name("pizzashop deadletters"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redactURL(*url), err)
+		return fmt.Errorf("connect to %s: %w", config.RedactURL(*url), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/pizzashop/pizzashop/pkg/config"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 
 	// The event messages, registered so that events decode by their type.
@@ -92,7 +93,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	nc, err := nats.Connect(natsURL(*url), nats.Name("pizzashop events"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redactURL(*url), err)
+		return fmt.Errorf("connect to %s: %w", config.RedactURL(*url), err)
 	}
 	defer nc.Close()
 	out := eventWriter{w: stdout, indent: *indent}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/app"
+	"github.com/pizzashop/pizzashop/pkg/config"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -604,21 +605,21 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	}
 	switch {
 	case l.cfg.natsURL != "" || (l.stack == nil && l.cluster == nil):
-		fmt.Fprintf(&b, "  %-*s  %s (from NATS_URL)\n", w, "nats", redactURL(l.natsURL))
+		fmt.Fprintf(&b, "  %-*s  %s (from NATS_URL)\n", w, "nats", config.RedactURL(l.natsURL))
 	case l.cluster != nil:
 		for i := range devstack.ClusterNodes {
 			fmt.Fprintf(&b, "  %-*s  %s  data %s\n", w, fmt.Sprintf("nats-%d", i+1), l.cluster.NodeURL(i), l.cluster.NodeDir(i))
 		}
 	default:
-		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", w, "nats", redactURL(l.natsURL), l.stack.NATSDir())
+		fmt.Fprintf(&b, "  %-*s  %s  data %s\n", w, "nats", config.RedactURL(l.natsURL), l.stack.NATSDir())
 	}
 	switch {
 	case l.cfg.mongoURI == "" && l.stack != nil:
-		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", w, "mongodb", redactURL(l.mongoURI), l.stack.MongoDir())
+		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", w, "mongodb", config.RedactURL(l.mongoURI), l.stack.MongoDir())
 	case l.cfg.mongoURI == "" && l.cluster != nil:
-		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", w, "mongodb", redactURL(l.mongoURI), l.cluster.MongoDir())
+		fmt.Fprintf(&b, "  %-*s  %s  data %s (FerretDB on SQLite)\n", w, "mongodb", config.RedactURL(l.mongoURI), l.cluster.MongoDir())
 	default:
-		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", w, "mongodb", redactURL(l.mongoURI))
+		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", w, "mongodb", config.RedactURL(l.mongoURI))
 	}
 	fmt.Fprintf(&b, "  %-*s  %s (warnings and errors also show here)\n", w, "logs", filepath.Join(l.logDir, "<name>.log"))
 	fmt.Fprintf(&b, "  %-*s  a service process that dies is started again (backoff %s to %s)\n\n", w, "restarts", restartMinBackoff, restartMaxBackoff)

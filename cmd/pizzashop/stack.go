@@ -4,10 +4,8 @@ import (
 	"context"
 	"flag"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/devstack"
@@ -110,38 +108,4 @@ func makeDataDir(data string) (logDir string, err error) {
 		return "", err
 	}
 	return logDir, nil
-}
-
-// redactURL hides the passwords and tokens in a connection string before it
-// is printed. NATS_URL may list several servers, each with its own user
-// info, so every comma-separated part is redacted on its own; a MongoDB
-// replica set's list of hosts after one user info stays readable.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		parts[i] = redactOne(p)
-	}
-	return strings.Join(parts, ",")
-}
-
-func redactOne(s string) string {
-	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		// Not a URL Go reads: drop anything that may be user info.
-		scheme, rest, ok := strings.Cut(s, "://")
-		if at := strings.LastIndex(rest, "@"); ok && at >= 0 {
-			return scheme + "://xxxxx@" + rest[at+1:]
-		}
-		return s
-	}
-	if u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); !ok {
-		// User info without a password is a NATS token: all of it is secret.
-		u.User = url.User("xxxxx")
-		return lead + u.String()
-	}
-	return lead + u.Redacted()
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -137,21 +138,70 @@ func LogValue(cfg any) slog.Value {
 				val = "***"
 			}
 		case strings.Contains(val, "://") && strings.Contains(val, "@"):
-			val = maskURL(val)
+			val = RedactURL(val)
 		}
 		attrs = append(attrs, slog.String(f.Tag.Get("env"), val))
 	})
 	return slog.GroupValue(attrs...)
 }
 
-// maskURL hides the user-info part of a URL such as mongodb://u:p@host.
-func maskURL(s string) string {
-	scheme, rest, _ := strings.Cut(s, "://")
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
+// RedactURL hides the passwords and tokens in a connection string before it
+// is printed or logged. NATS_URL may list several servers, each a URL with
+// its own user info, so each is redacted on its own; a MongoDB replica
+// set's list of hosts after one user info stays readable, and so does a
+// comma inside a password: only a comma that starts another URL
+// ("scheme://") separates two of them.
+func RedactURL(s string) string {
+	var b strings.Builder
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' && startsURL(s[i+1:]) {
+			b.WriteString(redactOne(s[start:i]))
+			b.WriteByte(',')
+			start = i + 1
+		}
+	}
+	b.WriteString(redactOne(s[start:]))
+	return b.String()
+}
+
+// startsURL reports whether s, after leading spaces, begins with a URL
+// scheme and "://".
+func startsURL(s string) bool {
+	s = strings.TrimLeft(s, " ")
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok || scheme == "" {
+		return false
+	}
+	for i, c := range scheme {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+func redactOne(s string) string {
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		// Not a URL Go reads: drop anything that may be user info.
+		scheme, rest, ok := strings.Cut(s, "://")
+		if at := strings.LastIndex(rest, "@"); ok && at >= 0 {
+			return scheme + "://xxxxx@" + rest[at+1:]
+		}
 		return s
 	}
-	return scheme + "://***@" + rest[at+1:]
+	if u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		// User info without a password is a NATS token: all of it is secret.
+		u.User = url.User("xxxxx")
+		return lead + u.String()
+	}
+	return lead + u.Redacted()
 }
 
 // DemoEnv names the variable that declares a deployment a local demo: only

@@ -200,9 +200,9 @@ func TestLogValue(t *testing.T) {
 	}{
 		{"secret masked", func(c *testConfig) { c.AuthSecret = "hunter2" }, "AUTH_SECRET", "***"},
 		{"empty secret shown empty", func(c *testConfig) { c.AuthSecret = "" }, "AUTH_SECRET", ""},
-		{"url credentials masked", func(c *testConfig) { c.MongoURI = "mongodb://admin:hunter2@db:27017/shop" }, "MONGO_URI", "mongodb://***@db:27017/shop"},
-		{"url user only masked", func(c *testConfig) { c.MongoURI = "nats://token@nats:4222" }, "MONGO_URI", "nats://***@nats:4222"},
-		{"@ in password masked", func(c *testConfig) { c.MongoURI = "mongodb://u:p@ss@db/" }, "MONGO_URI", "mongodb://***@db/"},
+		{"url credentials masked", func(c *testConfig) { c.MongoURI = "mongodb://admin:hunter2@db:27017/shop" }, "MONGO_URI", "mongodb://admin:xxxxx@db:27017/shop"},
+		{"url user only masked", func(c *testConfig) { c.MongoURI = "nats://token@nats:4222" }, "MONGO_URI", "nats://xxxxx@nats:4222"},
+		{"@ in password masked", func(c *testConfig) { c.MongoURI = "mongodb://u:p@ss@db/" }, "MONGO_URI", "mongodb://u:xxxxx@db/"},
 		{"url without credentials kept", func(*testConfig) {}, "MONGO_URI", "mongodb://127.0.0.1:27017/"},
 		{"plain value kept", func(*testConfig) {}, "GRPC_ADDR", "127.0.0.1:9091"},
 		{"duration", func(*testConfig) {}, "TIMEOUT", "10s"},

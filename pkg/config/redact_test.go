@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strings"
@@ -23,17 +23,20 @@ func TestRedactURL(t *testing.T) {
 		// A MongoDB replica set lists its hosts after one user info.
 		{"mongodb://u:pw-1@h1:27017,h2:27017/?replicaSet=rs0", "mongodb://u:xxxxx@h1:27017,h2:27017/?replicaSet=rs0", []string{"pw-1"}},
 		{"mongodb+srv://u:pw-2@cluster0.example.net/db", "mongodb+srv://u:xxxxx@cluster0.example.net/db", []string{"pw-2"}},
+		// A comma inside a password does not split the URL.
+		{"nats://u:pa,ss@n1:4222,nats://u:x,y@n2:4222", "nats://u:xxxxx@n1:4222,nats://u:xxxxx@n2:4222", []string{"pa,ss", "ss@", "x,y", "y@"}},
+		{"mongodb://u:p,w@h1:27017,h2:27017/db", "mongodb://u:xxxxx@h1:27017,h2:27017/db", []string{"p,w", "w@"}},
 		// Not a URL Go parses: the user info still goes.
 		{"nats://u:pw 3@n1:4222", "nats://xxxxx@n1:4222", []string{"pw 3"}},
 	}
 	for _, tt := range tests {
-		got := redactURL(tt.in)
+		got := RedactURL(tt.in)
 		if got != tt.want {
-			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 		for _, s := range tt.secrets {
 			if strings.Contains(got, s) {
-				t.Errorf("redactURL(%q) = %q shows the secret %q", tt.in, got, s)
+				t.Errorf("RedactURL(%q) = %q shows the secret %q", tt.in, got, s)
 			}
 		}
 	}
