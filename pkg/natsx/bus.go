@@ -211,6 +211,23 @@ func (b *Bus) StreamMissing(err error) bool {
 		errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
+// EnsureStreams declares again, once each, the streams EnsureStream
+// declared that NATS no longer has, as they were declared; streams it has
+// are left as they are. It reports whether it declared any. Publishers call
+// it when StreamMissing says a publish found no stream, before they retry.
+func (b *Bus) EnsureStreams(ctx context.Context) (declared bool, err error) {
+	var errs []error
+	b.declared.Range(func(name, _ any) bool {
+		ok, err := b.declareAgain(ctx, name.(string))
+		declared = declared || ok
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	return declared, errors.Join(errs...)
+}
+
 // declareAgain declares stream name again if NATS no longer has it and
 // EnsureStream declared it here; it reports whether it did. A stream
 // another process declares is left to that process.

@@ -394,3 +394,42 @@ func TestOnMissedAfterReconnect(t *testing.T) {
 		t.Fatal("OnMissed not called within 15s of NATS coming back")
 	}
 }
+
+// TestEnsureStreams: only streams this bus declared and NATS lost are
+// declared again, with their config; others are left alone.
+func TestEnsureStreams(t *testing.T) {
+	bus, _ := newBus(t) // declares testStream
+	ctx := testContext(t)
+	if declared, err := bus.EnsureStreams(ctx); declared || err != nil {
+		t.Fatalf("EnsureStreams with every stream there = %v, %v; want false, nil", declared, err)
+	}
+	other := jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}
+	if _, err := bus.JS.CreateStream(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{testStream.Name, other.Name} {
+		if err := bus.JS.DeleteStream(ctx, name); err != nil {
+			t.Fatalf("DeleteStream(%s): %v", name, err)
+		}
+	}
+	_, err := bus.PublishRaw(ctx, "test.x", "evt-x", "t", []byte("x"))
+	if !bus.StreamMissing(err) {
+		t.Errorf("StreamMissing(%v) = false after the stream was deleted, want true", err)
+	}
+	if declared, err := bus.EnsureStreams(ctx); !declared || err != nil {
+		t.Fatalf("EnsureStreams after the stream was deleted = %v, %v; want true, nil", declared, err)
+	}
+	s, err := bus.JS.Stream(ctx, testStream.Name)
+	if err != nil {
+		t.Fatalf("Stream(%s) after EnsureStreams: %v", testStream.Name, err)
+	}
+	if c := s.CachedInfo().Config; c.Storage != jetstream.FileStorage || c.Duplicates != 10*time.Minute {
+		t.Errorf("stream declared again with storage %v, duplicates %v; want file, 10m as first declared", c.Storage, c.Duplicates)
+	}
+	if _, err := bus.JS.Stream(ctx, other.Name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("Stream(%s) = %v, want ErrStreamNotFound: not declared by this bus", other.Name, err)
+	}
+	if _, err := bus.PublishRaw(ctx, "test.x", "evt-x", "t", []byte("x")); err != nil || bus.StreamMissing(err) {
+		t.Errorf("PublishRaw after EnsureStreams = %v, want nil", err)
+	}
+}

@@ -40,6 +40,19 @@ type StoredChecker interface {
 	Stored(ctx context.Context, subject, eventID string) (bool, error)
 }
 
+// StreamEnsurer is a Publisher that can declare again the streams it
+// declared, when NATS lost them: it came back without its storage, or
+// someone deleted one. Until then every publish into them fails. A relay
+// that has one does it before retrying publishes that found no stream.
+type StreamEnsurer interface {
+	// StreamMissing reports whether err, from a publish, says that no
+	// stream holds the subject.
+	StreamMissing(err error) bool
+	// EnsureStreams declares again the streams NATS lost; declared says
+	// whether there were any.
+	EnsureStreams(ctx context.Context) (declared bool, err error)
+}
+
 // Relay publishes the outbox entries of the documents in its collections.
 //
 // Writers tell it of each write (it is their Tracker): it publishes the
@@ -386,6 +399,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			// Shutting down: the final pass has the last word.
 		default:
+			if r.ensureStreams(ctx, err) {
+				backoff = 100 * time.Millisecond // the stream is back: no outage to wait out
+			}
 			r.log.Warn("outbox relay: will retry", "err", err, "in", backoff)
 			retry.Reset(backoff)
 			backoff = min(2*backoff, 30*time.Second)
@@ -442,6 +458,9 @@ func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
 			if err == nil || ctx.Err() != nil {
 				break
 			}
+			if r.ensureStreams(ctx, err) {
+				backoff = firstBackoff
+			}
 			r.log.Warn("outbox relay: scan failed; will retry", "err", err, "in", backoff)
 			select {
 			case <-ctx.Done():
@@ -452,6 +471,20 @@ func (r *Relay) scanLoop(ctx context.Context, asked <-chan struct{}) {
 		}
 		backoff = firstBackoff
 	}
+}
+
+// ensureStreams declares the streams again when err says that a publish
+// found none, and reports whether it declared any.
+func (r *Relay) ensureStreams(ctx context.Context, err error) bool {
+	se, ok := r.pub.(StreamEnsurer)
+	if !ok || !se.StreamMissing(err) {
+		return false
+	}
+	declared, eerr := se.EnsureStreams(ctx)
+	if eerr != nil {
+		r.log.Warn("outbox relay: no stream for the events, and declaring it again failed", "err", eerr)
+	}
+	return declared
 }
 
 // markTimeout bounds one store of the mark.
