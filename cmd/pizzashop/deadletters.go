@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -41,18 +40,9 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 	url := fs.String("nats", defaultNATSURL(), natsFlagUsage)
 	all := fs.Bool("all", false, "replay every dead letter")
 	// Flags may come before or after the sequence numbers.
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseArgs(fs, rest)
+	if err != nil {
+		return err
 	}
 	var seqs []uint64
 	for _, a := range pos {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"mime"
@@ -53,18 +52,9 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	indent := fs.Bool("indent", verb == "get", "indent the JSON (default for get)")
 	count := fs.Int("count", 0, "tail: stop after this many events (0: until interrupted)")
 	// Flags may come before or after the arguments.
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseArgs(fs, rest)
+	if err != nil {
+		return err
 	}
 	var (
 		stream string

@@ -131,6 +131,24 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseArgs parses args whose flags may come before, between or after the
+// positional arguments, and returns the latter in order.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{} // the flag package has printed the problem and usage
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+}
+
 // envOr returns the environment variable key, or def when it is unset or
 // empty.
 func envOr(key, def string) string {
