@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"sync/atomic"
 
@@ -28,9 +29,11 @@ const (
 	retryMaxBackoff = "0.5s"
 )
 
-// DialBalanced connects to every replica of one service, given as a
+// DialBalanced connects to every replica of one service, given either as a
 // comma-separated list of host:port addresses ("127.0.0.1:9092,127.0.0.1:9102";
-// one address is a list of one). Calls go round robin to the replicas whose
+// one address is a list of one), or as a DNS target "dns:///name:port" whose
+// name resolves to one address per replica, such as a Kubernetes headless
+// Service (clusterIP: None). Calls go round robin to the replicas whose
 // ServingHealth answers SERVING. A call is repeated on another replica only
 // when that is safe:
 //   - any call that never left this process (gRPC's transparent retry: the
@@ -41,12 +44,33 @@ const (
 //
 // Nothing else is retried: a write that may have reached a replica is left to
 // the caller, who knows whether it is idempotent.
+//
+// A DNS target is resolved by grpc-go's dns resolver, which looks the name up
+// again only when a connection to one of its addresses fails or closes, and
+// at most once every 30 seconds (dns.SetMinResolutionInterval): a replica
+// that stops is skipped at once (its health turns NOT_SERVING, then its
+// connection fails), and one that starts is found at the next look-up after
+// a connection closes; servers close every connection after
+// maxConnectionAge, so that happens within minutes even when no replica
+// stops. A name behind a virtual IP (a ClusterIP Service) resolves to one
+// address: every call then goes down one connection to whichever replica
+// the proxy chose, and there is nothing to balance over.
 func DialBalanced(addrs string, safe []string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	list, err := ParseAddrs(addrs)
+	sc, err := balancedServiceConfig(safe)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := balancedServiceConfig(safe)
+	if strings.HasPrefix(addrs, dnsScheme+":") {
+		target, err := parseDNSTarget(addrs)
+		if err != nil {
+			return nil, err
+		}
+		// The service config is ours: the resolver's (DNS TXT records) is
+		// neither looked up nor used.
+		opts = append([]grpc.DialOption{grpc.WithDefaultServiceConfig(sc), grpc.WithDisableServiceConfig()}, opts...)
+		return Dial(target, opts...)
+	}
+	list, err := ParseAddrs(addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +86,24 @@ func DialBalanced(addrs string, safe []string, opts ...grpc.DialOption) (*grpc.C
 		return nil, fmt.Errorf("grpc dial %s: %w", addrs, err)
 	}
 	return conn, nil
+}
+
+const dnsScheme = "dns"
+
+// parseDNSTarget checks a DNS target of DialBalanced: "dns:///name:port", or
+// "dns://server:port/name:port" to ask that DNS server. The port is
+// required (grpc-go would otherwise dial 443), and a target names one name.
+func parseDNSTarget(target string) (string, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != dnsScheme || u.Opaque != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("DNS target %q: want dns:///name:port", target)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	host, port, err := net.SplitHostPort(name)
+	if err != nil || host == "" || port == "" || strings.ContainsAny(name, ",/") {
+		return "", fmt.Errorf("DNS target %q: %q is not name:port (one name, with its port)", target, name)
+	}
+	return target, nil
 }
 
 // ParseAddrs splits a comma-separated list of host:port addresses, refusing

@@ -192,6 +192,11 @@ func TestDialBalancedBadInput(t *testing.T) {
 		{"127.0.0.1", nil, "not host:port"},
 		{"127.0.0.1:1,127.0.0.1:1", nil, "twice"},
 		{"127.0.0.1:1", []string{"a/b/c"}, "package.Service/Method"},
+		{"dns:///menu", nil, "not name:port"},
+		{"dns:///menu:", nil, "not name:port"},
+		{"dns:///menu:9090,order:9090", nil, "one name"},
+		{"dns:menu:9090", nil, "want dns:///name:port"},
+		{"dns:///menu:9090?x=1", nil, "want dns:///name:port"},
 	} {
 		_, err := grpcx.DialBalanced(tc.addrs, tc.safe, grpc.WithIdleTimeout(time.Second))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

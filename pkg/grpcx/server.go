@@ -36,6 +36,14 @@ const MaxMessageBytes = 1 << 20
 // worker for as long as they last) get a fresh goroutine, as without them.
 const streamWorkers = 16
 
+// maxConnectionAge is how long a client connection lives before the server
+// asks the client (GOAWAY) to open a new one; calls under way finish on the
+// old one. A client balancing over a DNS name looks the name up again when
+// a connection closes, so this is how soon it finds a replica that started
+// after it last looked. Up to 10% is added or taken at random, so the
+// connections of one client do not all close at once.
+var maxConnectionAge = 5 * time.Minute
+
 // Server is a gRPC server with its health service.
 type Server struct {
 	*grpc.Server
@@ -63,7 +71,7 @@ func NewServer(log *slog.Logger, signer *auth.Signer, policy auth.Policy, opts .
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.MaxRecvMsgSize(cfg.maxRequest),
 		grpc.MaxSendMsgSize(4 * MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, Time: time.Minute}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute, MaxConnectionAge: maxConnectionAge, Time: time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.unaryErrors, authUnary, unaryCheck),
 		grpc.ChainStreamInterceptor(s.streamErrors, authStream, limiter.intercept, streamCheck),
