@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -310,24 +311,13 @@ func checkK8sObjects(r *report, path string, objs []k8sObject) {
 		r.note(path, "Secret pizzashop-auth: AUTH_SECRET %s; the services refuse to start with it until it is replaced", why)
 	}
 
-	grpcPorts := map[string]uint32{}
-	for _, name := range grpcServices {
-		if svc, ok := c.services[name]; ok {
-			for _, p := range svc.Spec.Ports {
-				if p.Name == "grpc" {
-					grpcPorts[name] = uint32(p.Port)
-				}
-			}
-		}
-	}
-
 	for _, name := range goBinaries {
 		d, ok := c.deployments[name]
 		if !ok {
 			r.failf(path, "no Deployment %q", name)
 			continue
 		}
-		checkDeployment(r, path, &c, d, grpcPorts)
+		checkDeployment(r, path, &c, d)
 	}
 	checkNATS(r, path, &c)
 
@@ -405,7 +395,7 @@ func secretLen(s *corev1.Secret, key string) int {
 	return len(s.Data[key])
 }
 
-func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, grpcPorts map[string]uint32) {
+func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment) {
 	name := d.Name
 	where := "Deployment " + name
 	if d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
@@ -444,7 +434,7 @@ func checkDeployment(r *report, path string, c *cluster, d *appsv1.Deployment, g
 		_, ok := c.services[host]
 		return ok
 	})
-	checkAddrTargets(r, path, where, env, grpcPorts)
+	checkK8sAddrTargets(r, path, where, c, env)
 	r.truth.checkSecretDefaults(r, path, where, env)
 
 	ports := map[string]int32{}
@@ -762,4 +752,59 @@ func checkNATS(r *report, path string, c *cluster) {
 			r.failf(path, "NATS_URL %q: Service %s has no port %s", natsURL, host, port)
 		}
 	}
+}
+
+// checkK8sAddrTargets checks MENU_ADDR and friends in the cluster: a client
+// dialing a ClusterIP Service keeps one HTTP/2 connection to whichever pod
+// kube-proxy chose, so every call of that client goes to one replica. Each
+// must be dns:///<Service>:<port> naming a headless Service (clusterIP:
+// None) of the target's pods, whose name resolves to every ready pod; the
+// client dials the pods directly, so the port is theirs (GRPC_ADDR).
+func checkK8sAddrTargets(r *report, path, where string, c *cluster, env map[string]string) {
+	for _, k := range sortedKeys(addrEnv) {
+		target := addrEnv[k]
+		v, ok := env[k]
+		if !ok || v == "" || v == fromRef {
+			continue
+		}
+		name, ok := strings.CutPrefix(v, "dns:///")
+		if !ok {
+			r.failf(path, "%s: %s=%q: want dns:///<headless Service>:<port>, so that the client balances over every %s pod (through a ClusterIP Service its one connection stays on one pod)", where, k, v, target)
+			continue
+		}
+		host, port, err := net.SplitHostPort(name)
+		if err != nil {
+			r.failf(path, "%s: %s=%q is not dns:///<Service>:<port>", where, k, v)
+			continue
+		}
+		svc, ok := c.services[host]
+		if !ok {
+			r.failf(path, "%s: %s=%q: no Service %q", where, k, v, host)
+			continue
+		}
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+			r.failf(path, "%s: %s=%q: Service %s is not headless (clusterIP: None): its name resolves to one virtual IP and the client's one connection stays on one %s pod", where, k, v, host, target)
+		}
+		d, ok := c.deployments[target]
+		if !ok {
+			continue // reported with the Deployments
+		}
+		if len(svc.Spec.Selector) == 0 || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+			r.failf(path, "%s: %s=%q: Service %s does not select the %s pods", where, k, v, host, target)
+		}
+		if want := podGRPCPort(c, d); want != 0 && port != fmt.Sprint(want) {
+			r.failf(path, "%s: %s=%q but %s listens for gRPC on port %d (a headless Service forwards nothing: the client dials the pod)", where, k, v, target, want)
+		}
+	}
+}
+
+// podGRPCPort is the port of a Deployment's GRPC_ADDR, or 0 when unknown.
+func podGRPCPort(c *cluster, d *appsv1.Deployment) uint32 {
+	if len(d.Spec.Template.Spec.Containers) == 0 {
+		return 0
+	}
+	// Problems of its environment are reported with the Deployment itself.
+	env := resolveEnv(newReport(io.Discard, ""), "", "", c, d.Spec.Template.Spec.Containers[0])
+	port, _ := portOf(env["GRPC_ADDR"])
+	return port
 }
