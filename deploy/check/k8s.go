@@ -14,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -253,6 +254,7 @@ type cluster struct {
 	deployments  map[string]*appsv1.Deployment
 	statefulSets map[string]*appsv1.StatefulSet
 	pdbs         map[string]*policyv1.PodDisruptionBudget
+	netpols      map[string]*networkingv1.NetworkPolicy
 	namespaces   map[string]bool
 }
 
@@ -270,6 +272,7 @@ func checkK8sObjects(r *report, path string, objs []k8sObject) {
 		deployments:  map[string]*appsv1.Deployment{},
 		statefulSets: map[string]*appsv1.StatefulSet{},
 		pdbs:         map[string]*policyv1.PodDisruptionBudget{},
+		netpols:      map[string]*networkingv1.NetworkPolicy{},
 		namespaces:   map[string]bool{},
 	}
 	for _, o := range objs {
@@ -289,6 +292,8 @@ func checkK8sObjects(r *report, path string, objs []k8sObject) {
 			c.statefulSets[v.Name] = v
 		case *policyv1.PodDisruptionBudget:
 			c.pdbs[v.Name] = v
+		case *networkingv1.NetworkPolicy:
+			c.netpols[v.Name] = v
 		}
 		if ns := o.meta.GetNamespace(); ns != wantNamespace {
 			r.failf(path, "%s is in namespace %q, want %q", o.desc, ns, wantNamespace)
@@ -320,6 +325,7 @@ func checkK8sObjects(r *report, path string, objs []k8sObject) {
 		checkDeployment(r, path, &c, d)
 	}
 	checkNATS(r, path, &c)
+	checkNATSNetworkPolicy(r, path, &c)
 
 	// Selectors: every workload selects its own pods; every PDB and Service
 	// selects some workload.
@@ -728,30 +734,7 @@ func checkNATS(r *report, path string, c *cluster) {
 	checkPodSecurity(r, path, "StatefulSet nats container "+ctr.Name, ss.Spec.Template.Spec, ctr)
 	checkResources(r, path, "StatefulSet nats container "+ctr.Name, ctr.Resources)
 
-	cm, ok := c.configMaps["pizzashop-config"]
-	if !ok {
-		return
-	}
-	natsURL := cm.Data["NATS_URL"]
-	for _, hostPort := range strings.Split(strings.TrimPrefix(natsURL, "nats://"), ",") {
-		host, port, _ := strings.Cut(hostPort, ":")
-		svc, ok := c.services[host]
-		if !ok {
-			if !strings.Contains(host, ".") {
-				r.failf(path, "NATS_URL %q: no Service %q", natsURL, host)
-			}
-			continue
-		}
-		found := false
-		for _, sp := range svc.Spec.Ports {
-			if fmt.Sprint(sp.Port) == port {
-				found = true
-			}
-		}
-		if !found {
-			r.failf(path, "NATS_URL %q: Service %s has no port %s", natsURL, host, port)
-		}
-	}
+	checkNATSAuth(r, path, c, ss, ctr)
 }
 
 // checkK8sAddrTargets checks MENU_ADDR and friends in the cluster: a client
