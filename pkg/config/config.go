@@ -152,17 +152,26 @@ func LogValue(cfg any) slog.Value {
 // comma inside a password: only a comma that starts another URL
 // ("scheme://") separates two of them.
 func RedactURL(s string) string {
-	var b strings.Builder
+	parts := splitURLs(s)
+	for i, p := range parts {
+		parts[i] = redactOne(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+// splitURLs splits a list of URLs at the commas that start another URL
+// ("scheme://"), so a comma inside a password or between a MongoDB replica
+// set's hosts splits nothing.
+func splitURLs(s string) []string {
+	var parts []string
 	start := 0
 	for i := 0; i < len(s); i++ {
 		if s[i] == ',' && startsURL(s[i+1:]) {
-			b.WriteString(redactOne(s[start:i]))
-			b.WriteByte(',')
+			parts = append(parts, s[start:i])
 			start = i + 1
 		}
 	}
-	b.WriteString(redactOne(s[start:]))
-	return b.String()
+	return append(parts, s[start:])
 }
 
 // startsURL reports whether s, after leading spaces, begins with a URL
@@ -232,14 +241,53 @@ func SecretFrom(name, value, dev string, lookup func(string) (string, bool)) (st
 	return secret(name, value, dev, lookup)
 }
 
-func secret(name, value, dev string, lookup func(string) (string, bool)) (string, error) {
-	demo := false
-	if raw, ok := lookup(DemoEnv); ok && raw != "" {
-		b, err := strconv.ParseBool(raw)
-		if err != nil {
-			return "", fmt.Errorf("config: %s=%q: want true or false", DemoEnv, raw)
+// demoMode reports whether DemoEnv declares a local demo.
+func demoMode(lookup func(string) (string, bool)) (bool, error) {
+	raw, ok := lookup(DemoEnv)
+	if !ok || raw == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		return false, fmt.Errorf("config: %s=%q: want true or false", DemoEnv, raw)
+	}
+	return b, nil
+}
+
+// URLSecrets refuses, outside a local demo, a connection string (NATS_URL,
+// MONGO_URI) whose password or token is a placeholder left in a deploy
+// file: a shop must not run on credentials that came with the manifests.
+// The error names the variable, never the value.
+func URLSecrets(name, value string) error {
+	return urlSecrets(name, value, os.LookupEnv)
+}
+
+func urlSecrets(name, value string, lookup func(string) (string, bool)) error {
+	demo, err := demoMode(lookup)
+	if err != nil || demo {
+		return err
+	}
+	for _, part := range splitURLs(value) {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil || u.User == nil {
+			continue
 		}
-		demo = b
+		secret, ok := u.User.Password()
+		if !ok {
+			secret = u.User.Username() // a NATS token
+		}
+		if isPlaceholder(secret) {
+			return fmt.Errorf("config: %s holds a placeholder password from a deploy file: %w; put the real one where the deployment keeps its secrets, or set %s=true for a local demo",
+				name, ErrUnsafeSecret, DemoEnv)
+		}
+	}
+	return nil
+}
+
+func secret(name, value, dev string, lookup func(string) (string, bool)) (string, error) {
+	demo, err := demoMode(lookup)
+	if err != nil {
+		return "", err
 	}
 	var problem string
 	switch {

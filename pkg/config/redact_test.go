@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,42 @@ func TestRedactURL(t *testing.T) {
 			if strings.Contains(got, s) {
 				t.Errorf("RedactURL(%q) = %q shows the secret %q", tt.in, got, s)
 			}
+		}
+	}
+}
+
+// A connection string whose password or token is a deploy file's
+// placeholder is refused outside a local demo, naming the variable and
+// never the value; real credentials and a demo pass.
+func TestURLSecrets(t *testing.T) {
+	env := func(demo string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			if k == DemoEnv && demo != "" {
+				return demo, true
+			}
+			return "", false
+		}
+	}
+	tests := []struct {
+		url, demo string
+		refused   bool
+	}{
+		{"nats://pizzashop:REPLACE-ME-nats-placeholder@nats:4222", "", true},
+		{"nats://u:real-one@n1:4222,nats://u:changeme@n2:4222", "", true},
+		{"nats://REPLACE-ME-token@nats:4222", "", true},
+		{"mongodb://u:placeholder@h1:27017,h2:27017/?replicaSet=rs0", "false", true},
+		{"nats://pizzashop:REPLACE-ME-nats-placeholder@nats:4222", "true", false},
+		{"nats://pizzashop:Xk2v9-long-random@nats:4222", "", false},
+		{"mongodb://mongo:27017", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		err := urlSecrets("NATS_URL", tt.url, env(tt.demo))
+		if refused := errors.Is(err, ErrUnsafeSecret); refused != tt.refused {
+			t.Errorf("urlSecrets(%q, demo %q) = %v, want refused %v", tt.url, tt.demo, err, tt.refused)
+		}
+		if err != nil && (strings.Contains(err.Error(), "REPLACE-ME") || strings.Contains(err.Error(), "changeme") || !strings.Contains(err.Error(), "NATS_URL")) {
+			t.Errorf("urlSecrets(%q) error %q shows the value or does not name the variable", tt.url, err)
 		}
 	}
 }

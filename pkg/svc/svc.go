@@ -175,6 +175,12 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		return err
 	}
 
+	for name, u := range map[string]string{"NATS_URL": c.NATSURL, "MONGO_URI": c.MongoURI} {
+		if err := config.URLSecrets(name, u); err != nil {
+			return err
+		}
+	}
+
 	mc, err := mongox.Connect(c.MongoURI, c.MongoMaxPool, mongox.WithTimeout(c.MongoTimeout))
 	if err != nil {
 		return err
