@@ -95,9 +95,9 @@ func checkNATSAuth(r *report, file string, c *cluster, ss *appsv1.StatefulSet, c
 	}
 	user, pass := natsServerCredentials(r, file, c, ss, ctr)
 	if why := r.truth.unsafeSecret(pass.value); pass.known && why != "" {
-		// Allowed in the file, as the AUTH_SECRET placeholder is; but no
-		// binary refuses this one, so say it.
-		r.note(file, "Secret %s: %s %s; replace it before deploying anything real (nothing refuses it at start)", pass.secret, pass.key, why)
+		// Allowed in the file, as the AUTH_SECRET placeholder is: the
+		// services refuse it in NATS_URL at start (config.URLSecrets).
+		r.note(file, "Secret %s: %s %s; the services refuse to start with it until it is replaced", pass.secret, pass.key, why)
 	}
 
 	for _, name := range sortedKeys(c.configMaps) {
