@@ -86,12 +86,18 @@ func runDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 	}
+	// One letter that cannot go back does not hold up the others: each is
+	// tried, and the command fails at the end naming every one that stayed.
+	var failed []error
 	for _, seq := range seqs {
 		if err := replayDeadLetter(ctx, js, st, seq, stdout); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			failed = append(failed, err)
 		}
 	}
-	return nil
+	return errors.Join(failed...)
 }
 
 func deadLetterSeqs(ctx context.Context, st jetstream.Stream) ([]uint64, error) {

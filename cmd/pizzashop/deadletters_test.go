@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,29 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if out, _ := cmd("deadletters", "list"); !strings.Contains(out, "no dead letters") {
 		t.Errorf("deadletters list after replay = %q, want none", out)
+	}
+
+	// A letter that cannot be replayed (no subject header) does not keep
+	// --all from replaying the ones after it; the command still fails,
+	// naming it, and it stays.
+	bad := nats.NewMsg("deadletter.kitchen-placed-orders")
+	bad.Data = []byte("where from?")
+	badAck, err := js.PublishMsg(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.Header.Set(natsx.HeaderDLSubject, "order.placed.def")
+	if _, err := js.PublishMsg(ctx, dl); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cmd("deadletters", "replay", "--all")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(badAck.Sequence)) {
+		t.Errorf("deadletters replay --all with an unreplayable letter = %v, want an error naming letter %d", err, badAck.Sequence)
+	}
+	if !strings.Contains(out, "order.placed.def") {
+		t.Errorf("deadletters replay --all = %q; want the letter after the bad one replayed to order.placed.def", out)
+	}
+	if _, err := dls.GetMsg(ctx, badAck.Sequence); err != nil {
+		t.Errorf("the unreplayable letter is gone from DEADLETTER (%v), want it kept", err)
 	}
 }
