@@ -185,3 +185,27 @@ func TestConfirmUnseen(t *testing.T) {
 		t.Errorf("lost %d, unseen %d; want 2 lost (stuck, missing) and 1 unseen (taken)", rep.Lost, rep.Unseen)
 	}
 }
+
+// In lifecycle mode an order the display never showed was never started,
+// readied or handed over by loadgen: even when the order service says the
+// kitchen took it (unseen, not lost), its lifecycle did not end, and the
+// run must not pass as 0 lost, 0 incomplete.
+func TestConfirmUnseenLifecycleIsIncomplete(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"id":"taken","status":"ORDER_STATUS_ACCEPTED"}`)
+	}))
+	t.Cleanup(srv.Close)
+	l := testLoader(&shop{base: srv.URL, http: srv.Client(), kitchen: "k", tokens: []string{"t"}})
+	l.o.mode, l.o.display = modeLifecycle, true
+	l.t = newTracker(true, true)
+	p := l.t.begin("lifecycle", 10, 0)
+	l.t.answered(p, time.Now(), false, placed{id: "taken", status: http.StatusOK})
+	l.confirmUnseen(context.Background())
+	rep := l.report()
+	if rep.Lost != 0 || rep.Unseen != 1 || rep.Incomplete != 1 {
+		t.Errorf("lost %d, unseen %d, incomplete %d; want 0, 1, 1", rep.Lost, rep.Unseen, rep.Incomplete)
+	}
+	if rep.failed() == "" {
+		t.Error("failed() is empty for a lifecycle run with an order that never completed")
+	}
+}

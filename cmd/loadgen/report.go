@@ -57,7 +57,8 @@ type Phase struct {
 	OrderToComplete *Stats `json:"order_to_complete,omitempty"`
 	// BacklogAtEnd is the accepted orders not yet through when sending
 	// stopped. Lost never reached the kitchen display; Incomplete reached
-	// it but their lifecycle did not end; Duplicated were shown or
+	// it but their lifecycle did not end (in lifecycle mode, Unseen
+	// orders too: loadgen never worked them); Duplicated were shown or
 	// answered twice.
 	BacklogAtEnd int `json:"backlog_at_end"`
 	Lost         int `json:"lost"`
@@ -110,6 +111,11 @@ func (l *loader) report() *Report {
 		if o.displayed.IsZero() {
 			if o.confirmed {
 				unseen[i]++
+				// Never shown, so loadgen never worked it: in a
+				// lifecycle run it did not finish either.
+				if t.lifecycle && o.completed.IsZero() {
+					incomplete[i]++
+				}
 			} else {
 				lost[i]++
 			}
