@@ -36,86 +36,111 @@ func (s cpuSource) String() string {
 // Linux architecture Go supports.
 const clockTicks = 100
 
-// read returns the CPU seconds (user + system) the process has used.
-func (s cpuSource) read(ctx context.Context, client *http.Client) (float64, error) {
+// cpuReading is what a source says at one moment: the CPU seconds (user +
+// system) its process has used, and when that process started (0 when
+// unknown), which tells a process started again, its counter from 0,
+// from the one read before.
+type cpuReading struct {
+	cpu   float64
+	start float64 // seconds since the epoch (metrics) or clock ticks since boot (/proc)
+}
+
+// read returns the CPU the process has used, and its start.
+func (s cpuSource) read(ctx context.Context, client *http.Client) (cpuReading, error) {
 	if s.addr == "" {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", s.name, err)
+			return cpuReading{}, fmt.Errorf("%s: %w", s.name, err)
 		}
 		v, err := parseProcStat(string(b))
 		if err != nil {
-			return 0, fmt.Errorf("%s: /proc/%d/stat: %w", s.name, s.pid, err)
+			return cpuReading{}, fmt.Errorf("%s: /proc/%d/stat: %w", s.name, s.pid, err)
 		}
 		return v, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.addr+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return cpuReading{}, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", s.name, err)
+		return cpuReading{}, fmt.Errorf("%s: %w", s.name, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: GET %s: %s", s.name, s, resp.Status)
+		return cpuReading{}, fmt.Errorf("%s: GET %s: %s", s.name, s, resp.Status)
 	}
 	v, err := parseCPUSeconds(resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %s: %w", s.name, s, err)
+		return cpuReading{}, fmt.Errorf("%s: %s: %w", s.name, s, err)
 	}
 	return v, nil
 }
 
 var errNoCPUMetric = errors.New("no process_cpu_seconds_total")
 
-// parseCPUSeconds finds process_cpu_seconds_total in a Prometheus text
+// parseCPUSeconds finds process_cpu_seconds_total, and
+// process_start_time_seconds when it is there, in a Prometheus text
 // exposition.
-func parseCPUSeconds(r io.Reader) (float64, error) {
+func parseCPUSeconds(r io.Reader) (cpuReading, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var out cpuReading
+	found := false
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || name != "process_cpu_seconds_total" {
+		if !ok || (name != "process_cpu_seconds_total" && name != "process_start_time_seconds") {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
-		if err != nil {
-			return 0, fmt.Errorf("process_cpu_seconds_total: %w", err)
+		fields := strings.Fields(value)
+		if len(fields) == 0 {
+			return cpuReading{}, fmt.Errorf("%s: no value", name)
 		}
-		return v, nil
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return cpuReading{}, fmt.Errorf("%s: %q is not a number", name, fields[0])
+		}
+		if name == "process_start_time_seconds" {
+			out.start = v
+		} else {
+			out.cpu, found = v, true
+		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return cpuReading{}, err
 	}
-	return 0, errNoCPUMetric
+	if !found {
+		return cpuReading{}, errNoCPUMetric
+	}
+	return out, nil
 }
 
-// parseProcStat returns utime + stime in seconds from the contents of
-// /proc/PID/stat. The command name (field 2) may hold spaces and
-// parentheses, so fields are counted from its last ')'.
-func parseProcStat(stat string) (float64, error) {
+// parseProcStat returns utime + stime in seconds, and starttime, from the
+// contents of /proc/PID/stat. The command name (field 2) may hold spaces
+// and parentheses, so fields are counted from its last ')'.
+func parseProcStat(stat string) (cpuReading, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, errors.New("no command name")
+		return cpuReading{}, errors.New("no command name")
 	}
 	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields, want at least 15", len(f)+2)
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15,
+	// starttime field 22.
+	if len(f) < 20 {
+		return cpuReading{}, fmt.Errorf("%d fields, want at least 22", len(f)+2)
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+	start, err3 := strconv.ParseUint(f[19], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return cpuReading{}, err
 	}
-	return float64(ut+st) / clockTicks, nil
+	return cpuReading{cpu: float64(ut+st) / clockTicks, start: float64(start)}, nil
 }
 
-// cpuSnapshot is the CPU seconds of every source at one moment; a source
-// that could not be read is missing.
-type cpuSnapshot map[string]float64
+// cpuSnapshot is the reading of every source at one moment; a source that
+// could not be read is missing.
+type cpuSnapshot map[string]cpuReading
 
 // readAll reads every source at once.
 func readAll(ctx context.Context, client *http.Client, sources []cpuSource) (cpuSnapshot, []error) {
@@ -152,6 +177,9 @@ type CPUReport struct {
 	TotalMsPerOrder float64   `json:"total_cpu_ms_per_order"`
 	// Missing names the processes that could not be read before and after.
 	Missing []string `json:"missing,omitempty"`
+	// Restarted names the processes started again during the run: their
+	// counters began again from 0, so their CPU is not counted.
+	Restarted []string `json:"restarted,omitempty"`
 }
 
 // ProcCPU is one process's share.
@@ -172,7 +200,11 @@ func cpuReport(sources []cpuSource, before, after cpuSnapshot, orders int) *CPUR
 			r.Missing = append(r.Missing, s.name)
 			continue
 		}
-		p := ProcCPU{Name: s.name, Source: s.String(), Seconds: round6(a - b)}
+		if a.start != b.start || a.cpu < b.cpu {
+			r.Restarted = append(r.Restarted, s.name)
+			continue
+		}
+		p := ProcCPU{Name: s.name, Source: s.String(), Seconds: round6(a.cpu - b.cpu)}
 		if orders > 0 {
 			p.MsPerOrder = round3(p.Seconds * 1000 / float64(orders))
 		}

@@ -16,10 +16,13 @@ go_goroutines 12
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total 12.37
 process_cpu_seconds_total_other 99
+# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
+# TYPE process_start_time_seconds gauge
+process_start_time_seconds 1.76954712345e+09
 `
 	got, err := parseCPUSeconds(strings.NewReader(expo))
-	if err != nil || got != 12.37 {
-		t.Errorf("parseCPUSeconds = %g, %v; want 12.37", got, err)
+	if err != nil || got.cpu != 12.37 || got.start != 1.76954712345e+09 {
+		t.Errorf("parseCPUSeconds = %+v, %v; want 12.37 s since a start at 1.76954712345e+09", got, err)
 	}
 	if _, err := parseCPUSeconds(strings.NewReader("go_goroutines 3\n")); !errors.Is(err, errNoCPUMetric) {
 		t.Errorf("parseCPUSeconds without the metric: err = %v, want errNoCPUMetric", err)
@@ -27,14 +30,18 @@ process_cpu_seconds_total_other 99
 	if _, err := parseCPUSeconds(strings.NewReader("process_cpu_seconds_total x\n")); err == nil {
 		t.Error("parseCPUSeconds of a value that is no number: no error")
 	}
+	// A line with no value is an error, not a panic.
+	if _, err := parseCPUSeconds(strings.NewReader("process_cpu_seconds_total \n")); err == nil {
+		t.Error("parseCPUSeconds of a line without a value: no error")
+	}
 }
 
 func TestParseProcStat(t *testing.T) {
 	// A command name holding spaces and a ')' must not shift the fields.
 	stat := "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 130 0 0 20 0 9 0 100 200000 300 18446744073709551615"
 	got, err := parseProcStat(stat)
-	if err != nil || got != 3.8 {
-		t.Errorf("parseProcStat = %g, %v; want 3.8 (250+130 ticks)", got, err)
+	if err != nil || got.cpu != 3.8 || got.start != 100 {
+		t.Errorf("parseProcStat = %+v, %v; want 3.8 s (250+130 ticks) since a start at tick 100", got, err)
 	}
 	if _, err := parseProcStat("4242 (x) S 1 2"); err == nil {
 		t.Error("parseProcStat of a short line: no error")
@@ -44,15 +51,15 @@ func TestParseProcStat(t *testing.T) {
 	if err != nil {
 		t.Skip("no /proc here")
 	}
-	if v, err := parseProcStat(string(b)); err != nil || v < 0 {
-		t.Errorf("parseProcStat(own stat) = %g, %v", v, err)
+	if v, err := parseProcStat(string(b)); err != nil || v.cpu < 0 || v.start <= 0 {
+		t.Errorf("parseProcStat(own stat) = %+v, %v", v, err)
 	}
 }
 
 func TestCPUReport(t *testing.T) {
 	sources := []cpuSource{{name: "launcher", addr: "127.0.0.1:9190"}, {name: "order", addr: "127.0.0.1:9192"}, {name: "store", pid: 7}}
-	before := cpuSnapshot{"launcher": 10, "order": 2}
-	after := cpuSnapshot{"launcher": 12, "order": 2.5, "store": 1}
+	before := cpuSnapshot{"launcher": {cpu: 10}, "order": {cpu: 2}}
+	after := cpuSnapshot{"launcher": {cpu: 12}, "order": {cpu: 2.5}, "store": {cpu: 1}}
 	r := cpuReport(sources, before, after, 500)
 	if r.TotalSeconds != 2.5 || r.TotalMsPerOrder != 5 {
 		t.Errorf("total = %g s, %g ms/order; want 2.5 s, 5 ms/order", r.TotalSeconds, r.TotalMsPerOrder)
@@ -69,6 +76,29 @@ func TestCPUReport(t *testing.T) {
 	}
 	if sum != r.TotalMsPerOrder {
 		t.Errorf("processes add up to %g ms/order, total says %g", sum, r.TotalMsPerOrder)
+	}
+}
+
+// A process started again during the run (killed under load, restarted by
+// the launcher) has a counter that began again from 0: the difference is
+// not what it spent, and must not be counted as if it were.
+func TestCPUReportRestarted(t *testing.T) {
+	sources := []cpuSource{{name: "launcher", addr: "127.0.0.1:9190"}, {name: "order", addr: "127.0.0.1:9192"}, {name: "kitchen", addr: "127.0.0.1:9193"}}
+	before := cpuSnapshot{"launcher": {cpu: 10, start: 1000}, "order": {cpu: 40, start: 1000}, "kitchen": {cpu: 5, start: 1000}}
+	// The order service restarted and spent 3 s; the kitchen restarted and
+	// has already spent more than the first one had.
+	after := cpuSnapshot{"launcher": {cpu: 12, start: 1000}, "order": {cpu: 3, start: 1030}, "kitchen": {cpu: 9, start: 1030}}
+	r := cpuReport(sources, before, after, 1000)
+	if len(r.Processes) != 1 || r.Processes[0].Name != "launcher" || r.TotalSeconds != 2 {
+		t.Errorf("processes %+v, total %g s; want the launcher alone, 2 s", r.Processes, r.TotalSeconds)
+	}
+	if strings.Join(r.Restarted, ",") != "order,kitchen" {
+		t.Errorf("restarted = %v, want [order kitchen]", r.Restarted)
+	}
+	for _, p := range r.Processes {
+		if p.Seconds < 0 {
+			t.Errorf("%s spent %g s", p.Name, p.Seconds)
+		}
 	}
 }
 

@@ -270,6 +270,9 @@ func (r *Report) writeHTML(w io.Writer) error {
 		if len(p.CPU.Missing) > 0 {
 			fmt.Fprintf(&b, "<p class=\"bad\">Not read: %s</p>\n", esc(strings.Join(p.CPU.Missing, ", ")))
 		}
+		if len(p.CPU.Restarted) > 0 {
+			fmt.Fprintf(&b, "<p class=\"bad\">Started again during the run, not counted: %s</p>\n", esc(strings.Join(p.CPU.Restarted, ", ")))
+		}
 	}
 
 	b.WriteString("<h2>Calls</h2>\n<table><tr><th>phase</th><th>call</th><th>count</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th><th>statuses</th></tr>\n")

@@ -253,6 +253,9 @@ func (r *Report) print(w io.Writer) {
 			for _, m := range c.Missing {
 				fmt.Fprintf(w, "  %-18s not read\n", m)
 			}
+			for _, m := range c.Restarted {
+				fmt.Fprintf(w, "  %-18s started again during the run: not counted\n", m)
+			}
 		}
 	}
 	if r.Ramp != nil {

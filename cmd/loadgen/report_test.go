@@ -60,7 +60,7 @@ func trackedRun(t *testing.T) *loader {
 	}
 	l := &loader{o: options{url: "http://127.0.0.1:8080", mode: modeLifecycle, display: true}, t: tr}
 	tr.phases[idx].sending = time.Second
-	tr.phases[idx].cpu = cpuReport([]cpuSource{{name: "order", addr: "127.0.0.1:9192"}}, cpuSnapshot{"order": 1}, cpuSnapshot{"order": 1.2}, 4)
+	tr.phases[idx].cpu = cpuReport([]cpuSource{{name: "order", addr: "127.0.0.1:9192"}}, cpuSnapshot{"order": {cpu: 1}}, cpuSnapshot{"order": {cpu: 1.2}}, 4)
 	return l
 }
 
