@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -63,6 +64,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{fmt.Errorf("bench-capacity: unexpected argument %q", fs.Arg(0))}
 	case b.orders < 1 || b.rounds < 1 || b.warmup < 0:
 		return usageError{fmt.Errorf("bench-capacity: -orders %d -rounds %d -warmup %d: want at least 1, 1 and 0", b.orders, b.rounds, b.warmup)}
+	case math.IsNaN(b.rate) || math.IsInf(b.rate, 0):
+		return usageError{fmt.Errorf("bench-capacity: -rate %g: want a finite number", b.rate)}
 	case b.rate <= 0 && b.clients < 1:
 		return usageError{errors.New("bench-capacity: want -clients of at least 1, or -rate above 0")}
 	}

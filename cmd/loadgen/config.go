@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -139,6 +140,14 @@ func (o *options) check() error {
 		return fmt.Errorf("-url %q: not a loopback address; this tool only loads servers on this machine", o.url)
 	}
 	o.url = strings.TrimSuffix(o.url, "/")
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"-rate", o.rate}, {"-ramp-step", o.rampStep}, {"-ramp-max", o.rampMax}, {"-delivery-share", o.deliveries}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("%s %g: want a finite number", f.name, f.v)
+		}
+	}
 	switch {
 	case o.mode != modePlace && o.mode != modeLifecycle:
 		return fmt.Errorf("-mode %q: want %s or %s", o.mode, modePlace, modeLifecycle)

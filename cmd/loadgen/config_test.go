@@ -46,6 +46,13 @@ func TestParseOptions(t *testing.T) {
 		{[]string{"-metrics", "gateway"}, "name=value"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"-lifecycle", "-display=false"}, "-display=false"},
+		// Not numbers: the schedule, the ramp's steps and the JSON report
+		// cannot hold them (a NaN step never reaches -ramp-max).
+		{[]string{"-rate", "NaN"}, "-rate NaN"},
+		{[]string{"-rate", "+Inf"}, "-rate +Inf"},
+		{[]string{"-ramp", "-ramp-step", "NaN"}, "-ramp-step NaN"},
+		{[]string{"-ramp", "-ramp-max", "Inf"}, "-ramp-max +Inf"},
+		{[]string{"-delivery-share", "NaN"}, "-delivery-share NaN"},
 	}
 	for _, b := range bad {
 		if _, err := parseOptions(b.args, io.Discard); err == nil || !strings.Contains(err.Error(), b.want) {
