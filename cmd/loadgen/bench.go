@@ -99,7 +99,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	launcher, err := startProc(dir, "launcher", filepath.Join(b.bin, "pizzashop"), nil, syscall.SIGINT,
-		"run", "--data", filepath.Join(dir, "data"), "--base-port", strconv.Itoa(ports.base), "--http", ports.http,
+		"run", "--data", filepath.Join(dir, "data"), "--base-port", strconv.Itoa(ports.base), "--http", ports.http, "--replicas", "1",
 		"--nats-addr", ports.nats, "--mongo-addr", ports.mongo)
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	realOpts, baseOpts := common, common
 	realOpts.url, realOpts.display, realOpts.basePort = "http://"+ports.http, true, ports.base
-	realOpts.sources, _ = cpuSources("", "", ports.base, ports.http)
+	realOpts.sources, _ = cpuSources("", "", ports.base, 1, ports.http)
 	baseOpts.url, baseOpts.display = "http://"+ports.baseGateway, false
 	baseOpts.sources = []cpuSource{{name: "gateway-baseline", addr: ports.baseGateway}, {name: "order-baseline", addr: ports.baseOrderMetrics}}
 

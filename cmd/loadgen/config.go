@@ -24,6 +24,7 @@ const (
 type options struct {
 	url         string
 	basePort    int
+	replicas    int    // processes of every service, as pizzashop run --replicas
 	metrics     string // name=host:port,... replacing the derived CPU sources
 	pids        string // name=PID,... read from /proc
 	mode        string
@@ -80,8 +81,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 	basePort := envOr("PIZZASHOP_BASE_PORT", "9090")
+	replicas := envOr("PIZZASHOP_REPLICAS", "1")
 	fs.StringVar(&o.url, "url", defaultURL(), "gateway base URL, loopback only (default from PIZZASHOP_HTTP_ADDR, as pizzashop run)")
 	fs.IntVar(&o.basePort, "base-port", 0, "base port of the stack: its /metrics are on base+100 (launcher) and base+101..104 (services) (default PIZZASHOP_BASE_PORT or 9090)")
+	fs.IntVar(&o.replicas, "replicas", 0, "processes of every service, as pizzashop run --replicas: replica R of service N has its /metrics on base+100+10(R-1)+N (default PIZZASHOP_REPLICAS or 1)")
 	fs.StringVar(&o.metrics, "metrics", "", "CPU sources as name=host:port,... serving /metrics, instead of those derived from -base-port and -url")
 	fs.StringVar(&o.pids, "pid", "", "more CPU sources as name=PID,... read from /proc/PID/stat")
 	fs.StringVar(&o.mode, "mode", modePlace, "place: place orders, the kitchen accepts them; lifecycle: also act as kitchen staff and courier or counter")
@@ -125,6 +128,13 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			return o, fmt.Errorf("PIZZASHOP_BASE_PORT=%q is not a port number", basePort)
 		}
 		o.basePort = n
+	}
+	if o.replicas == 0 {
+		n, err := strconv.Atoi(replicas)
+		if err != nil {
+			return o, fmt.Errorf("PIZZASHOP_REPLICAS=%q is not a number", replicas)
+		}
+		o.replicas = n
 	}
 	o.secret = os.Getenv("AUTH_SECRET")
 	return o, o.check()
@@ -173,10 +183,12 @@ func (o *options) check() error {
 		return fmt.Errorf("-delivery-share %g: want 0 to 1", o.deliveries)
 	case o.staff < 1:
 		return fmt.Errorf("-staff %d: want at least 1", o.staff)
-	case o.basePort < 1 || o.basePort > 65535-104:
-		return fmt.Errorf("-base-port %d: want 1 to %d", o.basePort, 65535-104)
+	case o.replicas < 1 || o.replicas > maxReplicas:
+		return fmt.Errorf("-replicas %d: want 1 to %d", o.replicas, maxReplicas)
+	case o.basePort < 1 || o.basePort > 65535-topMetricsOffset(o.replicas):
+		return fmt.Errorf("-base-port %d: want 1 to %d", o.basePort, 65535-topMetricsOffset(o.replicas))
 	}
-	o.sources, err = cpuSources(o.metrics, o.pids, o.basePort, u.Host)
+	o.sources, err = cpuSources(o.metrics, o.pids, o.basePort, o.replicas, u.Host)
 	return err
 }
 
@@ -188,15 +200,25 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// stackProcesses names the processes of `pizzashop run` whose metrics are on
-// base+100+N: the launcher (N=0, the embedded NATS and FerretDB) and the
-// services.
-var stackProcesses = []string{"launcher", "menu", "order", "kitchen", "delivery"}
+// serviceProcesses are the services of `pizzashop run`, service N (from 1)
+// with its metrics on base+100+N, replica R (from 1) on
+// base+100+10(R-1)+N. The launcher (the embedded NATS and FerretDB) has its
+// own on base+100.
+var serviceProcesses = []string{"menu", "order", "kitchen", "delivery"}
+
+// maxReplicas is the most replicas pizzashop run starts.
+const maxReplicas = 9
+
+// topMetricsOffset is the offset from the base port of the last metrics
+// port of a stack of replicas.
+func topMetricsOffset(replicas int) int { return 100 + 10*(replicas-1) + len(serviceProcesses) }
 
 // cpuSources are the processes whose CPU a run counts. By default, those
-// of `pizzashop run` on basePort plus the gateway's own /metrics on
-// gatewayHost; -metrics replaces them and -pid adds to them.
-func cpuSources(metrics, pids string, basePort int, gatewayHost string) ([]cpuSource, error) {
+// of `pizzashop run` on basePort with replicas of every service (named
+// service-R when there is more than one, as the launcher names them) plus
+// the gateway's own /metrics on gatewayHost; -metrics replaces them and
+// -pid adds to them.
+func cpuSources(metrics, pids string, basePort, replicas int, gatewayHost string) ([]cpuSource, error) {
 	var out []cpuSource
 	seen := map[string]bool{}
 	add := func(s cpuSource) error {
@@ -208,8 +230,14 @@ func cpuSources(metrics, pids string, basePort int, gatewayHost string) ([]cpuSo
 		return nil
 	}
 	if metrics == "" {
-		for i, name := range stackProcesses {
-			_ = add(cpuSource{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(basePort+100+i))})
+		_ = add(cpuSource{name: "launcher", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(basePort+100))})
+		for i, name := range serviceProcesses {
+			for r := 1; r <= max(replicas, 1); r++ {
+				if replicas > 1 {
+					name = serviceProcesses[i] + "-" + strconv.Itoa(r)
+				}
+				_ = add(cpuSource{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(basePort+100+10*(r-1)+i+1))})
+			}
 		}
 		_ = add(cpuSource{name: "gateway", addr: gatewayHost})
 	} else {

@@ -64,3 +64,37 @@ func TestParseOptions(t *testing.T) {
 		t.Errorf("PIZZASHOP_BASE_PORT=abc: err = %v, want it named", err)
 	}
 }
+
+// With PIZZASHOP_REPLICAS, pizzashop run starts every service that many
+// times, replica R's metrics on base+100+10(R-1)+N: the CPU of a run counts
+// every replica, under the names the launcher gives them.
+func TestParseOptionsReplicas(t *testing.T) {
+	t.Setenv("PIZZASHOP_HTTP_ADDR", "127.0.0.1:18080")
+	t.Setenv("PIZZASHOP_BASE_PORT", "19090")
+	t.Setenv("PIZZASHOP_REPLICAS", "2")
+	o, err := parseOptions(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "launcher=http://127.0.0.1:19190/metrics " +
+		"menu-1=http://127.0.0.1:19191/metrics menu-2=http://127.0.0.1:19201/metrics " +
+		"order-1=http://127.0.0.1:19192/metrics order-2=http://127.0.0.1:19202/metrics " +
+		"kitchen-1=http://127.0.0.1:19193/metrics kitchen-2=http://127.0.0.1:19203/metrics " +
+		"delivery-1=http://127.0.0.1:19194/metrics delivery-2=http://127.0.0.1:19204/metrics " +
+		"gateway=http://127.0.0.1:18080/metrics"
+	if s := sourcesString(o.sources); s != want {
+		t.Errorf("sources with 2 replicas =\n%s\nwant\n%s", s, want)
+	}
+	if o, err := parseOptions([]string{"-replicas", "1"}, io.Discard); err != nil || len(o.sources) != 6 {
+		t.Errorf("-replicas 1: %d sources, err %v; want 6", len(o.sources), err)
+	}
+	for _, bad := range []string{"-1", "10"} {
+		if _, err := parseOptions([]string{"-replicas", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "-replicas "+bad) {
+			t.Errorf("-replicas %s: err = %v, want it named", bad, err)
+		}
+	}
+	t.Setenv("PIZZASHOP_REPLICAS", "x")
+	if _, err := parseOptions(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "PIZZASHOP_REPLICAS") {
+		t.Errorf("PIZZASHOP_REPLICAS=x: err = %v, want it named", err)
+	}
+}

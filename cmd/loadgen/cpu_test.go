@@ -103,7 +103,7 @@ func TestCPUReportRestarted(t *testing.T) {
 }
 
 func TestCPUSources(t *testing.T) {
-	got, err := cpuSources("", "", 19090, "127.0.0.1:18080")
+	got, err := cpuSources("", "", 19090, 1, "127.0.0.1:18080")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestCPUSources(t *testing.T) {
 	if s := sourcesString(got); s != want {
 		t.Errorf("sources of base 19090 =\n%s\nwant\n%s", s, want)
 	}
-	got, err = cpuSources("gateway=127.0.0.1:1234,order=127.0.0.1:99", "store=42", 9090, "ignored:1")
+	got, err = cpuSources("gateway=127.0.0.1:1234,order=127.0.0.1:99", "store=42", 9090, 1, "ignored:1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestCPUSources(t *testing.T) {
 		t.Errorf("sources from flags = %s, want %s", s, want)
 	}
 	for _, bad := range [][2]string{{"gateway", ""}, {"gateway=nohost", ""}, {"a=1.2.3.4:5,a=1.2.3.4:6", ""}, {"", "x=notapid"}, {"", "launcher=5"}} {
-		if _, err := cpuSources(bad[0], bad[1], 9090, "127.0.0.1:8080"); err == nil {
+		if _, err := cpuSources(bad[0], bad[1], 9090, 1, "127.0.0.1:8080"); err == nil {
 			t.Errorf("cpuSources(-metrics %q, -pid %q): no error", bad[0], bad[1])
 		}
 	}

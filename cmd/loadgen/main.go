@@ -23,7 +23,7 @@
 //
 // Addresses follow `pizzashop run`: the gateway on PIZZASHOP_HTTP_ADDR, the
 // metrics on PIZZASHOP_BASE_PORT+100 (the launcher) and +101..+104 (the
-// services). Credentials are signed with AUTH_SECRET, the development key
+// services; replica R of each on +10(R-1) more, with PIZZASHOP_REPLICAS). Credentials are signed with AUTH_SECRET, the development key
 // when it is unset.
 package main
 
