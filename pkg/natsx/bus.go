@@ -294,7 +294,7 @@ func (b *Bus) Publish(ctx context.Context, subject, eventID string, m proto.Mess
 // PublishRaw is Publish for an event already encoded, as kept in an outbox.
 // The trace context of ctx goes into the headers.
 func (b *Bus) PublishRaw(ctx context.Context, subject, eventID, eventType string, data []byte) (duplicate bool, err error) {
-	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+subject,
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+spanDestination(subject),
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.destination.name", subject),
@@ -328,6 +328,18 @@ func (b *Bus) countPublished(ctx context.Context, subject string) {
 	b.published.Add(ctx, 1, opt.(metric.MeasurementOption))
 }
 
+// spanDestination is what span names call subject: the subject without
+// the entity id (its last token) when it names one, as
+// "order.placed.<id>" does, so a trace backend sees one operation per kind
+// of event and not one per order; "menu.changed" stays itself. The full
+// subject is the span's messaging.destination.name.
+func spanDestination(subject string) string {
+	if strings.Count(subject, ".") >= 2 {
+		return eventKind(subject)
+	}
+	return subject
+}
+
 // eventKind is a subject without its last token, the entity id:
 // "order.placed.<id>" is "order.placed". The server names every subject,
 // so the kinds are a small fixed set.
@@ -343,7 +355,7 @@ func eventKind(subject string) string {
 // true when the stream already had it) or ctx ends. Many events on the wire
 // at once cost a fraction of one round trip each.
 func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType string, data []byte) (wait func(context.Context) (duplicate bool, err error), err error) {
-	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+subject,
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "publish "+spanDestination(subject),
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.destination.name", subject),

@@ -137,7 +137,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	handle := func(m jetstream.Msg) {
 		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
-		mctx, span := tracer.Start(mctx, "process "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
+		mctx, span := tracer.Start(mctx, "process "+spanDestination(m.Subject()), trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.system", "nats"),
 				attribute.String("messaging.destination.name", m.Subject()),
 				attribute.String("messaging.consumer.group.name", cfg.Durable),
