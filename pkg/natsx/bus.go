@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -309,7 +310,7 @@ func (b *Bus) PublishRaw(ctx context.Context, subject, eventID, eventType string
 		return true, nil
 	}
 	if err != nil {
-		span.RecordError(err)
+		failSpan(span, err)
 		return false, fmt.Errorf("publish %s: %w", subject, err)
 	}
 	if !ack.Duplicate {
@@ -366,7 +367,7 @@ func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType s
 	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(msg.Header))
 	fut, err := b.JS.PublishMsgAsync(msg, jetstream.WithMsgID(eventID))
 	if err != nil {
-		span.RecordError(err)
+		failSpan(span, err)
 		span.End()
 		return nil, fmt.Errorf("publish %s: %w", subject, err)
 	}
@@ -384,13 +385,20 @@ func (b *Bus) PublishRawAsync(ctx context.Context, subject, eventID, eventType s
 				// send right now: stored, as a duplicate would be.
 				return true, nil
 			}
-			span.RecordError(err)
+			failSpan(span, err)
 			return false, fmt.Errorf("publish %s: %w", subject, err)
 		case <-ctx.Done():
-			span.RecordError(ctx.Err())
+			failSpan(span, ctx.Err())
 			return false, fmt.Errorf("publish %s: %w", subject, ctx.Err())
 		}
 	}, nil
+}
+
+// failSpan records err on a publish span and marks it failed, so the trace
+// shows where the event got stuck.
+func failSpan(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
 }
 
 // jsDuplicateInProcess is JetStream's answer to a message whose id a

@@ -1,10 +1,13 @@
 package natsx_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -87,6 +90,40 @@ func TestSpanNamesLeaveOutTheEntity(t *testing.T) {
 		if p.Parent().SpanID() != pub.SpanContext().SpanID() || p.SpanContext().TraceID() != parent.SpanContext().TraceID() {
 			t.Errorf("process span of %s: parent %s in trace %s, want the publish span %s in trace %s", id,
 				p.Parent().SpanID(), p.SpanContext().TraceID(), pub.SpanContext().SpanID(), parent.SpanContext().TraceID())
+		}
+	}
+}
+
+// A publish that fails ends its span with an error status, so the trace
+// shows where the event got stuck.
+func TestPublishFailureSetsSpanStatus(t *testing.T) {
+	rec := useTracing(t)
+	bus, _ := newBus(t)
+	ctx, cancel := context.WithTimeout(testContext(t), 2*time.Second)
+	defer cancel()
+	if _, err := bus.PublishRaw(ctx, "nostream.sync.1", "evt-1", "t", []byte("x")); err == nil {
+		t.Fatal("PublishRaw to a subject no stream holds = nil error, want an error")
+	}
+	wait, err := bus.PublishRawAsync(ctx, "nostream.async.2", "evt-2", "t", []byte("x"))
+	if err == nil {
+		if _, err = wait(ctx); err == nil {
+			t.Fatal("PublishRawAsync to a subject no stream holds: wait = nil error, want an error")
+		}
+	}
+	got := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		if s.SpanKind() == trace.SpanKindProducer {
+			got[attr(s, "messaging.destination.name")] = s
+		}
+	}
+	for _, subject := range []string{"nostream.sync.1", "nostream.async.2"} {
+		s, ok := got[subject]
+		if !ok {
+			t.Errorf("no ended publish span for %s", subject)
+			continue
+		}
+		if s.Status().Code != codes.Error {
+			t.Errorf("publish span of %s: status %v, want Error", subject, s.Status())
 		}
 	}
 }
