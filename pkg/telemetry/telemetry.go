@@ -1,7 +1,8 @@
 // Package telemetry sets up OpenTelemetry for one process: traces go to an
 // OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set (without one, trace
 // context is carried but spans are not recorded), metrics are served
-// in Prometheus format, and W3C trace context is the propagator.
+// in Prometheus format, and W3C trace context is the propagator (baggage is
+// not propagated).
 //
 // The service name is OTEL_SERVICE_NAME (or service.name in
 // OTEL_RESOURCE_ATTRIBUTES) when set, else the binary's own name. Server
@@ -62,7 +63,11 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 		// Spans would go nowhere: carry trace context without recording.
 		otel.SetTracerProvider(&quietProvider{})
 	}
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	// W3C trace context only. The shop reads no baggage, and baggage from
+	// a caller (any client of the gateway or of a service) would travel
+	// with every call and be stored in every event's outbox entry and
+	// NATS headers: whatever it held, an email address or a card number.
+	otel.SetTextMapPropagator(propagation.TraceContext{})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
