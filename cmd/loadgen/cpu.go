@@ -221,3 +221,49 @@ func cpuReport(sources []cpuSource, before, after cpuSnapshot, orders int) *CPUR
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
+
+// settleLimit bounds how long settle waits for the stack to go quiet.
+const settleLimit = 30 * time.Second
+
+// quietCPU is the whole stack's CPU, in seconds a second, under which it
+// counts as idle: what the processes spend on timers, heartbeats and
+// answering these reads.
+const quietCPU = 0.05
+
+// settle waits, after a phase's drain, until the stack's CPU stops moving:
+// the work an order causes after the load generator last saw it (in
+// placement, the kitchen's accept and the order's ACCEPTED write, seconds
+// after a burst's last ticket reached the display) belongs to the phase.
+// It returns the last snapshot read, to be the phase's "after" reading,
+// once two reads in a row, every apart, have each added less than quietCPU a
+// second, or when limit passes.
+func settle(ctx context.Context, client *http.Client, sources []cpuSource, every, limit time.Duration) (cpuSnapshot, []error) {
+	total := func(s cpuSnapshot) float64 {
+		var t float64
+		for _, r := range s {
+			t += r.cpu
+		}
+		return t
+	}
+	prev, errs := readAll(ctx, client, sources)
+	deadline := time.Now().Add(limit)
+	quiet := 0
+	for quiet < 2 && len(errs) == 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return prev, errs
+		case <-time.After(every):
+		}
+		cur, cerrs := readAll(ctx, client, sources)
+		if len(cerrs) > 0 || len(cur) != len(prev) {
+			return cur, cerrs
+		}
+		if total(cur)-total(prev) < quietCPU*every.Seconds() {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		prev = cur
+	}
+	return prev, errs
+}

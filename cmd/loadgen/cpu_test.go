@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestParseCPUSeconds(t *testing.T) {
@@ -132,4 +137,41 @@ func sourcesString(ss []cpuSource) string {
 		parts = append(parts, s.name+"="+s.String())
 	}
 	return strings.Join(parts, " ")
+}
+
+// TestSettleWaitsForTheStack: work the stack still does after the drain
+// (an order's last writes) lands in the phase's "after" reading, which is
+// taken once the CPU stops moving.
+func TestSettleWaitsForTheStack(t *testing.T) {
+	var reads atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := min(reads.Add(1), 5) // busy for the first five reads, then idle
+		fmt.Fprintf(w, "process_cpu_seconds_total %g\nprocess_start_time_seconds 1.7e9\n", 10+0.25*float64(n))
+	}))
+	defer srv.Close()
+	sources := []cpuSource{{name: "launcher", addr: strings.TrimPrefix(srv.URL, "http://")}}
+	after, errs := settle(context.Background(), srv.Client(), sources, 10*time.Millisecond, 5*time.Second)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got, want := after["launcher"].cpu, 10+0.25*5; got != want {
+		t.Errorf("after reading %g CPU seconds, want %g: the work after the drain is missed", got, want)
+	}
+	if n := reads.Load(); n < 7 {
+		t.Errorf("%d reads, want at least 7 (five busy, then two quiet)", n)
+	}
+
+	// A stack that never goes quiet is read when the limit passes.
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "process_cpu_seconds_total %g\n", float64(reads.Add(1)))
+	}))
+	defer busy.Close()
+	begin := time.Now()
+	_, errs = settle(context.Background(), busy.Client(), []cpuSource{{name: "x", addr: strings.TrimPrefix(busy.URL, "http://")}}, 10*time.Millisecond, 200*time.Millisecond)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Errorf("settle on a stack that never goes quiet took %s, want the 200ms limit", d)
+	}
 }

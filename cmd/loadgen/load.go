@@ -98,7 +98,8 @@ type phaseSpec struct {
 }
 
 // phase runs one phase and returns its index in the tracker. The CPU of
-// every source is read before it and after its drain.
+// every source is read before it and after its drain, once the stack's CPU
+// has settled (see settle).
 func (l *loader) phase(ctx context.Context, spec phaseSpec) int {
 	before, errs := readAll(ctx, l.cpuClient, l.o.sources)
 	for _, err := range errs {
@@ -121,7 +122,7 @@ func (l *loader) phase(ctx context.Context, spec phaseSpec) int {
 	backlog := l.t.backlog(idx)
 	drain := l.drain(ctx, idx, spec.drainIdle, spec.drainLimit)
 
-	after, errs := readAll(context.WithoutCancel(ctx), l.cpuClient, l.o.sources)
+	after, errs := settle(context.WithoutCancel(ctx), l.cpuClient, l.o.sources, 500*time.Millisecond, settleLimit)
 	for _, err := range errs {
 		fmt.Fprintf(l.stderr, "loadgen: CPU after %s: %v\n", spec.name, err)
 	}
