@@ -246,6 +246,9 @@ func settle(ctx context.Context, client *http.Client, sources []cpuSource, every
 		return t
 	}
 	prev, errs := readAll(ctx, client, sources)
+	if len(sources) == 0 {
+		return prev, errs // nothing to wait for
+	}
 	deadline := time.Now().Add(limit)
 	quiet := 0
 	for quiet < 2 && len(errs) == 0 && time.Now().Before(deadline) {
