@@ -1,8 +1,8 @@
 // Package telemetry sets up OpenTelemetry for one process: traces go to an
 // OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set (without one, trace
 // context is carried but spans are not recorded), metrics are served
-// in Prometheus format, and W3C trace context is the propagator (baggage is
-// not propagated).
+// in Prometheus format, and W3C traceparent is the propagator (neither
+// baggage nor tracestate is propagated).
 //
 // The service name is OTEL_SERVICE_NAME (or service.name in
 // OTEL_RESOURCE_ATTRIBUTES) when set, else the binary's own name. Server
@@ -32,6 +32,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Telemetry is the process's tracer and meter providers.
@@ -67,7 +68,8 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 	// a caller (any client of the gateway or of a service) would travel
 	// with every call and be stored in every event's outbox entry and
 	// NATS headers: whatever it held, an email address or a card number.
-	otel.SetTextMapPropagator(propagation.TraceContext{})
+	// The same goes for tracestate; see traceParent.
+	otel.SetTextMapPropagator(traceParent{})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -88,6 +90,23 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 	otel.SetMeterProvider(mp)
 	t.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return t, nil
+}
+
+// traceParent is the W3C trace context propagator without tracestate: a
+// caller's trace continues (trace id, parent span id, sampled flag), but
+// its tracestate, free text the shop never reads, is dropped on the way in
+// rather than carried by every span of the request and stored with every
+// event the request causes.
+type traceParent struct{ propagation.TraceContext }
+
+// Extract reads traceparent from carrier into ctx, without its tracestate.
+// A carrier without a valid traceparent leaves ctx as it was.
+func (p traceParent) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
+	sc := trace.SpanContextFromContext(p.TraceContext.Extract(context.Background(), carrier))
+	if !sc.IsValid() {
+		return ctx
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(trace.TraceState{}))
 }
 
 // newResource names the process: the SDK's defaults, then service as the
