@@ -381,6 +381,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("rejected", func(t *testing.T) { storefrontRejected(t, s.For(t), b) })
 	t.Run("keyboard only", func(t *testing.T) { storefrontKeyboard(t, s.For(t), b) })
 	t.Run("history pages", func(t *testing.T) { storefrontHistoryPages(t, s.For(t), b) })
+	t.Run("two customers in one tab", func(t *testing.T) { storefrontTwoCustomers(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
@@ -964,3 +965,101 @@ func storefrontRejected(t *testing.T, s *stack.Stack, b *browser) {
 	}
 	p.shots(t, "storefront-order-rejected")
 }
+
+// setHash moves the page to another view without reloading it, as a click
+// on a link of the page does: what the page keeps in memory stays.
+func (p *page) setHash(t *testing.T, hash string) {
+	t.Helper()
+	p.do(t, "go to "+hash, chromedp.Evaluate[chromedp.Void](`location.hash = `+jsString(hash)))
+}
+
+// storefrontTwoCustomers: one customer signs out and another signs in in
+// the same tab, as on a shared computer. Nothing of the first one's shows
+// to the second: not her delivery address or note on the checkout form,
+// not her orders, not her name, even when her profile check answers late.
+func storefrontTwoCustomers(t *testing.T, s *stack.Stack, b *browser) {
+	first, second := newCustomer("first"), newCustomer("second")
+	if code, raw, _ := s.Do(http.MethodPost, "/v1/customers", "", map[string]any{
+		"name": second.name, "email": second.email, "phone": second.phone, "password": second.password}); code != http.StatusOK {
+		t.Fatalf("register over REST = %d %s", code, raw)
+	}
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), first, true)
+	theirs := place(t, s, tokenOf(t, p), pickupBody("margherita", "SIZE_SMALL"), "Idempotency-Key", uniq("two"))
+
+	// The page is reopened; its check of the stored token (GET
+	// /v1/customers/me) is held back until the second customer is in.
+	paused := make(chan fetch.RequestID, 4)
+	events := chromedp.Events(p.ctx, fetch.RequestPaused)
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				return
+			}
+			paused <- ev.RequestID
+		}
+	}()
+	p.do(t, "hold the profile check", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
+			{URLPattern: "*/v1/customers/me", RequestStage: fetch.RequestStageRequest}}})
+		return err
+	}))
+	p.do(t, "reopen the storefront", chromedp.Navigate(s.URL("/?two#/")), chromedp.WaitVisible(chromedp.CSS(`#pz-margherita`)))
+	var held fetch.RequestID
+	select {
+	case held = <-paused:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the page never checked its stored token")
+	}
+
+	p.build(t, "funghi", "SIZE_SMALL")
+	p.checkout(t)
+	if line1 := eval[string](t, p, `document.getElementById('co-line1').value`); line1 != "12 Analytical Row" {
+		t.Fatalf("first customer's address line 1 = %q, want it prefilled", line1)
+	}
+	p.do(t, "write a note", chromedp.SendKeys(chromedp.CSS(`#co-note`), "Ring twice"))
+	p.setHash(t, "#/orders")
+	p.until(t, "the first customer's order", `document.querySelector('#orders-list li[data-id="`+theirs.GetId()+`"]') !== null`, 15*time.Second)
+
+	p.do(t, "sign out", chromedp.Click(chromedp.CSS(`#signout`)), chromedp.WaitVisible(chromedp.CSS(`#nav-signin`)))
+	p.setHash(t, "#/signin")
+	p.signIn(t, second)
+	p.until(t, "the second customer signed in", `!document.getElementById('signout').hidden`, 20*time.Second)
+	p.do(t, "let the first customer's profile check answer", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		if _, err := chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: held}); err != nil {
+			return err
+		}
+		_, err := chromedp.Call(ctx, fetch.Disable, struct{}{})
+		return err
+	}))
+	p.until(t, "the profile check answered", `performance.getEntriesByType('resource').some((e) => e.name.endsWith('/v1/customers/me'))`, 15*time.Second)
+	p.do(t, "let the page handle it", chromedp.Sleep(300*time.Millisecond))
+	if who := p.text(t, `#who`); !strings.Contains(who, second.name) {
+		t.Errorf("header says %q after the second customer signed in, want %q", who, second.name)
+	}
+
+	// Her order list: the first customer's orders are gone before the
+	// second one's arrive.
+	stale, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`new Promise((resolve) => {
+		addEventListener('hashchange', () => resolve(document.querySelector('#orders-list li[data-id="`+theirs.GetId()+`"]') !== null), {once: true});
+		location.hash = '#/orders';
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("open my orders: %v", err)
+	}
+	if stale {
+		t.Errorf("the second customer's order list shows the first customer's order")
+	}
+	p.until(t, "no orders yet", `!document.getElementById('orders-empty').hidden`, 15*time.Second)
+
+	// Her checkout: empty, or her own address; never the first customer's.
+	p.setHash(t, "#/")
+	p.build(t, "margherita", "SIZE_SMALL")
+	p.checkout(t)
+	for _, id := range []string{"co-line1", "co-postal", "co-city", "co-note"} {
+		if v := eval[string](t, p, `document.getElementById('`+id+`').value`); v != "" {
+			t.Errorf("the second customer's checkout shows #%s = %q, the first customer's", id, v)
+		}
+	}
+}
+

@@ -85,7 +85,8 @@ async function api(method, path, { body, headers = {}, needsAuth = false } = {})
   if (resp.status === 304) return { notModified: true, resp };
   if (!resp.ok) {
     const err = await readError(resp);
-    if (needsAuth && resp.status === 401) expired();
+    // Refused is the token sent: one that has replaced it meanwhile stays.
+    if (needsAuth && resp.status === 401 && auth.token() === token) expired();
     throw err;
   }
   return { data: await resp.json(), resp };
@@ -334,6 +335,8 @@ function priceTable(p) {
 // ---------------------------------------------------------------- identity
 
 let afterSignIn = '#/';
+// The id of the customer whose orders and details the page shows.
+let shownFor = (auth.profile() || {}).id || '';
 
 /** needSignIn sends the customer to the sign-in form, then back to where. */
 function needSignIn(where, why) {
@@ -405,6 +408,11 @@ async function onRegister(ev) {
 }
 
 function signedIn() {
+  // Someone else than the customer the page last showed (a sign-in after
+  // an expired one): nothing of the other's stays on the page.
+  const id = (auth.profile() || {}).id || '';
+  if (id !== shownFor) forgetCustomer();
+  shownFor = id;
   renderIdentity();
   const to = afterSignIn || '#/';
   afterSignIn = '#/';
@@ -416,12 +424,44 @@ function signedIn() {
 function signOut() {
   auth.clear();
   stopWatch();
+  forgetCustomer();
   renderIdentity();
   notice('You are signed out.');
   location.hash = '#/';
 }
 
+/**
+ * forgetCustomer clears what the page shows of the customer who was signed
+ * in: the next one to sign in in this tab sees none of it.
+ */
+function forgetCustomer() {
+  shownFor = '';
+  stopWatch();
+  $('checkout-form').reset();
+  clearErrors($('checkout-form'));
+  $('co-summary').replaceChildren();
+  checkoutFor = null;
+  attempt.key = '';
+  attempt.body = '';
+  pages.seq++; // an answer on its way is the old customer's
+  pages.tokens = [''];
+  pages.at = 0;
+  $('orders-list').replaceChildren();
+  $('orders-error').hidden = true;
+  $('orders-more').hidden = true;
+  $('orders-newer').hidden = true;
+  follow.id = '';
+  follow.order = null;
+  $('order-body').replaceChildren();
+  $('cancel').hidden = true;
+  $('cancel-error').hidden = true;
+}
+
 // ---------------------------------------------------------------- checkout
+
+// The customer whose profile filled the checkout form: another one's
+// details never stay on it.
+let checkoutFor = null;
 
 // One Idempotency-Key per checkout attempt: a repeated or retried submit of
 // the same order sends the same key, so the shop creates one order. A
@@ -448,6 +488,9 @@ function renderCheckout() {
   const p = shop.price;
   $('co-summary').replaceChildren(priceTable(p));
   const profile = auth.profile() || {};
+  const who = profile.id || auth.token();
+  if (checkoutFor !== null && checkoutFor !== who) forgetCustomer();
+  checkoutFor = who;
   const a = profile.address || {};
   for (const [id, v] of [['co-line1', a.line1], ['co-line2', a.line2], ['co-city', a.city], ['co-postal', a.postalCode], ['co-instructions', a.instructions]]) {
     if (!$(id).value && v) $(id).value = v;
@@ -630,7 +673,7 @@ async function onCancel() {
 
 // ---------------------------------------------------------------- history
 
-const pages = { tokens: [''], at: 0 };
+const pages = { tokens: [''], at: 0, seq: 0 };
 
 async function showHistory(reset) {
   if (!auth.token()) {
@@ -645,8 +688,10 @@ async function showHistory(reset) {
   const q = new URLSearchParams({ pageSize: '10' });
   if (pageToken) q.set('pageToken', pageToken);
   $('orders-error').hidden = true;
+  const seq = ++pages.seq;
   try {
     const { data } = await api('GET', '/v1/orders?' + q, { needsAuth: true });
+    if (seq !== pages.seq) return true; // a newer page, or another customer, meanwhile
     const orders = data.orders || [];
     $('orders-list').replaceChildren(...orders.map((o) => {
       const p = o.price || {};
@@ -663,7 +708,7 @@ async function showHistory(reset) {
     $('orders-more').hidden = !data.nextPageToken;
     $('orders-newer').hidden = pages.at === 0;
   } catch (err) {
-    if (err.httpStatus === 401) return false;
+    if (err.httpStatus === 401 || seq !== pages.seq) return false;
     $('orders-error').textContent = err.message;
     $('orders-error').hidden = false;
   }
@@ -740,9 +785,16 @@ async function start() {
   route();
 
   // A stored token may have expired since the last visit: check it once.
-  if (auth.token()) {
+  // Its answer is about the customer of that token only: one who signed
+  // out meanwhile, or another who signed in, is left alone.
+  const stored = auth.token();
+  if (stored) {
     api('GET', '/v1/customers/me', { needsAuth: true })
-      .then(({ data }) => { auth.set(auth.token(), data.customer || data); renderIdentity(); })
+      .then(({ data }) => {
+        if (auth.token() !== stored) return;
+        auth.set(stored, data.customer || data);
+        renderIdentity();
+      })
       .catch(() => {});
   }
 
