@@ -382,6 +382,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("keyboard only", func(t *testing.T) { storefrontKeyboard(t, s.For(t), b) })
 	t.Run("history pages", func(t *testing.T) { storefrontHistoryPages(t, s.For(t), b) })
 	t.Run("two customers in one tab", func(t *testing.T) { storefrontTwoCustomers(t, s.For(t), b) })
+	t.Run("someone else's order", func(t *testing.T) { storefrontNotMine(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
@@ -1063,3 +1064,33 @@ func storefrontTwoCustomers(t *testing.T, s *stack.Stack, b *browser) {
 	}
 }
 
+// storefrontNotMine: a link to another customer's order (or to none) says
+// that the order is not found, once, instead of trying to follow it for
+// ever behind a reconnecting banner.
+func storefrontNotMine(t *testing.T, s *stack.Stack, b *browser) {
+	owner := newCustomer("owner")
+	code, raw, _ := s.Do(http.MethodPost, "/v1/customers", "", map[string]any{
+		"name": owner.name, "email": owner.email, "phone": owner.phone, "password": owner.password})
+	var reg struct {
+		Token string `json:"token"`
+	}
+	if code != http.StatusOK || json.Unmarshal(raw, &reg) != nil || reg.Token == "" {
+		t.Fatalf("register over REST = %d %s", code, raw)
+	}
+	theirs := place(t, s, reg.Token, pickupBody("margherita", "SIZE_SMALL"), "Idempotency-Key", uniq("notmine"))
+
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), newCustomer("nosy"), false)
+	p.setHash(t, "#/orders/"+theirs.GetId())
+	p.until(t, "the order said not found", `/not found/i.test(document.getElementById('order-body').textContent)`, 10*time.Second)
+	if !eval[bool](t, p, `document.getElementById('order-banner').hidden`) {
+		t.Errorf("a reconnecting banner on an order that is not found: %q", p.text(t, `#order-banner`))
+	}
+	p.do(t, "wait past two backoffs", chromedp.Sleep(3500*time.Millisecond))
+	if n := eval[int](t, p, `performance.getEntriesByType('resource').filter((e) => e.name.includes(':watch')).length`); n != 1 {
+		t.Errorf("%d watch calls for an order that is not found, want 1", n)
+	}
+	if !eval[bool](t, p, `document.getElementById('cancel').hidden`) {
+		t.Errorf("cancel offered on an order that is not found")
+	}
+}

@@ -16,6 +16,9 @@ const SILENCE_MS = 45000;
 // gRPC codes that mean the token is no good for this page.
 const UNAUTHENTICATED = 16;
 const PERMISSION_DENIED = 7;
+// gRPC codes that no retry can change: the item is not there, the path is bad.
+const INVALID_ARGUMENT = 3;
+const NOT_FOUND = 5;
 
 /**
  * el builds an element. attrs: class, text (textContent), dataset (object),
@@ -59,6 +62,12 @@ export class ApiError extends Error {
   get reason() {
     const info = this.details.find((d) => d && d.reason);
     return info ? info.reason : '';
+  }
+
+  /** permanent says that asking again cannot help: not found, or a bad request. */
+  get permanent() {
+    return this.httpStatus === 404 || this.httpStatus === 400 ||
+      this.code === NOT_FOUND || this.code === INVALID_ARGUMENT;
   }
 
   get unauthorized() {
@@ -121,9 +130,10 @@ export function session(role) {
  * (re)connection calls onOpen once the response arrives, onResult for every
  * {"result": ...} line and onBatch after each chunk of lines. A stream that
  * ends or fails is reopened after a backoff; onState("live" | "connecting" |
- * "down", detail) follows it. A refused token calls onUnauthorized and stops.
+ * "down", detail) follows it. A refused token calls onUnauthorized and stops;
+ * so does an error no retry can change (not found) when onFatal is given.
  */
-export function watch(path, token, { onOpen, onResult, onBatch, onState, onUnauthorized }) {
+export function watch(path, token, { onOpen, onResult, onBatch, onState, onUnauthorized, onFatal }) {
   let stopped = false;
   let ctrl = null;
   let attempt = 0;
@@ -193,6 +203,11 @@ export function watch(path, token, { onOpen, onResult, onBatch, onState, onUnaut
         if (err instanceof ApiError && err.unauthorized) {
           stopped = true;
           onUnauthorized(err);
+          return;
+        }
+        if (onFatal && err instanceof ApiError && err.permanent) {
+          stopped = true;
+          onFatal(err);
           return;
         }
         why = err instanceof ApiError ? err.message : 'network error';

@@ -604,6 +604,20 @@ function startWatch(id) {
         $('order-body').replaceChildren(el('p', { class: 'error', text: err.message }));
       }
     },
+    // Not found (another customer's order, a mistyped link): no retry
+    // will find it, so say so once.
+    onFatal: (err) => {
+      follow.stop = null;
+      conn.className = 'conn';
+      conn.textContent = 'Not found';
+      banner.hidden = true;
+      banner.textContent = '';
+      $('cancel').hidden = true;
+      $('order-body').replaceChildren(el('p', { class: 'error', role: 'alert', text:
+        err.code === 5 || err.httpStatus === 404
+          ? 'This order was not found. If you placed it with another account, sign in with that one.'
+          : `This order cannot be shown: ${err.message}` }));
+    },
   });
 }
 
