@@ -383,6 +383,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("history pages", func(t *testing.T) { storefrontHistoryPages(t, s.For(t), b) })
 	t.Run("two customers in one tab", func(t *testing.T) { storefrontTwoCustomers(t, s.For(t), b) })
 	t.Run("someone else's order", func(t *testing.T) { storefrontNotMine(t, s.For(t), b) })
+	t.Run("order page for screen readers", func(t *testing.T) { storefrontOrderAnnounced(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
@@ -650,6 +651,9 @@ func storefrontCancel(t *testing.T, s *stack.Stack, b *browser) {
 	p.until(t, "the refusal", `!document.getElementById('cancel-error').hidden`, 10*time.Second)
 	if msg := p.text(t, `#cancel-error`); !strings.Contains(msg, "can no longer be cancelled") || len(msg) < len("It can no longer be cancelled: ")+5 {
 		t.Errorf("cancel error = %q, want the shop's reason", msg)
+	}
+	if focused := eval[string](t, p, `document.activeElement.id`); focused != "cancel-error" {
+		t.Errorf("focus after the refused cancel is on %q, want the refusal", focused)
 	}
 	p.shots(t, "storefront-cancel-refused")
 }
@@ -1092,5 +1096,38 @@ func storefrontNotMine(t *testing.T, s *stack.Stack, b *browser) {
 	}
 	if !eval[bool](t, p, `document.getElementById('cancel').hidden`) {
 		t.Errorf("cancel offered on an order that is not found")
+	}
+}
+
+// announced reports whether a live region of the page (one a screen reader
+// reads out when it changes) says text.
+func announced(text string) string {
+	return `[...document.querySelectorAll('[aria-live]:not([aria-live=off]), [role=status], [role=alert]')].some((e) => e.textContent.includes(` + jsString(text) + `))`
+}
+
+// storefrontOrderAnnounced: a customer who cannot see the screen hears
+// each step of her order as it happens, and keeps her place on the page
+// after cancelling from the keyboard.
+func storefrontOrderAnnounced(t *testing.T, s *stack.Stack, b *browser) {
+	p := b.page(t, "customer")
+	p.register(t, s.URL(""), newCustomer("heard"), false)
+	token := tokenOf(t, p)
+
+	o := place(t, s, token, pickupBody("funghi", "SIZE_SMALL"), "Idempotency-Key", uniq("heard"))
+	p.setHash(t, "#/orders/"+o.GetId())
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	post(t, s, "/v1/kitchen/tickets/"+o.GetId()+":start", s.Token("kitchen", "kim"), http.StatusOK)
+	p.stepDone(t, "ORDER_STATUS_BAKING")
+	p.until(t, "the new step read out", announced("In the oven"), 5*time.Second)
+
+	o = place(t, s, token, pickupBody("funghi", "SIZE_SMALL"), "Idempotency-Key", uniq("heard"))
+	p.setHash(t, "#/orders/"+o.GetId())
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	p.do(t, "cancel from the keyboard", chromedp.WaitVisible(chromedp.CSS(`#cancel`)),
+		chromedp.Focus(chromedp.CSS(`#cancel`)), chromedp.KeyEvent(kb.Enter))
+	p.stepDone(t, "ORDER_STATUS_CANCELLED")
+	p.until(t, "the cancellation read out", announced("Cancelled"), 5*time.Second)
+	if lost := eval[bool](t, p, `document.activeElement === document.body || !document.activeElement.closest('#view-order')`); lost {
+		t.Errorf("focus after cancelling is on %q, want it kept on the order page", eval[string](t, p, `document.activeElement.outerHTML.slice(0, 80)`))
 	}
 }

@@ -452,6 +452,8 @@ function forgetCustomer() {
   $('orders-newer').hidden = true;
   follow.id = '';
   follow.order = null;
+  follow.heard = '';
+  $('order-announce').textContent = '';
   $('order-body').replaceChildren();
   $('cancel').hidden = true;
   $('cancel-error').hidden = true;
@@ -545,7 +547,8 @@ async function onCheckout(ev) {
 
 // ---------------------------------------------------------------- one order
 
-const follow = { id: '', stop: null, order: null };
+// heard: the status last read out in the live region.
+const follow = { id: '', stop: null, order: null, heard: '' };
 
 function stopWatch() {
   if (follow.stop) follow.stop();
@@ -561,6 +564,8 @@ function showOrder(id) {
     stopWatch();
     follow.id = id;
     follow.order = null;
+    follow.heard = '';
+    $('order-announce').textContent = '';
     $('order-body').replaceChildren(el('p', { class: 'muted', text: 'Loading your order…' }));
     $('cancel').hidden = true;
     $('cancel-error').hidden = true;
@@ -659,6 +664,13 @@ function renderOrder(o) {
   ];
   $('order-body').replaceChildren(...parts.filter(Boolean));
   $('cancel').hidden = !CANCELLABLE.has(o.status);
+  // The body is rebuilt, which no screen reader reads out: a new step is
+  // said in the live region (not the first one: the page says that).
+  if (follow.heard && follow.heard !== o.status) {
+    const reason = o.status === 'ORDER_STATUS_REJECTED' && o.rejectionReason ? `: ${o.rejectionReason}` : '';
+    $('order-announce').textContent = `Your order: ${STATUS[o.status] || o.status}${reason}.`;
+  }
+  follow.heard = o.status;
 }
 
 const addressLine = (a) => (a ? [a.line1, a.line2, [a.postalCode, a.city].filter(Boolean).join(' ')].filter(Boolean).join(', ') : '');
@@ -674,6 +686,11 @@ async function onCancel() {
     if (o && o.id === follow.id) {
       follow.order = o;
       renderOrder(o);
+    }
+    // The button is gone now: keep the place on the order's heading.
+    if ($('cancel').hidden) {
+      $('h-order').setAttribute('tabindex', '-1');
+      $('h-order').focus();
     }
   } catch (err) {
     if (err.httpStatus === 401) return;
