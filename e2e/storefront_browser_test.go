@@ -384,6 +384,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("two customers in one tab", func(t *testing.T) { storefrontTwoCustomers(t, s.For(t), b) })
 	t.Run("someone else's order", func(t *testing.T) { storefrontNotMine(t, s.For(t), b) })
 	t.Run("order page for screen readers", func(t *testing.T) { storefrontOrderAnnounced(t, s.For(t), b) })
+	t.Run("kitchen from the keyboard", func(t *testing.T) { kitchenKeyboard(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
@@ -1130,4 +1131,33 @@ func storefrontOrderAnnounced(t *testing.T, s *stack.Stack, b *browser) {
 	if lost := eval[bool](t, p, `document.activeElement === document.body || !document.activeElement.closest('#view-order')`); lost {
 		t.Errorf("focus after cancelling is on %q, want it kept on the order page", eval[string](t, p, `document.activeElement.outerHTML.slice(0, 80)`))
 	}
+}
+
+// kitchenKeyboard: a cook working the display from a keyboard keeps her
+// place while tickets arrive, and after pressing Start lands on the same
+// ticket's Ready button.
+func kitchenKeyboard(t *testing.T, s *stack.Stack, b *browser) {
+	c := newCustomer("cook")
+	code, raw, _ := s.Do(http.MethodPost, "/v1/customers", "", map[string]any{
+		"name": c.name, "email": c.email, "phone": c.phone, "password": c.password})
+	var reg struct {
+		Token string `json:"token"`
+	}
+	if code != http.StatusOK || json.Unmarshal(raw, &reg) != nil || reg.Token == "" {
+		t.Fatalf("register over REST = %d %s", code, raw)
+	}
+	kitchen := b.staff(t, s, "kitchen", s.Token("kitchen", "kim"), "/kitchen")
+	first := place(t, s, reg.Token, pickupBody("margherita", "SIZE_SMALL"), "Idempotency-Key", uniq("cook"))
+	start := `#col-queued li[data-id="` + first.GetId() + `"] button.start`
+	kitchen.do(t, "focus Start", chromedp.WaitVisible(chromedp.CSS(start)), chromedp.Focus(chromedp.CSS(start)))
+
+	next := place(t, s, reg.Token, pickupBody("funghi", "SIZE_SMALL"), "Idempotency-Key", uniq("cook"))
+	kitchen.do(t, "the next ticket arrives", chromedp.WaitVisible(chromedp.CSS(`#col-queued li[data-id="`+next.GetId()+`"]`)))
+	if !eval[bool](t, kitchen, `document.activeElement.matches(`+jsString(start)+`)`) {
+		t.Errorf("a new ticket took the focus from Start to %q", eval[string](t, kitchen, `document.activeElement.outerHTML.slice(0, 80)`))
+	}
+
+	kitchen.do(t, "press Start", chromedp.Focus(chromedp.CSS(start)), chromedp.KeyEvent(kb.Enter))
+	kitchen.do(t, "the ticket baking", chromedp.WaitVisible(chromedp.CSS(`#col-baking li[data-id="`+first.GetId()+`"] button.ready`)))
+	kitchen.until(t, "focus on its Ready button", `document.activeElement.matches('#col-baking li[data-id="`+first.GetId()+`"] button.ready')`, 5*time.Second)
 }

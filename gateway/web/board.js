@@ -396,6 +396,46 @@ export function fill(section, items, keyOf, make) {
 }
 
 /**
+ * keepingFocus runs render, which rebuilds or moves cards, and puts the
+ * keyboard focus back where it was: taking a node out of the page drops its
+ * focus, even when the same node goes back in. The focus goes to the same
+ * button of the same card (found by its id wherever the card is now), else
+ * to the card; a card that left the board hands it to the next card of its
+ * column, or to the column's heading.
+ */
+export function keepingFocus(render) {
+  const before = document.activeElement;
+  const card = before && before.closest ? before.closest('li.card[data-id]') : null;
+  if (!card) {
+    render();
+    return;
+  }
+  const id = card.dataset.id;
+  const what = before.tagName === 'BUTTON' ? before.className : '';
+  const column = card.closest('.group, section');
+  const index = column ? [...column.querySelectorAll('li.card')].indexOf(card) : -1;
+  render();
+  if (document.activeElement === before) return;
+  const now = document.querySelector(`li.card[data-id="${CSS.escape(id)}"]`);
+  if (now) {
+    const buttons = [...now.querySelectorAll('button:not([disabled])')];
+    (buttons.find((b) => b.className === what) || buttons[0] || now).focus();
+    return;
+  }
+  const rest = column ? [...column.querySelectorAll('li.card')] : [];
+  const next = rest[Math.min(index, rest.length - 1)];
+  if (next) {
+    (next.querySelector('button:not([disabled])') || next).focus();
+  } else if (column) {
+    const h = column.querySelector('h2, h3');
+    if (h) {
+      h.setAttribute('tabindex', '-1');
+      h.focus();
+    }
+  }
+}
+
+/**
  * startPage runs a board page: the sign-in form, the sign-out link, the
  * connection indicator and banner, the clock, and the live stream. open is
  * called with each new token and returns the stop function of its stream.

@@ -5,7 +5,7 @@
 // delivered, so the others see who has it instead of the button.
 
 import {
-  LiveSet, Recent, call, clockTime, el, fill, fulfillmentBadge, money, parseTime, since, startPage, timed, toast, watch,
+  LiveSet, Recent, call, clockTime, el, fill, fulfillmentBadge, keepingFocus, money, parseTime, since, startPage, timed, toast, watch,
 } from './board.js';
 
 const WAITING = 'DELIVERY_STATUS_WAITING';
@@ -97,6 +97,7 @@ function card(d) {
     : null;
 
   return el('li', {
+    tabindex: '-1', // takes the focus while its buttons wait for an action
     class: 'card ' + (pickup ? 'pickup' : out ? 'out' : 'waiting') + (deliveries.takeFresh(d.id) ? ' fresh' : ''),
     dataset: { id: d.id },
   },
@@ -125,7 +126,12 @@ function recentItem({ delivery: d, at }) {
 /** keyOf names what a card shows: a card with the same key is reused. */
 const keyOf = (d) => `${d.id}@${d.revision}${busy.has(d.id) ? ' busy' : ''}`;
 
+/** render shows the board, keeping the keyboard focus in place. */
 function render() {
+  keepingFocus(draw);
+}
+
+function draw() {
   const open = [...deliveries.items.values()].sort(byReady);
   const toDeliver = open.filter((d) => d.fulfillment !== 'FULFILLMENT_PICKUP');
   const waiting = toDeliver.filter((d) => d.status === WAITING);

@@ -3,7 +3,7 @@
 // kitchen API; the board itself only ever changes from what the API sends.
 
 import {
-  LiveSet, Recent, call, clockTime, el, fill, fulfillmentBadge, parseTime, since, startPage, timed, toast, watch,
+  LiveSet, Recent, call, clockTime, el, fill, fulfillmentBadge, keepingFocus, parseTime, since, startPage, timed, toast, watch,
 } from './board.js';
 
 const OPEN = new Set(['TICKET_STATUS_QUEUED', 'TICKET_STATUS_BAKING']);
@@ -75,6 +75,7 @@ function card(t) {
   }
 
   return el('li', {
+    tabindex: '-1', // takes the focus while its buttons wait for an action
     class: 'card ' + (baking ? 'baking' : 'queued') + (tickets.takeFresh(t.id) ? ' fresh' : ''),
     dataset: { id: t.id },
   },
@@ -105,7 +106,12 @@ function recentItem({ ticket: t, at }) {
 /** keyOf names what a card shows: a card with the same key is reused. */
 const keyOf = (t) => `${t.id}@${t.revision}${busy.has(t.id) ? ' busy' : ''}`;
 
+/** render shows the board, keeping the keyboard focus in place. */
 function render() {
+  keepingFocus(draw);
+}
+
+function draw() {
   const open = [...tickets.items.values()].sort(byArrival);
   fill($('col-queued'), open.filter((t) => t.status === 'TICKET_STATUS_QUEUED'), keyOf, card);
   fill($('col-baking'), open.filter((t) => t.status === 'TICKET_STATUS_BAKING'), keyOf, card);
