@@ -902,8 +902,11 @@ func storefrontHistoryPages(t *testing.T, s *stack.Stack, b *browser) {
 		t.Errorf("first page = %v, want the 10 newest, newest first (%s ... %s)", first, ids[11], ids[2])
 	}
 	p.shots(t, "storefront-history-page1")
-	p.do(t, "older", chromedp.Click(chromedp.CSS(`#orders-more`)))
+	// A double click (or an impatient second one) turns one page.
+	p.do(t, "older, twice", chromedp.Focus(chromedp.CSS(`#orders-more`)),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('orders-more').click(); document.getElementById('orders-more').click()`))
 	p.until(t, "the second page", `document.querySelectorAll('#orders-list li').length === 2`, 15*time.Second)
+	p.do(t, "let every answer arrive", chromedp.Sleep(time.Second))
 	second := eval[[]string](t, p, `Array.from(document.querySelectorAll('#orders-list li'), (li) => li.dataset.id)`)
 	if len(second) != 2 || second[0] != ids[1] || second[1] != ids[0] {
 		t.Errorf("second page = %v, want [%s %s]", second, ids[1], ids[0])
@@ -911,8 +914,14 @@ func storefrontHistoryPages(t *testing.T, s *stack.Stack, b *browser) {
 	if !eval[bool](t, p, `document.getElementById('orders-more').hidden`) {
 		t.Errorf("Older orders still offered on the last page")
 	}
+	if focused := eval[string](t, p, `document.activeElement.id`); focused != "h-orders" {
+		t.Errorf("focus after the last page is on %q, want the list's heading (its button is gone)", focused)
+	}
 	p.do(t, "newer", chromedp.Click(chromedp.CSS(`#orders-newer`)))
 	p.until(t, "the first page again", `document.querySelectorAll('#orders-list li').length === 10`, 15*time.Second)
+	if !eval[bool](t, p, `document.getElementById('orders-newer').hidden`) {
+		t.Errorf("Newer orders offered on the first page")
+	}
 }
 
 // storefrontReconnect: the gateway restarts while a customer follows an

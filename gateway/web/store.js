@@ -444,6 +444,7 @@ function forgetCustomer() {
   attempt.key = '';
   attempt.body = '';
   pages.seq++; // an answer on its way is the old customer's
+  pages.loading = false;
   pages.tokens = [''];
   pages.at = 0;
   $('orders-list').replaceChildren();
@@ -704,7 +705,9 @@ async function onCancel() {
 
 // ---------------------------------------------------------------- history
 
-const pages = { tokens: [''], at: 0, seq: 0 };
+// loading: a page is on its way; Older and Newer wait for it, so that a
+// double click turns one page.
+const pages = { tokens: [''], at: 0, seq: 0, loading: false };
 
 async function showHistory(reset) {
   if (!auth.token()) {
@@ -720,6 +723,8 @@ async function showHistory(reset) {
   if (pageToken) q.set('pageToken', pageToken);
   $('orders-error').hidden = true;
   const seq = ++pages.seq;
+  pages.loading = true;
+  for (const b of [$('orders-more'), $('orders-newer')]) b.setAttribute('aria-disabled', 'true');
   try {
     const { data } = await api('GET', '/v1/orders?' + q, { needsAuth: true });
     if (seq !== pages.seq) return true; // a newer page, or another customer, meanwhile
@@ -736,12 +741,23 @@ async function showHistory(reset) {
     }));
     $('orders-empty').hidden = orders.length > 0 || pages.at > 0;
     pages.tokens[pages.at + 1] = data.nextPageToken || '';
+    // The button pressed may go (the last page): keep the place.
+    const a = document.activeElement;
     $('orders-more').hidden = !data.nextPageToken;
     $('orders-newer').hidden = pages.at === 0;
+    if (a && (a.id === 'orders-more' || a.id === 'orders-newer') && a.hidden) {
+      $('h-orders').setAttribute('tabindex', '-1');
+      $('h-orders').focus();
+    }
   } catch (err) {
     if (err.httpStatus === 401 || seq !== pages.seq) return false;
     $('orders-error').textContent = err.message;
     $('orders-error').hidden = false;
+  } finally {
+    if (seq === pages.seq) {
+      pages.loading = false;
+      for (const b of [$('orders-more'), $('orders-newer')]) b.removeAttribute('aria-disabled');
+    }
   }
   return true;
 }
@@ -809,8 +825,16 @@ async function start() {
   $('checkout-form').addEventListener('change', (ev) => { if (ev.target.name === 'fulfillment') toggleAddress(); });
   $('signout').addEventListener('click', signOut);
   $('cancel').addEventListener('click', onCancel);
-  $('orders-more').addEventListener('click', () => { pages.at++; showHistory(false); });
-  $('orders-newer').addEventListener('click', () => { pages.at = Math.max(0, pages.at - 1); showHistory(false); });
+  $('orders-more').addEventListener('click', () => {
+    if (pages.loading) return;
+    pages.at++;
+    showHistory(false);
+  });
+  $('orders-newer').addEventListener('click', () => {
+    if (pages.loading) return;
+    pages.at = Math.max(0, pages.at - 1);
+    showHistory(false);
+  });
   window.addEventListener('hashchange', route);
   renderIdentity();
   route();
