@@ -735,6 +735,11 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 	if got := eval[string](t, manager, `document.getElementById('pizza-marinara-name').value`); got != "Marinara" {
 		t.Errorf("name on the manager's page after the refusal = %q, want the stored Marinara", got)
 	}
+	// A price the currency cannot hold is refused on the page, not rounded.
+	manager.do(t, "a price with a third decimal",
+		chromedp.SetValue(chromedp.CSS(`#pizza-marinara-size_large`), "19.755"),
+		chromedp.Click(chromedp.CSS(`#pizzas li[data-id="marinara"] button[type=submit]`)))
+	manager.until(t, "the third decimal refused", `(document.querySelector('#pizzas li[data-id="marinara"] .error') || {}).textContent?.includes('at most 2')`, 10*time.Second)
 	// A new topping appears on the open storefront.
 	manager.do(t, "add a topping",
 		chromedp.SendKeys(chromedp.CSS(`#nt-name`), "Truffle"),

@@ -37,7 +37,14 @@ const toMajor = (minor) => (Number(minor || 0) / 10 ** digits).toFixed(digits);
 
 function toMinor(text, label) {
   const s = String(text).trim().replace(',', '.');
-  if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`${label} price "${text}" is not a number like 12.50`);
+  const example = digits > 0 ? `12.${'5'.padEnd(digits, '0')}` : '1250';
+  if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`${label} price "${text}" is not a number like ${example}`);
+  const decimals = (s.split('.')[1] || '').replace(/0+$/, '').length;
+  if (decimals > digits) {
+    throw new Error(digits === 0
+      ? `${label} price "${text}" has decimals; ${currency} prices are whole numbers`
+      : `${label} price "${text}" has ${decimals} decimals; ${currency} prices have at most ${digits}`);
+  }
   const n = Math.round(Number(s) * 10 ** digits);
   if (n <= 0) throw new Error(`${label} price must be more than zero`);
   return n;
