@@ -164,25 +164,37 @@ func TestSignInRateLimitConcurrent(t *testing.T) {
 	register(t, s, "ann@example.com", "right password")
 
 	const n = 24
-	var checked, refused atomic.Int32
+	checked, refused := guessAtOnce(t, s, n, func(i int) (string, *orderv1.SignInRequest) {
+		return fmt.Sprintf("198.51.100.%d", i+1), &orderv1.SignInRequest{Email: "ann@example.com", Password: fmt.Sprintf("guess %d", i)}
+	})
+	if checked != 3 {
+		t.Errorf("%d concurrent guesses at one account had %d passwords checked (%d refused), want 3", n, checked, refused)
+	}
+}
+
+// guessAtOnce sends n wrong sign-ins at once, the i-th from the client and
+// with the request guess(i) gives, and counts those whose password was
+// checked and those refused for too many attempts.
+func guessAtOnce(t *testing.T, s *Server, n int, guess func(i int) (string, *orderv1.SignInRequest)) (checked, refused int32) {
+	t.Helper()
+	var c, r atomic.Int32
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			_, err := s.SignIn(fromClient(fmt.Sprintf("198.51.100.%d", i+1)), &orderv1.SignInRequest{Email: "ann@example.com", Password: fmt.Sprintf("guess %d", i)})
+			client, req := guess(i)
+			_, err := s.SignIn(fromClient(client), req)
 			switch {
 			case errors.Is(err, order.ErrSignInFailed):
-				checked.Add(1)
+				c.Add(1)
 			case errors.Is(err, order.ErrTooManyAttempts):
-				refused.Add(1)
+				r.Add(1)
 			default:
 				t.Errorf("concurrent guess = %v, want ErrSignInFailed or ErrTooManyAttempts", err)
 			}
 		})
 	}
 	wg.Wait()
-	if got := checked.Load(); got != 3 {
-		t.Errorf("%d concurrent guesses at one account had %d passwords checked (%d refused), want 3", n, got, refused.Load())
-	}
+	return c.Load(), r.Load()
 }
 
 // TestSignInBoundsEmail: an email longer than any that can be registered is
@@ -204,24 +216,11 @@ func TestSignInClientLimitConcurrent(t *testing.T) {
 	s.signIn = newSignInGuard(SignInOptions{PerAccount: 100, PerClient: 5, Window: time.Minute})
 
 	const n = 24
-	var checked, refused atomic.Int32
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			_, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: fmt.Sprintf("user%d@example.com", i), Password: "guess"})
-			switch {
-			case errors.Is(err, order.ErrSignInFailed):
-				checked.Add(1)
-			case errors.Is(err, order.ErrTooManyAttempts):
-				refused.Add(1)
-			default:
-				t.Errorf("concurrent guess = %v, want ErrSignInFailed or ErrTooManyAttempts", err)
-			}
-		})
-	}
-	wg.Wait()
-	if got := checked.Load(); got != 5 {
-		t.Errorf("%d concurrent guesses from one client had %d passwords checked (%d refused), want 5", n, got, refused.Load())
+	checked, refused := guessAtOnce(t, s, n, func(i int) (string, *orderv1.SignInRequest) {
+		return "192.0.2.7", &orderv1.SignInRequest{Email: fmt.Sprintf("user%d@example.com", i), Password: "guess"}
+	})
+	if checked != 5 {
+		t.Errorf("%d concurrent guesses from one client had %d passwords checked (%d refused), want 5", n, checked, refused)
 	}
 }
 
