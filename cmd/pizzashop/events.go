@@ -125,13 +125,30 @@ func getEvent(ctx context.Context, nc *nats.Conn, stream string, seq uint64, out
 
 func tailEvents(ctx context.Context, nc *nats.Conn, subjects []string, count int, out eventWriter, stderr io.Writer) error {
 	msgs := make(chan *nats.Msg, 256)
+	var subs []*nats.Subscription
 	for _, s := range subjects {
 		sub, err := nc.ChanSubscribe(s, msgs)
 		if err != nil {
 			return fmt.Errorf("subscribe %q: %w", s, err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
+		subs = append(subs, sub)
 	}
+	// A burst faster than the output can take is dropped by NATS (this is
+	// a live view, not a consumer); say so rather than leave a silent gap.
+	reported := 0
+	sayDropped := func() {
+		n := 0
+		for _, sub := range subs {
+			d, _ := sub.Dropped()
+			n += d
+		}
+		if n > reported {
+			fmt.Fprintf(stderr, "pizzashop events: %d events dropped in all: the output could not keep up (events get STREAM SEQ reads any of them back)\n", n)
+			reported = n
+		}
+	}
+	defer sayDropped()
 	if err := nc.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -144,6 +161,7 @@ func tailEvents(ctx context.Context, nc *nats.Conn, subjects []string, count int
 			if err := out.write(decodeEvent(m.Subject, m.Header, m.Data)); err != nil {
 				return err
 			}
+			sayDropped()
 		}
 	}
 	return nil

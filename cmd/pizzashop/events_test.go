@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -189,5 +190,53 @@ func TestDecodeEventWithoutType(t *testing.T) {
 				t.Errorf("decodeEvent = error %q, data %q, event %s; want error containing %q and the data in base64", ev.Error, ev.DataBase64, ev.Event, tt.want)
 			}
 		})
+	}
+}
+
+// gate is a writer that holds every write until it is opened.
+type gate struct{ open chan struct{} }
+
+func (g gate) Write(p []byte) (int, error) { <-g.open; return len(p), nil }
+
+// TestTailSaysWhatItDropped: a burst faster than the output can take is
+// dropped by NATS, and tail says how many instead of leaving a silent gap.
+func TestTailSaysWhatItDropped(t *testing.T) {
+	url := devstack.NATS(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := gate{open: make(chan struct{})}
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- tailEvents(ctx, nc, []string{"burst.>"}, 200, eventWriter{w: out}, &stderr) }()
+	for !strings.Contains(stderr.String(), "following") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pub, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for i := range 3000 {
+		if err := pub.Publish(fmt.Sprintf("burst.%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil { // every message has reached the tail's connection
+		t.Fatal(err)
+	}
+	close(out.open)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "events dropped") {
+		t.Errorf("tail of a burst the output could not take printed %q, want how many events it dropped", stderr.String())
 	}
 }
