@@ -740,6 +740,9 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 		chromedp.SetValue(chromedp.CSS(`#pizza-marinara-size_large`), "19.755"),
 		chromedp.Click(chromedp.CSS(`#pizzas li[data-id="marinara"] button[type=submit]`)))
 	manager.until(t, "the third decimal refused", `(document.querySelector('#pizzas li[data-id="marinara"] .error') || {}).textContent?.includes('at most 2')`, 10*time.Second)
+	// Something typed into one row and not saved yet survives the reload
+	// that another change (adding a topping, below) brings.
+	manager.do(t, "type into margherita without saving", chromedp.SendKeys(chromedp.CSS(`#pizza-margherita-description`), " and a draft"))
 	// A new topping appears on the open storefront.
 	manager.do(t, "add a topping",
 		chromedp.SendKeys(chromedp.CSS(`#nt-name`), "Truffle"),
@@ -748,7 +751,12 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 		chromedp.SendKeys(chromedp.CSS(`#nt-large`), "3.50"),
 		chromedp.Click(chromedp.CSS(`#add-topping button[type=submit]`)))
 	shopper.until(t, "the new topping on the storefront", `document.querySelector('#topping-list').textContent.includes('Truffle')`, 15*time.Second)
+	manager.until(t, "the new topping on the manager's page", `!!document.querySelector('#toppings li[data-id="truffle"]')`, 10*time.Second)
+	if got := eval[string](t, manager, `document.getElementById('pizza-margherita-description').value`); !strings.HasSuffix(got, " and a draft") {
+		t.Errorf("margherita's description after another change reloaded the menu = %q, want the unsaved draft kept", got)
+	}
 	manager.do(t, "anchovies back", chromedp.Click(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
+	manager.until(t, "focus back on the switch after the reload", `!document.querySelector('#toppings li[data-id="anchovies"]').classList.contains('soldout') && document.activeElement && document.activeElement.id === 'topping-anchovies-toggle'`, 10*time.Second)
 	shopper.until(t, "anchovies back on the storefront", `!document.getElementById('tp-anchovies').disabled`, 15*time.Second)
 }
 

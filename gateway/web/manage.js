@@ -73,12 +73,16 @@ function itemRow(kind, item) {
     error,
     el('div', { class: 'actions' },
       el('span', { class: 'state ' + (item.available ? 'on' : 'off'), text: item.available ? 'Available' : 'Sold out' }),
-      el('button', { class: 'btn', type: 'submit', text: 'Save' }),
-      el('button', { class: 'btn plain toggle', type: 'button', 'aria-pressed': item.available ? 'false' : 'true', text: item.available ? 'Mark sold out' : 'Mark available' })));
+      el('button', { id: `${p}-save`, class: 'btn', type: 'submit', text: 'Save' }),
+      el('button', { id: `${p}-toggle`, class: 'btn plain toggle', type: 'button', 'aria-pressed': item.available ? 'false' : 'true', text: item.available ? 'Mark sold out' : 'Mark available' })));
 
   const path = `/v1/menu/${kind === 'pizza' ? 'pizzas' : 'toppings'}/${encodeURIComponent(item.id)}`;
   const send = async (body, what) => {
     error.hidden = true;
+    // Disabling the pressed button takes the focus from it: note it to
+    // give it back to the same button of the row the reload draws.
+    const focused = document.activeElement && document.activeElement.id;
+    const refocus = () => { if (focused && $(focused)) $(focused).focus(); };
     for (const b of form.querySelectorAll('button')) b.disabled = true;
     // The change is based on the item as this page read it: if another
     // manager changed it since, the menu refuses it (409) rather than let
@@ -86,8 +90,10 @@ function itemRow(kind, item) {
     if (item.updateTime) body.updateTime = item.updateTime;
     try {
       await api('PATCH', path, body);
+      delete form.dataset.dirty; // saved: the reload shows what was stored
       toast(what);
       await load();
+      refocus();
     } catch (err) {
       if (err.reason === 'MENU_ITEM_CHANGED') {
         await changedElsewhere(kind, item);
@@ -96,6 +102,7 @@ function itemRow(kind, item) {
       error.textContent = err.message;
       error.hidden = false;
       for (const b of form.querySelectorAll('button')) b.disabled = false;
+      refocus();
     }
   };
   form.addEventListener('submit', (ev) => {
@@ -111,10 +118,11 @@ function itemRow(kind, item) {
     if (kind === 'pizza') body.description = $(`${p}-description`).value.trim();
     send(body, `${body.name} saved.`);
   });
+  form.addEventListener('input', () => { form.dataset.dirty = 'true'; });
   form.querySelector('.toggle').addEventListener('click', () => {
     send({ available: !item.available }, `${item.name} is ${item.available ? 'sold out' : 'available again'}.`);
   });
-  return el('li', { class: 'manage-item' + (item.available ? '' : ' soldout'), dataset: { id: item.id } }, form);
+  return el('li', { class: 'manage-item' + (item.available ? '' : ' soldout'), dataset: { id: item.id, key: p, updated: item.updateTime || '' } }, form);
 }
 
 /**
@@ -142,9 +150,50 @@ async function load() {
   digits = new Intl.NumberFormat(undefined, { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
   $('currency').textContent = currency;
   const keep = document.activeElement && document.activeElement.id;
+  const drafts = unsavedEdits();
   $('pizzas').replaceChildren(...(m.pizzas || []).map((p) => itemRow('pizza', p)));
   $('toppings').replaceChildren(...(m.toppings || []).map((t) => itemRow('topping', t)));
+  restoreEdits(drafts);
   if (keep && $(keep)) $(keep).focus();
+}
+
+/**
+ * unsavedEdits collects what the manager has typed into rows not saved
+ * yet, so a reload after another row's save does not throw it away.
+ */
+function unsavedEdits() {
+  const drafts = new Map();
+  for (const li of document.querySelectorAll('#pizzas li, #toppings li')) {
+    const form = li.querySelector('form');
+    if (!form || !form.dataset.dirty) continue;
+    const values = Object.fromEntries([...form.querySelectorAll('input, textarea')].map((f) => [f.id, f.value]));
+    drafts.set(li.dataset.key, { updated: li.dataset.updated, values });
+  }
+  return drafts;
+}
+
+/**
+ * restoreEdits puts unsaved edits back into their rows, unless the item
+ * changed in the meantime: then they were typed over values that are gone,
+ * and saving them would put those back, so the row says so instead.
+ */
+function restoreEdits(drafts) {
+  for (const [key, draft] of drafts) {
+    const li = document.querySelector(`li[data-key="${CSS.escape(key)}"]`);
+    if (!li) continue;
+    const form = li.querySelector('form');
+    if (li.dataset.updated !== draft.updated) {
+      const error = li.querySelector('.error');
+      error.textContent = 'Someone else changed this item while you were editing it. The form now shows the current values: make your change again.';
+      error.hidden = false;
+      continue;
+    }
+    for (const [id, value] of Object.entries(draft.values)) {
+      const f = form.querySelector(`#${CSS.escape(id)}`);
+      if (f) f.value = value;
+    }
+    form.dataset.dirty = 'true';
+  }
 }
 
 function addForm(formId, kind) {
