@@ -385,6 +385,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("someone else's order", func(t *testing.T) { storefrontNotMine(t, s.For(t), b) })
 	t.Run("order page for screen readers", func(t *testing.T) { storefrontOrderAnnounced(t, s.For(t), b) })
 	t.Run("kitchen from the keyboard", func(t *testing.T) { kitchenKeyboard(t, s.For(t), b) })
+	t.Run("board memory", func(t *testing.T) { boardMemory(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
@@ -1182,4 +1183,35 @@ func kitchenKeyboard(t *testing.T, s *stack.Stack, b *browser) {
 	kitchen.do(t, "press Start", chromedp.Focus(chromedp.CSS(start)), chromedp.KeyEvent(kb.Enter))
 	kitchen.do(t, "the ticket baking", chromedp.WaitVisible(chromedp.CSS(`#col-baking li[data-id="`+first.GetId()+`"] button.ready`)))
 	kitchen.until(t, "focus on its Ready button", `document.activeElement.matches('#col-baking li[data-id="`+first.GetId()+`"] button.ready')`, 5*time.Second)
+}
+
+// boardMemory: a kitchen display or delivery board left open for days keeps
+// a bounded record of the items it has seen, whatever the number of orders,
+// and still ignores a late line about an item that is open.
+func boardMemory(t *testing.T, s *stack.Stack, b *browser) {
+	p := b.staff(t, s, "kitchen", s.Token("kitchen", "kim"), "/kitchen")
+	p.until(t, "the display", `document.readyState === 'complete'`, 15*time.Second)
+	got, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/web/board.js').then(({ LiveSet }) => {
+		const set = new LiveSet({ isOpen: (it) => it.status === 'OPEN', onClosed: () => {} });
+		set.apply({ id: 'kept', revision: 5, status: 'OPEN' });
+		for (let i = 0; i < 20000; i++) {
+			set.apply({ id: 'o' + i, revision: 1, status: 'OPEN' });
+			set.apply({ id: 'o' + i, revision: 2, status: 'DONE' });
+		}
+		set.apply({ id: 'kept', revision: 4, status: 'DONE' }); // late: must not close it
+		return JSON.stringify({ revisions: set.revisions.size, fresh: [...set.fresh].filter((id) => !set.items.has(id)).length, kept: set.items.has('kept') });
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("LiveSet in the page: %v", err)
+	}
+	var r struct {
+		Revisions, Fresh int
+		Kept             bool
+	}
+	if err := json.Unmarshal([]byte(got), &r); err != nil {
+		t.Fatalf("%s: %v", got, err)
+	}
+	if r.Revisions > 5000 || r.Fresh > 0 || !r.Kept {
+		t.Errorf("after 20,000 items came and went: %d revisions and %d highlights of closed items kept, open item kept %v; want at most 5,000, none, and true", r.Revisions, r.Fresh, r.Kept)
+	}
 }

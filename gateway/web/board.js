@@ -268,8 +268,23 @@ export class LiveSet {
     if (!this.stale) this.stale = new Set(this.items.keys());
     for (const id of this.stale) this.items.delete(id);
     this.stale = null;
-    if (this.revisions.size > 5000) {
-      for (const id of this.revisions.keys()) if (!this.items.has(id)) this.revisions.delete(id);
+    this.forgetClosed();
+  }
+
+  /**
+   * forgetClosed bounds what a board left open for days remembers: past
+   * maxRevisions ids, the revisions of the oldest closed items are dropped
+   * (a late line about an item that closed thousands of items ago is not
+   * worth the memory), never those of open ones, and never mid-snapshot.
+   */
+  forgetClosed() {
+    if (this.stale || this.revisions.size <= LiveSet.maxRevisions) return;
+    let excess = this.revisions.size - Math.floor(LiveSet.maxRevisions * 0.8);
+    for (const id of this.revisions.keys()) {
+      if (excess <= 0) break;
+      if (this.items.has(id)) continue;
+      this.revisions.delete(id);
+      excess--;
     }
   }
 
@@ -291,7 +306,9 @@ export class LiveSet {
       if (!had && !snapshot) this.fresh.add(id);
     } else {
       this.items.delete(id);
+      this.fresh.delete(id);
       if (had) this.onClosed(item);
+      this.forgetClosed();
     }
   }
 
@@ -300,6 +317,9 @@ export class LiveSet {
     return this.fresh.delete(id);
   }
 }
+
+/** The most item revisions a LiveSet keeps before it forgets closed ones. */
+LiveSet.maxRevisions = 5000;
 
 /** Recent keeps the last few items that left the board, newest first. */
 export class Recent {
