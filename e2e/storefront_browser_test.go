@@ -386,6 +386,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("order page for screen readers", func(t *testing.T) { storefrontOrderAnnounced(t, s.For(t), b) })
 	t.Run("kitchen from the keyboard", func(t *testing.T) { kitchenKeyboard(t, s.For(t), b) })
 	t.Run("board memory", func(t *testing.T) { boardMemory(t, s.For(t), b) })
+	t.Run("slow menu", func(t *testing.T) { storefrontSlowMenu(t, s.For(t), b) })
 	t.Run("reconnect", func(t *testing.T) { storefrontReconnect(t, s.For(t), b) }) // last: restarts the gateway
 }
 
@@ -1213,5 +1214,29 @@ func boardMemory(t *testing.T, s *stack.Stack, b *browser) {
 	}
 	if r.Revisions > 5000 || r.Fresh > 0 || !r.Kept {
 		t.Errorf("after 20,000 items came and went: %d revisions and %d highlights of closed items kept, open item kept %v; want at most 5,000, none, and true", r.Revisions, r.Fresh, r.Kept)
+	}
+}
+
+// storefrontSlowMenu: on a network where the menu takes 10 s to answer, the
+// page's 4 s revalidation waits for the request in flight instead of piling
+// more on top of it.
+func storefrontSlowMenu(t *testing.T, s *stack.Stack, b *browser) {
+	p := b.page(t, "customer")
+	p.do(t, "open the storefront", chromedp.Navigate(s.URL("/")), chromedp.WaitVisible(chromedp.CSS(`#tp-anchovies`)))
+	eval[bool](t, p, `(() => {
+		window.menuCalls = 0;
+		const plain = window.fetch;
+		window.fetch = (url, opts) => {
+			if (String(url).endsWith('/v1/menu')) {
+				window.menuCalls++;
+				return new Promise((resolve) => setTimeout(resolve, 10000)).then(() => plain(url, opts));
+			}
+			return plain(url, opts);
+		};
+		return true;
+	})()`)
+	p.do(t, "let the timer tick", chromedp.Sleep(11*time.Second))
+	if n := eval[int](t, p, `window.menuCalls`); n != 1 {
+		t.Errorf("%d menu requests in 11 s while each takes 10 s, want 1: revalidations pile up", n)
 	}
 }

@@ -178,14 +178,29 @@ function saveCart() {
   sessionStorage.setItem(CART_KEY, JSON.stringify(shop.cart));
 }
 
-/** loadMenu revalidates the menu with its ETag; a change re-renders it. */
-async function loadMenu() {
+let menuLoading = null; // the revalidation in flight, if any
+
+/**
+ * loadMenu revalidates the menu with its ETag; a change re-renders it. A
+ * call while one is in flight joins it, so on a slow network the 4 s timer
+ * does not pile requests up.
+ */
+function loadMenu() {
+  if (!menuLoading) menuLoading = fetchMenu().finally(() => { menuLoading = null; });
+  return menuLoading;
+}
+
+async function fetchMenu() {
   try {
     const { data, resp, notModified } = await api('GET', '/v1/menu', { headers: shop.etag ? { 'If-None-Match': shop.etag } : {} });
     $('menu-error').hidden = true;
     if (notModified) return;
+    const menu = data.menu || data;
+    // An answer from a replica behind the one that answered before never
+    // takes the page back to an older menu.
+    if (shop.menu && Number(menu.version || 0) < Number(shop.menu.version || 0)) return;
     shop.etag = resp.headers.get('ETag') || '';
-    shop.menu = data.menu || data;
+    shop.menu = menu;
     renderMenu();
   } catch (err) {
     if (!shop.menu) {
