@@ -22,6 +22,10 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
+// Refusal is what a caller is told about a value that holds a card number,
+// after the name of the field, header or parameter that holds it.
+const Refusal = "looks like a payment card number; card details are never accepted here: choose PAYMENT_METHOD_CARD and pay at handover"
+
 // Card number lengths, in digits.
 const (
 	MinDigits = 13

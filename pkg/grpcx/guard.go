@@ -32,9 +32,6 @@ const (
 	maxKeyLen = 200
 )
 
-// cardMessage is what a caller sees when a request holds a card number.
-const cardMessage = "looks like a payment card number; card details are never accepted here: choose PAYMENT_METHOD_CARD and pay at handover"
-
 // Metadata keys checked on every call, with the header names clients know
 // them by.
 var checkedMetadata = []struct{ key, header string }{
@@ -55,7 +52,7 @@ func checkRequest(ctx context.Context, req any) error {
 	}
 	if m, ok := req.(proto.Message); ok {
 		if field, found := cardscan.Find(m); found {
-			return errs.Invalid(field, cardMessage)
+			return errs.Invalid(field, cardscan.Refusal)
 		}
 	}
 	return nil
@@ -74,7 +71,7 @@ func CheckHeaderValue(header, v string) error {
 		}
 	}
 	if cardscan.Contains(v) {
-		return errs.Invalid(header, cardMessage)
+		return errs.Invalid(header, cardscan.Refusal)
 	}
 	return nil
 }
@@ -102,7 +99,7 @@ func (s *checkedStream) RecvMsg(m any) error {
 	}
 	if pm, ok := m.(proto.Message); ok {
 		if field, found := cardscan.Find(pm); found {
-			return errs.Invalid(field, cardMessage) // mapped by streamErrors
+			return errs.Invalid(field, cardscan.Refusal) // mapped by streamErrors
 		}
 	}
 	return nil

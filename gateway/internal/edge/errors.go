@@ -79,7 +79,7 @@ func (h *Handler) streamError(ctx context.Context, err error) *status.Status {
 // msgCard answers a request refused for another reason whose error would
 // quote the card number it held (a number where a string belongs, an
 // unknown field or enum name).
-const msgCard = "request holds what looks like a payment card number; card details are never accepted here: choose PAYMENT_METHOD_CARD and pay at handover"
+const msgCard = "request holds what " + cardscan.Refusal
 
 // withoutCard returns st, or st's code with msgCard when st's message or
 // details quote a card number: an error answer never sends one back.

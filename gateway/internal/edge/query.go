@@ -46,7 +46,7 @@ func (h *Handler) checkQuery(next http.Handler) http.Handler {
 			if wellFormedID(key) {
 				field = "query parameter " + key
 			}
-			msg := field + ": looks like a payment card number; card details are never accepted here: choose PAYMENT_METHOD_CARD and pay at handover"
+			msg := field + ": " + cardscan.Refusal
 			st := status.New(codes.InvalidArgument, msg)
 			if withField, derr := st.WithDetails(badRequest(field, msg)); derr == nil {
 				st = withField

@@ -141,7 +141,7 @@ func requestHash(req proto.Message) string {
 
 func rejectCards(m proto.Message) error {
 	if field, found := cardscan.Find(m); found {
-		return errs.Invalid(field, "looks like a payment card number; card details are never accepted here: choose PAYMENT_METHOD_CARD and pay at handover")
+		return errs.Invalid(field, cardscan.Refusal)
 	}
 	return nil
 }
