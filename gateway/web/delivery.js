@@ -35,8 +35,15 @@ let page;
  * service checks the signature and refuses anyone else's anyway.
  */
 function me() {
+  const token = page?.token() || '';
+  if (token !== meCache.token) meCache = { token, sub: subjectOf(token) };
+  return meCache.sub;
+}
+let meCache = { token: null, sub: '' }; // me() of the token last read, decoded once
+
+function subjectOf(token) {
   try {
-    const part = (page?.token() || '').split('.')[1] || '';
+    const part = token.split('.')[1] || '';
     const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
     return String(JSON.parse(json).sub || '');
   } catch {
@@ -76,7 +83,8 @@ function card(d) {
     b.addEventListener('click', () => act(d, verb, label));
     return b;
   };
-  const mine = !d.courierId || !me() || d.courierId === me();
+  const courier = me();
+  const mine = !d.courierId || !courier || d.courierId === courier;
   if (pickup) actions.append(button('Picked up', 'done', 'pickup'));
   else if (out && mine) actions.append(button('Delivered', 'done', 'deliver'));
   else if (out) actions.append(el('span', { class: 'theirs', text: `Only ${d.courierId} can mark it delivered` }));
