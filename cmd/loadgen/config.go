@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/app"
 )
 
 // Modes of a load run.
@@ -183,8 +185,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-delivery-share %g: want 0 to 1", o.deliveries)
 	case o.staff < 1:
 		return fmt.Errorf("-staff %d: want at least 1", o.staff)
-	case o.replicas < 1 || o.replicas > maxReplicas:
-		return fmt.Errorf("-replicas %d: want 1 to %d", o.replicas, maxReplicas)
+	case o.replicas < 1 || o.replicas > app.MaxReplicas:
+		return fmt.Errorf("-replicas %d: want 1 to %d", o.replicas, app.MaxReplicas)
 	case o.basePort < 1 || o.basePort > 65535-topMetricsOffset(o.replicas):
 		return fmt.Errorf("-base-port %d: want 1 to %d", o.basePort, 65535-topMetricsOffset(o.replicas))
 	}
@@ -206,12 +208,9 @@ func isLoopback(host string) bool {
 // own on base+100.
 var serviceProcesses = []string{"menu", "order", "kitchen", "delivery"}
 
-// maxReplicas is the most replicas pizzashop run starts.
-const maxReplicas = 9
-
 // topMetricsOffset is the offset from the base port of the last metrics
 // port of a stack of replicas.
-func topMetricsOffset(replicas int) int { return 100 + 10*(replicas-1) + len(serviceProcesses) }
+func topMetricsOffset(replicas int) int { return app.MetricsPort(0, len(serviceProcesses), replicas) }
 
 // cpuSources are the processes whose CPU a run counts. By default, those
 // of `pizzashop run` on basePort with replicas of every service (named
@@ -233,10 +232,8 @@ func cpuSources(metrics, pids string, basePort, replicas int, gatewayHost string
 		_ = add(cpuSource{name: "launcher", addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(basePort+100))})
 		for i, name := range serviceProcesses {
 			for r := 1; r <= max(replicas, 1); r++ {
-				if replicas > 1 {
-					name = serviceProcesses[i] + "-" + strconv.Itoa(r)
-				}
-				_ = add(cpuSource{name: name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(basePort+100+10*(r-1)+i+1))})
+				_ = add(cpuSource{name: app.ProcessName(name, r, max(replicas, 1)),
+					addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(app.MetricsPort(basePort, i+1, r)))})
 			}
 		}
 		_ = add(cpuSource{name: "gateway", addr: gatewayHost})

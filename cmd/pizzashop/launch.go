@@ -75,7 +75,7 @@ func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
 	if err != nil {
 		return c, usageErrorf("PIZZASHOP_REPLICAS=%q is not a number", os.Getenv("PIZZASHOP_REPLICAS"))
 	}
-	fs.IntVar(&c.replicas, "replicas", replicas, fmt.Sprintf("processes of every service, 1 to %d; more than one also runs a three-node NATS cluster on the NATS port and the two above it (env PIZZASHOP_REPLICAS)", maxReplicas))
+	fs.IntVar(&c.replicas, "replicas", replicas, fmt.Sprintf("processes of every service, 1 to %d; more than one also runs a three-node NATS cluster on the NATS port and the two above it (env PIZZASHOP_REPLICAS)", app.MaxReplicas))
 	fs.StringVar(&c.jaeger, "jaeger", os.Getenv("PIZZASHOP_JAEGER"), "run this Jaeger binary as the trace viewer, receiving OTLP on base+200 (make run-traces builds one into .bin; env PIZZASHOP_JAEGER)")
 	fs.StringVar(&c.tracesAddr, "traces", envOr("PIZZASHOP_TRACES_ADDR", defaultTracesAddr), "listen address of the trace viewer, with --jaeger (env PIZZASHOP_TRACES_ADDR)")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 90*time.Second, "how long to wait for the gateway's /readyz")
@@ -86,8 +86,8 @@ func parseShopConfig(args []string, stderr io.Writer) (shopConfig, error) {
 	if maxBase := 65535 - 201; c.basePort < 1 || c.basePort > maxBase {
 		return c, usageErrorf("--base-port %d: want 1 to %d", c.basePort, maxBase)
 	}
-	if c.replicas < 1 || c.replicas > maxReplicas {
-		return c, usageErrorf("--replicas %d: want 1 to %d", c.replicas, maxReplicas)
+	if c.replicas < 1 || c.replicas > app.MaxReplicas {
+		return c, usageErrorf("--replicas %d: want 1 to %d", c.replicas, app.MaxReplicas)
 	}
 	if c.jaeger != "" && !executable(c.jaeger) {
 		return c, usageErrorf("--jaeger %s: no such executable; make run-traces builds one into .bin", c.jaeger)

@@ -7,32 +7,26 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pizzashop/pizzashop/pkg/app"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 )
 
-// maxReplicas keeps replica ports below base+100 (gRPC) and base+200
-// (metrics): replica R of service N is on base+10(R-1)+N.
-const maxReplicas = 9
-
 // replicaGRPCAddr is where replica r (from 1) of service n serves gRPC.
 func (c shopConfig) replicaGRPCAddr(n, r int) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.basePort+10*(r-1)+n))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(app.GRPCPort(c.basePort, n, r)))
 }
 
 // replicaMetricsAddr is where replica r (from 1) of service n serves
 // /metrics.
 func (c shopConfig) replicaMetricsAddr(n, r int) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.basePort+100+10*(r-1)+n))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(app.MetricsPort(c.basePort, n, r)))
 }
 
 // processName names replica r of a service: the service's own name when it
 // runs once, name-R otherwise (its log is NAME.log).
 func (c shopConfig) processName(service string, r int) string {
-	if c.replicas == 1 {
-		return service
-	}
-	return service + "-" + strconv.Itoa(r)
+	return app.ProcessName(service, r, c.replicas)
 }
 
 // clustered reports whether NATS runs as a cluster of three: with more than
