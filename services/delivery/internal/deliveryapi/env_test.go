@@ -3,7 +3,6 @@ package deliveryapi_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/grpcx/grpcxtest"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
@@ -78,20 +78,7 @@ func newEnv(t *testing.T) *env {
 	srv := deliveryapi.NewServer(store, bus.Conn, logging.Discard())
 	gs := grpcx.NewServer(logging.Discard(), signer, deliveryapi.Policy)
 	deliveryv1.RegisterDeliveryServiceServer(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	wg.Go(func() {
-		if err := gs.Serve(ctx, lis, 5*time.Second); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	conn, err := grpcx.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := grpcxtest.Serve(t, ctx, &wg, gs)
 
 	// Stop the streams, consumers, relay and server before the bus, NATS
 	// and the store go: cleanups run last registered first.

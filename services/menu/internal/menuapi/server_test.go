@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/grpcx/grpcxtest"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	"github.com/pizzashop/pizzashop/pkg/natsx"
 	"github.com/pizzashop/pizzashop/pkg/outbox"
@@ -79,20 +79,7 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := grpcx.NewServer(logging.Discard(), signer, menuapi.Policy)
 	menuv1.RegisterMenuServiceServer(srv, menuapi.NewServer(store))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	wg.Go(func() {
-		if err := srv.Serve(ctx, lis, 5*time.Second); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	conn, err := grpcx.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := grpcxtest.Serve(t, ctx, &wg, srv)
 
 	// Stop the relay and the server before the bus, NATS and the store go:
 	// cleanups run last registered first.

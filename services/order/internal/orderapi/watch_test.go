@@ -3,7 +3,6 @@ package orderapi
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"github.com/pizzashop/pizzashop/pkg/grpcx"
+	"github.com/pizzashop/pizzashop/pkg/grpcx/grpcxtest"
 	"github.com/pizzashop/pizzashop/pkg/logging"
 	orderv1 "github.com/pizzashop/pizzashop/proto/pizzashop/order/v1"
 	"github.com/pizzashop/pizzashop/services/order/internal/orderdb"
@@ -51,18 +51,10 @@ func newWatchEnv(t *testing.T) *watchEnv {
 	srv := NewServer(store, fakeMenu{}, noKitchen{}, signer, NATSWatcher{Conn: nc}, logging.Discard(), Options{})
 	gs := grpcx.NewServer(logging.Discard(), signer, Policy)
 	orderv1.RegisterOrderServiceServer(gs, srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = gs.Serve(ctx, lis, 5*time.Second) })
-	conn, err := grpcx.Dial(lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(); cancel(); wg.Wait() })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	conn := grpcxtest.Serve(t, ctx, &wg, gs)
 	return &watchEnv{srv: srv, client: orderv1.NewOrderServiceClient(conn), nc: nc, signer: signer}
 }
 
