@@ -495,7 +495,7 @@ func probe(ctx context.Context, client *http.Client, url string) (bool, string) 
 // servers. A second Ctrl-C kills whatever is still running.
 func (l *launcher) shutdown() {
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, app.StopSignals()...)
 	defer signal.Stop(sigs)
 	force := make(chan struct{})
 	stopped := make(chan struct{})

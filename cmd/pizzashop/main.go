@@ -19,11 +19,12 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
+
+	"github.com/pizzashop/pizzashop/pkg/app"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), app.StopSignals()...)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(exitCode(err, os.Stderr))

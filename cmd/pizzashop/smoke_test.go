@@ -164,8 +164,13 @@ func TestSmoke(t *testing.T) {
 	}
 	checkGRPC(t, kitchenAddr, "pizzashop.kitchen.v1.KitchenService")
 
-	if code, _ := shop.interrupt(t, 30*time.Second); code != 0 {
-		t.Fatalf("pizzashop exited with status %d after the second SIGINT, want 0", code)
+	// A closed terminal (SIGHUP) stops the shop as Ctrl-C does, services
+	// first, instead of killing the launcher on the spot.
+	if code, _ := shop.stop(t, syscall.SIGHUP, 30*time.Second); code != 0 {
+		t.Fatalf("pizzashop exited with status %d after SIGHUP, want 0", code)
+	}
+	if out := shop.output(); !strings.Contains(out, "stopping") || !strings.Contains(out, "stopped") {
+		t.Errorf("pizzashop output after SIGHUP does not say it stopped its processes")
 	}
 
 	// A launcher killed with SIGKILL takes its services with it at once:
@@ -408,14 +413,20 @@ func (p *launcherProc) waitReady(t *testing.T) time.Duration {
 // interrupt sends SIGINT and waits for the exit status.
 func (p *launcherProc) interrupt(t *testing.T, timeout time.Duration) (code int, took time.Duration) {
 	t.Helper()
+	return p.stop(t, syscall.SIGINT, timeout)
+}
+
+// stop sends sig and waits for the exit status.
+func (p *launcherProc) stop(t *testing.T, sig syscall.Signal, timeout time.Duration) (code int, took time.Duration) {
+	t.Helper()
 	begin := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatalf("SIGINT: %v", err)
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("%s: %v", sig, err)
 	}
 	select {
 	case <-p.exit:
 	case <-time.After(timeout):
-		t.Fatalf("pizzashop still running %s after SIGINT", timeout)
+		t.Fatalf("pizzashop still running %s after %s", timeout, sig)
 	}
 	var ee *exec.ExitError
 	if errors.As(p.err, &ee) {
