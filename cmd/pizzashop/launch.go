@@ -202,7 +202,7 @@ func childEnv(parent []string, set map[string]string) []string {
 type launcher struct {
 	cfg    shopConfig
 	term   *syncWriter
-	logDir string
+	logDir string // under the data directory, made by supervise
 
 	stack    *devstack.Stack
 	cluster  *devstack.Cluster // instead of stack with more than one replica
@@ -235,9 +235,8 @@ func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	l := &launcher{
-		cfg:    cfg,
-		term:   &syncWriter{w: stdout},
-		logDir: filepath.Join(cfg.data, "logs"),
+		cfg:  cfg,
+		term: &syncWriter{w: stdout},
 		// Each process's exit is sent once and read by supervise; after it
 		// returns, every one still running may exit without a reader.
 		exits:    make(chan *child, cfg.replicas*len(serviceNames)+2),
@@ -257,9 +256,11 @@ func runShop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // supervise starts everything, waits until the gateway is ready, and then
 // until a signal (nil) or a process dying (an error).
 func (l *launcher) supervise(ctx context.Context, begin time.Time) error {
-	if _, err := makeDataDir(l.cfg.data); err != nil {
+	logDir, err := makeDataDir(l.cfg.data)
+	if err != nil {
 		return err
 	}
+	l.logDir = logDir
 	var stackTook time.Duration
 	l.natsURL, l.mongoURI = l.cfg.natsURL, l.cfg.mongoURI
 	if l.cfg.embedded() {
