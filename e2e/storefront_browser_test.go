@@ -376,6 +376,7 @@ func TestStorefrontInBrowser(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) { storefrontCancel(t, s.For(t), b) })
 	t.Run("pickup", func(t *testing.T) { storefrontPickup(t, s.For(t), b) })
 	t.Run("sold out", func(t *testing.T) { storefrontSoldOut(t, s.For(t), b) })
+	t.Run("manage add refused", func(t *testing.T) { manageAddRefused(t, s.For(t), b) })
 	t.Run("expired token", func(t *testing.T) { storefrontExpiredToken(t, s.For(t), b) })
 	t.Run("wrong password and rate limit", func(t *testing.T) { storefrontSignInLimits(t, s.For(t), b) })
 	t.Run("rejected", func(t *testing.T) { storefrontRejected(t, s.For(t), b) })
@@ -760,6 +761,107 @@ func storefrontSoldOut(t *testing.T, s *stack.Stack, b *browser) {
 	manager.do(t, "anchovies back", chromedp.Click(chromedp.CSS(`#toppings li[data-id="anchovies"] .toggle`)))
 	manager.until(t, "focus back on the switch after the reload", `!document.querySelector('#toppings li[data-id="anchovies"]').classList.contains('soldout') && document.activeElement && document.activeElement.id === 'topping-anchovies-toggle'`, 10*time.Second)
 	shopper.until(t, "anchovies back on the storefront", `!document.getElementById('tp-anchovies').disabled`, 15*time.Second)
+}
+
+// manageAddRefused: the menu refuses a new pizza and a new topping on
+// /manage. Each refusal that names a field of the add form shows beside that
+// field, which is marked invalid and described by it, and takes the focus;
+// editing the field clears it, and so does submitting again. A refusal that
+// names no field of the form shows in the form's alert. The page's own price
+// checks use the same boxes.
+func manageAddRefused(t *testing.T, s *stack.Stack, b *browser) {
+	m := b.staff(t, s, "admin", s.Token("admin", "ada"), "/manage")
+	m.do(t, "wait for the menu", chromedp.WaitVisible(chromedp.CSS(`#add-pizza button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#pizzas li[data-id="margherita"]`)))
+	invalid := func(id string) bool {
+		return eval[bool](t, m, `document.getElementById(`+jsString(id)+`).getAttribute('aria-invalid') === 'true'`)
+	}
+	boxOf := func(id string) string {
+		return eval[string](t, m, `(() => { const b = document.getElementById(`+jsString(id+"-err")+`); return b.hidden ? '' : b.textContent; })()`)
+	}
+	describedBy := func(id string) string {
+		return eval[string](t, m, `document.getElementById(`+jsString(id)+`).getAttribute('aria-describedby') || ''`)
+	}
+
+	// A name of blanks (the menu wants a visible character) and a large
+	// price above the menu's highest: two field violations from the server.
+	m.do(t, "add a pizza the menu refuses",
+		chromedp.SendKeys(chromedp.CSS(`#np-name`), "   "),
+		chromedp.SendKeys(chromedp.CSS(`#np-small`), "9"),
+		chromedp.SendKeys(chromedp.CSS(`#np-medium`), "11"),
+		chromedp.SendKeys(chromedp.CSS(`#np-large`), "5000"),
+		chromedp.Click(chromedp.CSS(`#add-pizza button[type=submit]`)))
+	m.until(t, "the refusal beside the name", `!document.getElementById('np-name-err').hidden`, 10*time.Second)
+	if got := boxOf("np-name"); !strings.Contains(got, "must not be empty") {
+		t.Errorf("name's error box = %q, want the menu's refusal of the name", got)
+	}
+	if got := boxOf("np-large"); !strings.Contains(got, "at most") {
+		t.Errorf("large price's error box = %q, want the menu's refusal of the price", got)
+	}
+	for _, id := range []string{"np-name", "np-large"} {
+		if !invalid(id) {
+			t.Errorf("#%s is not aria-invalid after the menu refused it", id)
+		}
+		if got := describedBy(id); !slices.Contains(strings.Fields(got), id+"-err") {
+			t.Errorf("#%s aria-describedby = %q, want its error box %s-err", id, got, id)
+		}
+	}
+	for _, id := range []string{"np-description", "np-small", "np-medium"} {
+		if invalid(id) || boxOf(id) != "" {
+			t.Errorf("#%s shows an error (%q), want none: the menu did not refuse it", id, boxOf(id))
+		}
+	}
+	if !eval[bool](t, m, `document.getElementById('add-pizza-error').hidden`) {
+		t.Errorf("the form's alert shows %q, want every refusal beside its field", m.text(t, `#add-pizza-error`))
+	}
+	if got := eval[string](t, m, `document.activeElement.id`); got != "np-name" {
+		t.Errorf("focus after the refusal is on %q, want the first invalid field np-name", got)
+	}
+	m.shots(t, "manage-add-refused")
+
+	// Editing the name clears its error, not the price's.
+	m.do(t, "type a name", chromedp.SendKeys(chromedp.CSS(`#np-name`), "Diavola"))
+	if invalid("np-name") || boxOf("np-name") != "" {
+		t.Errorf("the name still shows its error (%q) after it was edited", boxOf("np-name"))
+	}
+	if !invalid("np-large") || boxOf("np-large") == "" {
+		t.Errorf("the large price's error went away when the name was edited")
+	}
+
+	// The page's own check of a price: the same box, and submitting again
+	// clears the server's refusal of the large price.
+	m.do(t, "a price that is no number",
+		chromedp.SetValue(chromedp.CSS(`#np-medium`), "eleven"),
+		chromedp.Click(chromedp.CSS(`#add-pizza button[type=submit]`)))
+	m.until(t, "the page's refusal beside the medium price", `!document.getElementById('np-medium-err').hidden`, 10*time.Second)
+	if got := boxOf("np-medium"); !strings.Contains(got, "not a number") {
+		t.Errorf("medium price's error box = %q, want the page's refusal", got)
+	}
+	if !invalid("np-medium") {
+		t.Errorf("#np-medium is not aria-invalid after the page refused it")
+	}
+	if invalid("np-large") || boxOf("np-large") != "" {
+		t.Errorf("the large price still shows the last refusal (%q) after submitting again", boxOf("np-large"))
+	}
+	if got := eval[string](t, m, `document.activeElement.id`); got != "np-medium" {
+		t.Errorf("focus after the page's refusal is on %q, want np-medium", got)
+	}
+
+	// A topping that is already on the menu: the refusal names no field of
+	// the form, so it shows in the form's alert.
+	m.do(t, "add a topping that exists",
+		chromedp.SendKeys(chromedp.CSS(`#nt-name`), "Basil"),
+		chromedp.SendKeys(chromedp.CSS(`#nt-small`), "1"),
+		chromedp.SendKeys(chromedp.CSS(`#nt-medium`), "1.50"),
+		chromedp.SendKeys(chromedp.CSS(`#nt-large`), "2"),
+		chromedp.Click(chromedp.CSS(`#add-topping button[type=submit]`)))
+	m.until(t, "the refusal in the form's alert", `!document.getElementById('add-topping-error').hidden`, 10*time.Second)
+	if got := m.text(t, `#add-topping-error`); !strings.Contains(got, "already exists") {
+		t.Errorf("topping form's alert = %q, want the menu's refusal of a second basil", got)
+	}
+	if n := eval[int](t, m, `document.querySelectorAll('#add-topping [aria-invalid="true"]').length`); n != 0 {
+		t.Errorf("%d topping fields marked invalid for a refusal that names none", n)
+	}
 }
 
 // storefrontExpiredToken: a browser that kept an expired token still sees

@@ -38,6 +38,7 @@ const toMajor = (minor) => (Number(minor || 0) / 10 ** digits).toFixed(digits);
 function toMinor(text, label) {
   const s = String(text).trim().replace(',', '.');
   const example = digits > 0 ? `12.${'5'.padEnd(digits, '0')}` : '1250';
+  if (s === '') throw new Error(`${label} price is required: a number like ${example}`);
   if (!/^\d+(\.\d+)?$/.test(s)) throw new Error(`${label} price "${text}" is not a number like ${example}`);
   const decimals = (s.split('.')[1] || '').replace(/0+$/, '').length;
   if (decimals > digits) {
@@ -196,22 +197,119 @@ function restoreEdits(drafts) {
   }
 }
 
+// The add forms' price inputs, in the order of SIZES: np-small, nt-large...
+const SIZE_IDS = ['small', 'medium', 'large'];
+
+const sentence = (s) => (s && !/[.!?]$/.test(s) ? s + '.' : s);
+
+/**
+ * addFormField finds the input of an add form that a field violation of the
+ * menu service names ("pizza.name", "topping.prices[2].amount_minor"), and
+ * the words that introduce its message; null for a field the form has not,
+ * such as the id the service derives from the name.
+ */
+function addFormField(kind, prefix, field) {
+  const f = field.startsWith(`${kind}.`) ? field.slice(kind.length + 1) : field;
+  if (f === 'name') return { input: $(`${prefix}-name`), label: 'Name' };
+  if (f === 'description' && kind === 'pizza') return { input: $('np-description'), label: 'Description' };
+  // The prices are sent in the order of SIZES: prices[i] is the i-th input.
+  const m = /^prices\[(\d+)\]/.exec(f);
+  if (m && Number(m[1]) < SIZES.length) {
+    const i = Number(m[1]);
+    return { input: $(`${prefix}-${SIZE_IDS[i]}`), label: `${SIZES[i][1]} price` };
+  }
+  return null;
+}
+
+/** clearFieldError empties the error box of one field of an add form. */
+function clearFieldError(input) {
+  input.removeAttribute('aria-invalid');
+  const box = $(`${input.id}-err`);
+  if (box) {
+    box.textContent = '';
+    box.hidden = true;
+  }
+}
+
+/** clearAddErrors hides every field error and the alert of an add form. */
+function clearAddErrors(form, error) {
+  for (const input of form.querySelectorAll('input, textarea')) clearFieldError(input);
+  error.textContent = '';
+  error.hidden = true;
+}
+
+/**
+ * showAddErrors puts each problem ({input, text}) in the error box beside
+ * its input and marks the input invalid, the rest (strings) in the form's
+ * alert, and moves the focus to the first invalid field of the form, else
+ * to the alert.
+ */
+function showAddErrors(form, error, problems, rest) {
+  clearAddErrors(form, error);
+  for (const { input, text } of problems) {
+    const box = $(`${input.id}-err`);
+    input.setAttribute('aria-invalid', 'true');
+    box.textContent = (box.textContent ? box.textContent + ' ' : '') + sentence(text);
+    box.hidden = false;
+  }
+  if (rest.length) {
+    error.textContent = rest.map(sentence).join(' ');
+    error.hidden = false;
+  }
+  const first = form.querySelector('[aria-invalid="true"]');
+  if (first) {
+    first.focus();
+  } else if (rest.length) {
+    error.setAttribute('tabindex', '-1');
+    error.focus();
+  }
+}
+
+/**
+ * serverProblems sorts the refusal of an add into the problems of the
+ * form's fields and the rest: a refusal without field violations, or
+ * violations of fields the form has not, go to the form's alert.
+ */
+function serverProblems(kind, prefix, err) {
+  const fields = err instanceof ApiError ? err.fields : [];
+  const problems = [];
+  const rest = [];
+  for (const { field, message } of fields) {
+    const f = addFormField(kind, prefix, field);
+    if (f && f.input) problems.push({ input: f.input, text: `${f.label} ${message}` });
+    else rest.push(`${field}: ${message}`);
+  }
+  if (!fields.length) rest.push(err.message);
+  return { problems, rest };
+}
+
 function addForm(formId, kind) {
   const form = $(formId);
   const error = $(`${formId}-error`);
   const prefix = kind === 'pizza' ? 'np' : 'nt';
+  // Editing a field takes its error away; the others stay until the next submit.
+  form.addEventListener('input', (ev) => {
+    if (ev.target.getAttribute && ev.target.getAttribute('aria-invalid') === 'true') clearFieldError(ev.target);
+  });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    error.hidden = true;
-    let body;
-    try {
-      body = { name: $(`${prefix}-name`).value.trim(), available: true,
-        prices: pricesFrom(['small', 'medium', 'large'].map((s) => $(`${prefix}-${s}`))) };
-    } catch (err) {
-      error.textContent = err.message;
-      error.hidden = false;
+    clearAddErrors(form, error);
+    // Every price is checked, each refusal shown beside its own field.
+    const problems = [];
+    const prices = [];
+    SIZES.forEach(([size, label], i) => {
+      const input = $(`${prefix}-${SIZE_IDS[i]}`);
+      try {
+        prices.push({ size, amountMinor: String(toMinor(input.value, label)) });
+      } catch (err) {
+        problems.push({ input, text: err.message });
+      }
+    });
+    if (problems.length) {
+      showAddErrors(form, error, problems, []);
       return;
     }
+    const body = { name: $(`${prefix}-name`).value.trim(), available: true, prices };
     if (kind === 'pizza') body.description = $('np-description').value.trim();
     const button = form.querySelector('button[type=submit]');
     button.disabled = true;
@@ -221,8 +319,9 @@ function addForm(formId, kind) {
       toast(`${body.name} added.`);
       await load();
     } catch (err) {
-      error.textContent = err.message;
-      error.hidden = false;
+      if (err.unauthorized) return; // the sign-in form says so
+      const { problems: fieldProblems, rest } = serverProblems(kind, prefix, err);
+      showAddErrors(form, error, fieldProblems, rest);
     } finally {
       button.disabled = false;
     }
