@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
 )
@@ -15,11 +16,16 @@ import (
 // (no OTLP endpoint is set). The SDK would build every span, attributes
 // and all, only to drop it at End: a tenth of a service's CPU. A quiet span
 // is not recorded but is otherwise what the SDK's span would be: a new
-// span ID in the parent's trace, or a new sampled trace at the root, with
-// the parent's flags and trace state. So trace context still flows through
-// every call and event, logs still carry trace_id, and a process that does
-// export records its part of the same trace.
-type quietProvider struct{ embedded.TracerProvider }
+// span ID in the parent's trace, with the parent's flags and trace state,
+// or at the root a new trace, sampled as the sampler decides. So trace
+// context still flows through every call and event, logs still carry
+// trace_id, and a process that does export records its part of the same
+// trace.
+type quietProvider struct {
+	embedded.TracerProvider
+	// sampler decides roots; nil samples every one.
+	sampler sdktrace.Sampler
+}
 
 func (p *quietProvider) Tracer(string, ...trace.TracerOption) trace.Tracer {
 	return quietTracer{provider: p}
@@ -30,9 +36,9 @@ type quietTracer struct {
 	provider *quietProvider
 }
 
-// Start decides as the SDK's default sampler (parent-based, always on)
-// would.
-func (t quietTracer) Start(ctx context.Context, _ string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+// Start decides as a parent-based SDK sampler would: a child follows its
+// parent, a root is the sampler's.
+func (t quietTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	parent := trace.SpanContextFromContext(ctx)
 	if parent.IsValid() && len(opts) > 0 {
 		if cfg := trace.NewSpanStartConfig(opts...); cfg.NewRoot() {
@@ -44,7 +50,9 @@ func (t quietTracer) Start(ctx context.Context, _ string, opts ...trace.SpanStar
 		cfg = trace.SpanContextConfig{TraceID: parent.TraceID(), TraceFlags: parent.TraceFlags(), TraceState: parent.TraceState()}
 	} else {
 		cfg.TraceID = newTraceID()
-		cfg.TraceFlags = trace.FlagsSampled
+		if t.provider.sampler == nil || sampledAsRoot(ctx, t.provider.sampler, cfg.TraceID, name, trace.SpanKindUnspecified) {
+			cfg.TraceFlags = trace.FlagsSampled
+		}
 	}
 	cfg.SpanID = newSpanID()
 	s := &quietSpan{sc: trace.NewSpanContext(cfg), provider: t.provider}

@@ -62,3 +62,28 @@ func TestTraceContextWithoutExporter(t *testing.T) {
 		}
 	}
 }
+
+// TestQuietRootFollowsSampler checks that without an exporter a new trace
+// is still sampled as OTEL_TRACES_SAMPLER says, as the gateway's
+// EdgePropagator decides a request with a traceparent: the services behind
+// a quiet gateway record the traces the shop chose, whichever the request.
+func TestQuietRootFollowsSampler(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	for _, tt := range []struct {
+		sampler string
+		sampled bool
+	}{
+		{"", true},
+		{"parentbased_always_off", false},
+		{"always_off", false},
+	} {
+		t.Setenv("OTEL_TRACES_SAMPLER", tt.sampler)
+		setup(t, "quiet")
+		ctx, root := otel.Tracer("test").Start(context.Background(), "root")
+		_, child := otel.Tracer("test").Start(ctx, "child")
+		if sc := root.SpanContext(); !sc.IsValid() || sc.IsSampled() != tt.sampled || child.SpanContext().IsSampled() != tt.sampled {
+			t.Errorf("OTEL_TRACES_SAMPLER=%q: root %+v, child %+v; want valid, sampled %v", tt.sampler, sc, child.SpanContext(), tt.sampled)
+		}
+	}
+}

@@ -2,7 +2,9 @@
 // OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set (without one, trace
 // context is carried but spans are not recorded), metrics are served
 // in Prometheus format, and W3C traceparent is the propagator (neither
-// baggage nor tracestate is propagated).
+// baggage nor tracestate is propagated). Spans are sampled by
+// OTEL_TRACES_SAMPLER, parent-based by default; at the public edge the
+// caller's sampled flag is replaced by the shop's decision (EdgePropagator).
 //
 // The service name is OTEL_SERVICE_NAME (or service.name in
 // OTEL_RESOURCE_ATTRIBUTES) when set, else the binary's own name. Server
@@ -52,17 +54,24 @@ func Setup(ctx context.Context, service, version string) (*Telemetry, error) {
 	t := &Telemetry{}
 
 	exporting := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	// EdgePropagator reads the same sampler: the gateway decides a request
+	// that brings a traceparent as one that does not.
+	sampler, serr := samplerFromEnv()
 	if exporting {
 		exp, err := otlptracegrpc.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: otlp exporter: %w", err)
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+		// The SDK reads OTEL_TRACES_SAMPLER again here, and reports a bad one.
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(sampler), sdktrace.WithBatcher(exp))
 		t.shutdown = append(t.shutdown, tp.Shutdown)
 		otel.SetTracerProvider(tp)
 	} else {
+		if serr != nil {
+			otel.Handle(serr)
+		}
 		// Spans would go nowhere: carry trace context without recording.
-		otel.SetTracerProvider(&quietProvider{})
+		otel.SetTracerProvider(&quietProvider{sampler: sampler})
 	}
 	// W3C trace context only. The shop reads no baggage, and baggage from
 	// a caller (any client of the gateway or of a service) would travel

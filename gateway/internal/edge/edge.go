@@ -28,6 +28,7 @@ import (
 	webfiles "github.com/pizzashop/pizzashop/gateway/web"
 	"github.com/pizzashop/pizzashop/pkg/auth"
 	"github.com/pizzashop/pizzashop/pkg/logging"
+	"github.com/pizzashop/pizzashop/pkg/telemetry"
 	deliveryv1 "github.com/pizzashop/pizzashop/proto/pizzashop/delivery/v1"
 	kitchenv1 "github.com/pizzashop/pizzashop/proto/pizzashop/kitchen/v1"
 	menuv1 "github.com/pizzashop/pizzashop/proto/pizzashop/menu/v1"
@@ -231,7 +232,12 @@ func New(o Options) (*Handler, error) {
 	root = secureHeaders(root)
 	root = accessLog(h.log, root)
 	root = restoreURL(root)
+	// A caller's traceparent names the trace but does not decide whether
+	// the shop records it: that is the shop's sampler's decision, as for a
+	// request without one (see telemetry.EdgePropagator). The services
+	// behind follow the gateway's decision.
 	root = otelhttp.NewHandler(root, "gateway",
+		otelhttp.WithPropagators(telemetry.EdgePropagator()),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
 		otelhttp.WithFilter(func(r *http.Request) bool { return !isProbe(r.URL.Path) }),
 	)
