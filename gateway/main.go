@@ -34,6 +34,7 @@ type Config struct {
 	MaxConns        int           `env:"MAX_CONNS" default:"2048"`
 	AuthSecret      string        `env:"AUTH_SECRET" secret:"true"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`
+	ShutdownDelay   time.Duration `env:"SHUTDOWN_DELAY" default:"0s"`
 	ReadyTimeout    time.Duration `env:"READY_TIMEOUT" default:"2s"`
 }
 
@@ -138,6 +139,18 @@ func run(ctx context.Context, log *slog.Logger) (err error) {
 	case <-ctx.Done():
 	}
 
+	if cfg.ShutdownDelay > 0 {
+		// Not ready, but still serving: a load balancer that polls
+		// /readyz stops sending new requests before the listener closes,
+		// instead of seeing refused connections.
+		log.Info("not ready; serving on until the listener closes", "delay", cfg.ShutdownDelay.String())
+		gw.EndReadiness()
+		select {
+		case <-time.After(cfg.ShutdownDelay):
+		case err := <-errc:
+			return fmt.Errorf("http serve: %w", err)
+		}
+	}
 	log.Info("shutting down", "grace", cfg.ShutdownTimeout.String())
 	gw.BeginShutdown()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -24,6 +24,7 @@ func TestConfigDefaults(t *testing.T) {
 		StreamTimeout:   30 * time.Second,
 		MaxConns:        2048,
 		ShutdownTimeout: 10 * time.Second,
+		ShutdownDelay:   0,
 		ReadyTimeout:    2 * time.Second,
 	}
 	if cfg != want {

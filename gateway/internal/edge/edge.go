@@ -254,9 +254,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.root.Ser
 // line, so clients reconnect elsewhere and http.Server.Shutdown only waits for
 // unary calls. Call it before http.Server.Shutdown.
 func (h *Handler) BeginShutdown() {
-	h.ready.shuttingDown.Store(true)
+	h.EndReadiness()
 	h.drain()
 }
+
+// EndReadiness makes /readyz answer 503 from now on while everything else
+// is served as before: the start of a shutdown that gives load balancers
+// time to notice (SHUTDOWN_DELAY) before BeginShutdown.
+func (h *Handler) EndReadiness() { h.ready.shuttingDown.Store(true) }
 
 // isProbe reports whether path is polled by machines often enough that
 // tracing it would only add noise and its access log lines go to debug.
