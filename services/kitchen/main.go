@@ -41,9 +41,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return err
 			}
 			store.Tracker = d.Relay(store.Collections())
-			srv := kitchenapi.NewServer(store, d.Bus.Conn, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
+			srv := kitchenapi.NewServer(store, d.Log, kitchenapi.Options{BakeTime: cfg.BakeTime, Ovens: cfg.Ovens, KeepAlive: cfg.StreamKeepAlive})
 			// Every replica follows every ticket change, its own and the
-			// others', to know the queue its estimates count.
+			// others', to know the queue its estimates count and its
+			// displays show.
 			d.Bus.OnMissed(srv.QueueStale)
 			if err := d.Listen("kitchen.*.*", srv.TicketChanged); err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,10 @@ type env struct {
 	srv    *kitchenapi.Server
 	bus    *natsx.Bus
 	relay  *outbox.Relay
+	// events is the kitchen's subscription to ticket events; while held
+	// is set, its handler holds them (holdEvents).
+	events *nats.Subscription
+	held   *atomic.Pointer[eventHold]
 
 	ctx context.Context // ends when the test does
 	wg  *sync.WaitGroup
@@ -65,9 +70,16 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("NewSigner: %v", err)
 	}
-	srv := kitchenapi.NewServer(store, bus.Conn, logging.Discard(), kitchenapi.Options{BakeTime: 8 * time.Minute, Ovens: 2})
+	srv := kitchenapi.NewServer(store, logging.Discard(), kitchenapi.Options{BakeTime: 8 * time.Minute, Ovens: 2})
 	bus.OnMissed(srv.QueueStale)
-	sub, err := bus.Conn.Subscribe("kitchen.*.*", func(m *nats.Msg) { srv.TicketChanged(m.Data) })
+	var held atomic.Pointer[eventHold]
+	sub, err := bus.Conn.Subscribe("kitchen.*.*", func(m *nats.Msg) {
+		if h := held.Load(); h != nil {
+			h.holding.Store(true)
+			<-h.release
+		}
+		srv.TicketChanged(m.Data)
+	})
 	if err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
@@ -79,7 +91,45 @@ func newEnv(t *testing.T) *env {
 	// Stop the consumers, relay and server before the bus, NATS and the
 	// store go: cleanups run last registered first.
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, srv: srv, bus: bus, relay: relay, ctx: ctx, wg: &wg}
+	return &env{client: kitchenv1.NewKitchenServiceClient(conn), signer: signer, store: store, srv: srv, bus: bus, relay: relay, events: sub, held: &held, ctx: ctx, wg: &wg}
+}
+
+// eventHold is a hold on the ticket events the kitchen's queue applies.
+type eventHold struct {
+	holding atomic.Bool // the subscription's handler holds an event
+	release chan struct{}
+}
+
+// holdEvents stops the kitchen's queue from applying the ticket events it
+// gets, as a busy handler or another replica's NATS hop would, until
+// release. wait(n) returns once the kitchen has n events held: the first
+// in its subscription's handler, the others queued behind it.
+func (e *env) holdEvents(t *testing.T) (wait func(n int), release func()) {
+	h := &eventHold{release: make(chan struct{})}
+	e.held.Store(h)
+	release = sync.OnceFunc(func() {
+		e.held.Store(nil)
+		close(h.release)
+	})
+	t.Cleanup(release)
+	wait = func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			queued, _, err := e.events.Pending()
+			if err != nil {
+				t.Fatalf("Pending: %v", err)
+			}
+			if h.holding.Load() && 1+queued >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the kitchen did not get %d ticket events within 10s", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return wait, release
 }
 
 func testContext(t *testing.T) context.Context {
@@ -146,6 +196,17 @@ func (e *env) watch(t *testing.T, ctx context.Context) *watch {
 // comes within wait.
 func (w *watch) next(t *testing.T, wait time.Duration) *kitchenv1.WatchTicketsResponse {
 	t.Helper()
+	m := w.within(t, wait)
+	if m == nil {
+		t.Fatalf("no watch message within %v", wait)
+	}
+	return m
+}
+
+// within returns the next message that is not a keep-alive, or nil if none
+// comes within wait.
+func (w *watch) within(t *testing.T, wait time.Duration) *kitchenv1.WatchTicketsResponse {
+	t.Helper()
 	deadline := time.After(wait)
 	for {
 		select {
@@ -157,7 +218,7 @@ func (w *watch) next(t *testing.T, wait time.Duration) *kitchenv1.WatchTicketsRe
 		case err := <-w.errc:
 			t.Fatalf("watch ended: %v", err)
 		case <-deadline:
-			t.Fatalf("no watch message within %v", wait)
+			return nil
 		}
 	}
 }

@@ -13,11 +13,17 @@ import (
 )
 
 // queue is the kitchen's open tickets (queued or baking), kept in memory for
-// estimates, the queue gauge and the displays' snapshots. It is read from
-// the store at first use, again when ticket events may have been missed
-// (Stale) and hourly, and kept current meanwhile by every ticket event, this
-// replica's and the others'. So an order's estimate and a display that
-// opens read nothing from the store.
+// estimates, the queue gauge and the displays. It is read from the store at
+// first use, again when ticket events may have been missed (QueueStale) and
+// hourly, and kept current meanwhile by every ticket event, this replica's
+// and the others'. So an order's estimate and a display that opens read
+// nothing from the store.
+//
+// The displays follow the queue, not NATS: each gets its snapshot and is
+// registered for the changes that follow in one hold of the lock, and every
+// change the queue applies is handed to it under that lock. So every change
+// is either in a display's snapshot or sent after it, however late the
+// queue's subscription runs.
 type queue struct {
 	mu   sync.Mutex
 	open map[string]*kitchenv1.Ticket // nil until read
@@ -33,9 +39,8 @@ type queue struct {
 	// stale counts the calls of QueueStale: a read that began before one
 	// may have missed what it says was missed, and is not kept.
 	stale int
-	// missed is closed by QueueStale, for the displays: what they were
-	// sent may lack the changes their subscriptions missed too.
-	missed chan struct{}
+	// displays are the open display streams, handed every change applied.
+	displays map[*display]struct{}
 }
 
 // queueRecount is how often the queue is read again from the store even
@@ -48,24 +53,12 @@ const queueRecount = time.Hour
 // call it whenever ticket events may have been missed (NATS
 // reconnected, or cut the subscriber off as too slow).
 func (s *Server) QueueStale() {
-	s.queue.mu.Lock()
-	defer s.queue.mu.Unlock()
-	s.queue.open = nil
-	s.queue.stale++
-	if s.queue.missed != nil {
-		close(s.queue.missed)
-		s.queue.missed = nil
-	}
-}
-
-// missedSignal returns a channel closed at the next call of QueueStale.
-func (q *queue) missedSignal() <-chan struct{} {
+	q := &s.queue
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.missed == nil {
-		q.missed = make(chan struct{})
-	}
-	return q.missed
+	q.open = nil
+	q.stale++
+	q.restartDisplaysLocked()
 }
 
 // QueueLength returns how many tickets are queued or baking.
@@ -75,14 +68,16 @@ func (s *Server) QueueLength(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// openTickets returns up to limit open tickets in arrival order.
-func (s *Server) openTickets(ctx context.Context, limit int) ([]*kitchenv1.Ticket, error) {
+// snapshot returns up to limit open tickets in arrival order for display
+// d, and has d handed every change applied after them, until unwatch.
+func (s *Server) snapshot(ctx context.Context, d *display, limit int) ([]*kitchenv1.Ticket, error) {
 	var out []*kitchenv1.Ticket
 	err := s.withQueue(ctx, func(open map[string]*kitchenv1.Ticket) {
 		out = make([]*kitchenv1.Ticket, 0, len(open))
 		for _, t := range open {
 			out = append(out, t)
 		}
+		s.queue.watchLocked(d)
 	})
 	slices.SortFunc(out, func(a, b *kitchenv1.Ticket) int {
 		return cmp.Or(a.GetOrderTime().AsTime().Compare(b.GetOrderTime().AsTime()), cmp.Compare(a.GetId(), b.GetId()))
@@ -123,13 +118,20 @@ func (s *Server) withQueue(ctx context.Context, fn func(map[string]*kitchenv1.Ti
 		q.mu.Lock()
 		q.loading = nil
 		close(done)
+		pending := q.pending
+		q.pending = nil
 		if err != nil {
-			q.pending = nil
+			// A queue read before (an hourly read failed) is still good
+			// with the events that arrived meanwhile.
+			if q.open != nil {
+				for _, t := range pending {
+					q.applyLocked(t)
+				}
+			}
 			q.mu.Unlock()
 			return err
 		}
 		if q.stale != stale {
-			q.pending = nil
 			q.mu.Unlock()
 			continue // events may have been missed during the read: read again
 		}
@@ -138,10 +140,13 @@ func (s *Server) withQueue(ctx context.Context, fn func(map[string]*kitchenv1.Ti
 			open[t.ID] = toProto(t)
 		}
 		q.open, q.at = open, s.now()
-		for _, t := range q.pending {
+		for _, t := range pending {
 			q.applyLocked(t)
 		}
-		q.pending = nil
+		// The displays were sent the queue this read replaces, which may
+		// differ from it by more than the events above (the read is there
+		// to heal what events missed): they start over from this one.
+		q.restartDisplaysLocked()
 		q.mu.Unlock()
 	}
 }
@@ -168,7 +173,7 @@ func (s *Server) TicketChanged(data []byte) {
 }
 
 // replayCheckTimeout bounds the store read that checks an event from
-// before the queue or a display's snapshot was read.
+// before the queue was read.
 const replayCheckTimeout = time.Second
 
 // newerInStore returns ticket t as the store has it now when that is past
@@ -221,21 +226,8 @@ func (s *Server) ticketSeen(t *kitchenv1.Ticket) {
 	}
 }
 
-// outdated reports whether the queue knows ticket t at a later revision: an
-// event published again (a relay's scan after a restart sends what it
-// cannot tell was sent) that a display must not show over the ticket's
-// present.
-func (q *queue) outdated(t *kitchenv1.Ticket) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if cur, ok := q.open[t.GetId()]; ok && cur.GetRevision() > t.GetRevision() {
-		return true
-	}
-	return q.closed.revision(t.GetId()) > t.GetRevision()
-}
-
 // applyLocked puts t in the queue, or takes it out, unless what the queue
-// knows of it is newer.
+// knows of it is newer, and hands it to the displays when it does.
 func (q *queue) applyLocked(t *kitchenv1.Ticket) {
 	id, rev := t.GetId(), t.GetRevision()
 	if cur, ok := q.open[id]; ok && cur.GetRevision() >= rev {
@@ -246,10 +238,70 @@ func (q *queue) applyLocked(t *kitchenv1.Ticket) {
 	}
 	if kitchen.Status(t.GetStatus()).Open() {
 		q.open[id] = t
-		return
+	} else {
+		delete(q.open, id)
+		q.closed.add(id, rev)
 	}
-	delete(q.open, id)
-	q.closed.add(id, rev)
+	for d := range q.displays {
+		select {
+		case d.changes <- t:
+		default:
+			d.startOver() // too far behind to wait for
+		}
+	}
+}
+
+// display is an open display stream as the queue knows it.
+type display struct {
+	// changes gets every ticket the queue applies after the display's
+	// snapshot, as applied (closed ones too: the display must see a
+	// ticket leave).
+	changes chan *kitchenv1.Ticket
+	// restart says the display must start over from a fresh snapshot: it
+	// fell displayBuffer changes behind, or the queue was read again, or
+	// dropped as missing events.
+	restart chan struct{}
+}
+
+func newDisplay() *display {
+	return &display{changes: make(chan *kitchenv1.Ticket, displayBuffer), restart: make(chan struct{}, 1)}
+}
+
+func (d *display) startOver() {
+	select {
+	case d.restart <- struct{}{}:
+	default: // already told
+	}
+}
+
+// watchLocked registers d for the changes applied from now on, which
+// follow the snapshot it is being given: what d was handed before, and
+// any call to start over, predate that snapshot and are dropped.
+func (q *queue) watchLocked(d *display) {
+	for len(d.changes) > 0 { // only d's stream, here, receives from it
+		<-d.changes
+	}
+	select {
+	case <-d.restart:
+	default:
+	}
+	if q.displays == nil {
+		q.displays = make(map[*display]struct{})
+	}
+	q.displays[d] = struct{}{}
+}
+
+// unwatch ends what watchLocked began, when d's stream ends.
+func (q *queue) unwatch(d *display) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.displays, d)
+}
+
+func (q *queue) restartDisplaysLocked() {
+	for d := range q.displays {
+		d.startOver()
+	}
 }
 
 // closedRing remembers the revision at which the most recent tickets

@@ -1,6 +1,7 @@
 package kitchenapi
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -81,25 +82,64 @@ func TestQueueRemembersClosingWhileNotRead(t *testing.T) {
 	}
 }
 
-func TestQueueOutdated(t *testing.T) {
+// TestQueueHandsChangesToDisplays: a display is handed each change the
+// queue applies after its snapshot, in order, closing ones too, and none
+// the queue refuses as older than what it knows; one that falls too far
+// behind starts over, and a fresh snapshot drops what it was handed before.
+func TestQueueHandsChangesToDisplays(t *testing.T) {
 	q := queue{open: map[string]*kitchenv1.Ticket{}}
-	q.applyLocked(ticket("open", queued, 1))
-	q.applyLocked(ticket("open", baking, 2))
-	q.applyLocked(ticket("done", queued, 1))
-	q.applyLocked(ticket("done", ready, 3))
-	for _, tc := range []struct {
-		t    *kitchenv1.Ticket
-		want bool
-	}{
-		{ticket("open", queued, 1), true},  // published again after BAKING
-		{ticket("open", baking, 2), false}, // the present itself
-		{ticket("done", queued, 1), true},  // published again after it closed
-		{ticket("done", ready, 3), false},  // the closing event itself
-		{ticket("new", queued, 1), false},  // not known yet
+	q.applyLocked(ticket("before", queued, 1)) // in the snapshot, not handed
+	d := &display{changes: make(chan *kitchenv1.Ticket, 3), restart: make(chan struct{}, 1)}
+	q.watchLocked(d)
+	for _, tk := range []*kitchenv1.Ticket{
+		ticket("a", queued, 1),
+		ticket("a", queued, 1), // the same event again
+		ticket("a", ready, 3),  // a closes
+		ticket("a", baking, 2), // late: a stays closed
+		ticket("b", queued, 1),
 	} {
-		if got := q.outdated(tc.t); got != tc.want {
-			t.Errorf("outdated(%s %s rev %d) = %v, want %v", tc.t.GetId(), tc.t.GetStatus(), tc.t.GetRevision(), got, tc.want)
-		}
+		q.applyLocked(tk)
+	}
+	var got []string
+	for len(d.changes) > 0 {
+		tk := <-d.changes
+		got = append(got, fmt.Sprintf("%s@%d", tk.GetId(), tk.GetRevision()))
+	}
+	if want := []string{"a@1", "a@3", "b@1"}; !slices.Equal(got, want) {
+		t.Errorf("display handed %v, want %v", got, want)
+	}
+	if len(d.restart) != 0 {
+		t.Error("a display that kept up is told to start over")
+	}
+
+	for _, id := range []string{"c", "d", "e", "f"} {
+		q.applyLocked(ticket(id, queued, 1))
+	}
+	if len(d.restart) != 1 {
+		t.Error("a display whose buffer is full is not told to start over")
+	}
+	q.watchLocked(d) // its fresh snapshot
+	if len(d.changes) != 0 || len(d.restart) != 0 {
+		t.Errorf("after a fresh snapshot the display still has %d changes and %d restarts from before it", len(d.changes), len(d.restart))
+	}
+
+	q.unwatch(d)
+	q.applyLocked(ticket("g", queued, 1))
+	if len(d.changes) != 0 {
+		t.Error("a display is handed a change after unwatch")
+	}
+}
+
+// TestQueueStaleRestartsDisplays: when events may have been missed, the
+// displays were not handed them either.
+func TestQueueStaleRestartsDisplays(t *testing.T) {
+	s := &Server{}
+	s.queue.open = map[string]*kitchenv1.Ticket{}
+	d := newDisplay()
+	s.queue.watchLocked(d)
+	s.QueueStale()
+	if len(d.restart) != 1 {
+		t.Error("QueueStale does not have an open display start over")
 	}
 }
 

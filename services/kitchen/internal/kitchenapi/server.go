@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/errs"
 	"github.com/pizzashop/pizzashop/pkg/ids"
@@ -36,7 +35,6 @@ type Options struct {
 type Server struct {
 	kitchenv1.UnimplementedKitchenServiceServer
 	store *kitchendb.Store
-	conn  *nats.Conn
 	log   *slog.Logger
 	opts  Options
 	now   func() time.Time
@@ -45,15 +43,17 @@ type Server struct {
 	queue queue
 }
 
-// NewServer returns the kitchen server. conn feeds the display streams.
-func NewServer(store *kitchendb.Store, conn *nats.Conn, log *slog.Logger, opts Options) *Server {
+// NewServer returns the kitchen server. Feed it every ticket event, this
+// replica's and the others' (TicketChanged), and say when some may have
+// been missed (QueueStale): its queue and display streams follow them.
+func NewServer(store *kitchendb.Store, log *slog.Logger, opts Options) *Server {
 	if opts.BakeTime <= 0 {
 		opts.BakeTime = 8 * time.Minute
 	}
 	if opts.Ovens <= 0 {
 		opts.Ovens = 2
 	}
-	return &Server{store: store, conn: conn, log: log, opts: opts, now: time.Now}
+	return &Server{store: store, log: log, opts: opts, now: time.Now}
 }
 
 // Subject is where a ticket's change to status s is published.
