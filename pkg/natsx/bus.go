@@ -1,7 +1,9 @@
 // Package natsx is the shop's JetStream bus: connecting with endless
 // reconnects, declaring streams, publishing protobuf events with a message id
 // and trace context in the headers, and durable consumers with bounded
-// redelivery and a dead-letter stream.
+// redelivery and a dead-letter stream. A consumer NATS loses is declared
+// again, after the last message the process finished when the stream still
+// holds it (see Bus.Consume).
 package natsx
 
 import (

@@ -94,7 +94,11 @@ const DefaultWorkers = 32
 // of the request that published it. When NATS loses the consumer (someone
 // deleted it or its stream, or NATS came back without its storage), Consume
 // declares it again, and its stream if EnsureStream declared that here, and
-// goes on.
+// goes on. A consumer declared again starts after the last message it
+// finished (see ackFloor) when its stream still holds that message, rather
+// than at the start of the stream; when the stream was created again or
+// lost messages since, it starts at the stream's first message. Consume
+// declares a consumer that exists as it is, from where it stands.
 func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
 	if cfg.MaxDeliver == 0 {
 		cfg.MaxDeliver = 5
@@ -111,13 +115,13 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	if err := b.EnsureStream(ctx, DeadLetterStream); err != nil {
 		return err
 	}
-	first, err := b.declareConsumer(ctx, cfg)
+	first, err := b.declareConsumer(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
 	// The consumer in use, declared again whenever NATS lost it.
-	var current atomic.Pointer[jetstream.Consumer]
-	current.Store(&first)
+	var current atomic.Pointer[declared]
+	current.Store(first)
 	tracer := otel.Tracer(tracerName)
 	// No-op instruments come back with any error, so they are safe to use.
 	handled, _ := otel.Meter(tracerName).Float64Histogram("pizzashop.events.handle.duration", metric.WithUnit("s"),
@@ -131,10 +135,11 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	outcome := func(ctx context.Context, start time.Time, result string) {
 		handled.Record(ctx, time.Since(start).Seconds(), outcomes[result])
 	}
-	stopGauges, redelivered := consumerMetrics(ctx, func() jetstream.Consumer { return *current.Load() }, cfg.Durable)
+	stopGauges, redelivered := consumerMetrics(ctx, func() jetstream.Consumer { return current.Load().cons }, cfg.Durable)
 	defer stopGauges()
 	var fails failureCounts
-	handle := func(m jetstream.Msg) {
+	handle := func(q queued) {
+		m := q.m
 		start := time.Now()
 		mctx := ContextFrom(ctx, m.Headers())
 		mctx, span := tracer.Start(mctx, "process "+spanDestination(m.Subject()), trace.WithSpanKind(trace.SpanKindConsumer),
@@ -149,6 +154,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			_ = m.Ack()
 			if merr == nil {
 				fails.forget(md.Sequence.Stream)
+				q.floor.finished(md.Sequence.Stream)
 			}
 			outcome(mctx, start, "ack")
 			return
@@ -183,11 +189,12 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 				_ = m.NakWithDelay(cfg.Backoff[len(cfg.Backoff)-1])
 				return
 			}
-			if merr == nil {
-				fails.forget(md.Sequence.Stream)
-			}
 			b.log.WarnContext(mctx, "message dead-lettered", "subject", m.Subject(), "consumer", cfg.Durable, "deliveries", n, "err", err)
 			_ = m.Term()
+			if merr == nil {
+				fails.forget(md.Sequence.Stream)
+				q.floor.finished(md.Sequence.Stream)
+			}
 			outcome(mctx, start, "dead_letter")
 			return
 		}
@@ -199,11 +206,11 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	// Workers finish what is queued for them once stopping closes. The
 	// queues are never closed: a delivery racing a stop that timed out
 	// could still be sent to one, and is then redelivered after AckWait.
-	queues := make([]chan jetstream.Msg, cfg.Workers)
+	queues := make([]chan queued, cfg.Workers)
 	stopping := make(chan struct{})
 	var workers sync.WaitGroup
 	for i := range queues {
-		q := make(chan jetstream.Msg, workerQueue(cfg.Workers))
+		q := make(chan queued, workerQueue(cfg.Workers))
 		queues[i] = q
 		workers.Go(func() {
 			for {
@@ -227,20 +234,57 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		close(stopping)
 		workers.Wait()
 	}
-	dispatch := func(m jetstream.Msg) {
-		select {
-		case queues[workerOf(m.Subject(), len(queues))] <- m:
-		case <-stopping:
-			_ = m.Nak()
+	// dispatch hands the messages of a declaration of the consumer to
+	// the workers, recording each in its floor as received.
+	dispatch := func(floor *ackFloor) jetstream.MessageHandler {
+		return func(m jetstream.Msg) {
+			md, err := m.Metadata()
+			if err != nil {
+				md = nil
+			}
+			floor.received(md)
+			select {
+			case queues[workerOf(m.Subject(), len(queues))] <- queued{m, floor}:
+			case <-stopping:
+				_ = m.Nak()
+			}
 		}
 	}
+	// The server's ack floor is read now and then for a consumer whose
+	// floor cannot be tracked here.
+	sampling, every := make(chan struct{}), floorSample
+	var sampler sync.WaitGroup
+	defer sampler.Wait()
+	defer close(sampling)
+	sampler.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-sampling:
+				return
+			case <-t.C:
+			}
+			d := current.Load()
+			if !d.floor.incomplete() {
+				continue
+			}
+			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			info, err := d.cons.Info(ictx)
+			cancel()
+			if err == nil {
+				d.floor.sampled(info)
+			}
+		}
+	})
 	wait := redeclareFirst
 	for {
 		// Any trouble pulling may mean that NATS lost the consumer: a pull
 		// for one it no longer has gets no responders, and no heartbeat.
 		trouble := make(chan struct{}, 1)
-		cons := *current.Load()
-		cc, err := cons.Consume(dispatch,
+		d := current.Load()
+		cons := d.cons
+		cc, err := cons.Consume(dispatch(d.floor),
 			// A small client buffer, two messages a worker: few messages
 			// wait in the client, running down their AckWait, behind one
 			// held through an outage.
@@ -271,8 +315,10 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		}
 		// NATS deleted the consumer, or came back without it (without its
 		// storage, or someone deleted it): declare it again, and its
-		// stream if this process declared that, and go on. Messages being
-		// handled are acked in vain and delivered again; handlers are
+		// stream if this process declared that, and go on from the
+		// message after the floor when the stream still has it. Messages
+		// being handled are acked in vain, and delivered again unless
+		// they finish before the consumer is declared; handlers are
 		// idempotent.
 		cc.Stop()
 		if b.Conn.IsClosed() {
@@ -290,14 +336,14 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, redeclareMax)
-		next, err := b.declareConsumer(ctx, cfg)
+		next, err := b.declareConsumer(ctx, cfg, d.floor)
 		if err != nil {
 			stop() // ctx ended
 			return nil
 		}
 		// A stream declared again numbers its messages from 1.
 		fails.reset()
-		current.Store(&next)
+		current.Store(next)
 	}
 }
 
@@ -308,15 +354,48 @@ const (
 	redeclareMax   = 15 * time.Second
 )
 
+// declared is one declaration of a consumer: the consumer, and its floor.
+type declared struct {
+	cons  jetstream.Consumer
+	floor *ackFloor
+}
+
+// queued is a message waiting for its worker, with the floor of the
+// declaration of the consumer it came from.
+type queued struct {
+	m     jetstream.Msg
+	floor *ackFloor
+}
+
 // declareConsumer creates or updates the durable consumer of cfg, retrying
 // until NATS answers or ctx ends. When NATS lost the stream and this
 // process declared it, it declares it again; a stream of another process
 // is waited for.
-func (b *Bus) declareConsumer(ctx context.Context, cfg ConsumerConfig) (jetstream.Consumer, error) {
-	var cons jetstream.Consumer
+//
+// A consumer that exists keeps where it stands: its deliver policy and
+// start are left as they are (NATS refuses to change them anyway). One that
+// is missing starts at the stream's first message, or, when prev is the
+// floor of the declaration NATS lost, after that floor if the stream still
+// holds it (ackFloor.resumeAt). A start can only be given to a consumer
+// created, so the consumer is created, not updated, with it: when another
+// replica declared it first, it is taken as that replica made it.
+func (b *Bus) declareConsumer(ctx context.Context, cfg ConsumerConfig, prev *ackFloor) (*declared, error) {
+	var d *declared
 	err := retry(ctx, b.log, "create consumer "+cfg.Durable, func(ctx context.Context) error {
-		var err error
-		cons, err = b.JS.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		stream, err := b.JS.Stream(ctx, cfg.Stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			var again bool
+			if again, err = b.declareAgain(ctx, cfg.Stream); err == nil && again {
+				stream, err = b.JS.Stream(ctx, cfg.Stream)
+			} else {
+				err = errors.Join(jetstream.ErrStreamNotFound, err)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		sinfo := stream.CachedInfo()
+		ccfg := jetstream.ConsumerConfig{
 			Durable:        cfg.Durable,
 			FilterSubjects: cfg.FilterSubjects,
 			AckPolicy:      jetstream.AckExplicitPolicy,
@@ -327,15 +406,35 @@ func (b *Bus) declareConsumer(ctx context.Context, cfg ConsumerConfig) (jetstrea
 			// server as its AckWait passes, and must never be dropped for it.
 			MaxDeliver:    -1,
 			MaxAckPending: maxAckPending,
-		})
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			if _, derr := b.declareAgain(ctx, cfg.Stream); derr != nil {
-				return errors.Join(err, derr)
-			}
 		}
-		return err
+		var cons jetstream.Consumer
+		if seq := prev.resumeAt(sinfo); seq > 0 {
+			ccfg.DeliverPolicy, ccfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+			cons, err = stream.CreateConsumer(ctx, ccfg)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				cons, err = stream.Consumer(ctx, cfg.Durable)
+			} else if err == nil {
+				b.log.InfoContext(ctx, "consumer declared again after the last message it finished",
+					"consumer", cfg.Durable, "stream", cfg.Stream, "start_seq", seq)
+			}
+		} else {
+			existing, cerr := stream.Consumer(ctx, cfg.Durable)
+			switch {
+			case cerr == nil:
+				was := existing.CachedInfo().Config
+				ccfg.DeliverPolicy, ccfg.OptStartSeq, ccfg.OptStartTime = was.DeliverPolicy, was.OptStartSeq, was.OptStartTime
+			case !errors.Is(cerr, jetstream.ErrConsumerNotFound):
+				return cerr
+			}
+			cons, err = stream.CreateOrUpdateConsumer(ctx, ccfg)
+		}
+		if err != nil {
+			return err
+		}
+		d = &declared{cons: cons, floor: newAckFloor(sinfo.Created, cons.CachedInfo())}
+		return nil
 	})
-	return cons, err
+	return d, err
 }
 
 // consumerLost waits until ctx ends, reporting false, or the consumer is
