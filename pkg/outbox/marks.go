@@ -136,12 +136,14 @@ func (r *Relay) readMarks(ctx context.Context) ([]mark, error) {
 
 // scanFloor publishes what the documents written since the floor hold: what
 // the last run under this name left unpublished, or what the relay forgot
-// while JetStream was away.
+// while JetStream was away, or while the store did not answer. In the last
+// case it waits until no write it forgot can still be on its way (the relay
+// loop asks again then).
 func (r *Relay) scanFloor(ctx context.Context) error {
 	r.mu.Lock()
-	from, n := r.floor, r.floorN
+	from, n, at := r.floor, r.floorN, r.floorAt
 	r.mu.Unlock()
-	if from.IsZero() {
+	if from.IsZero() || time.Now().Before(at) {
 		return nil
 	}
 	if _, err := r.scanFrom(ctx, from); err != nil {
@@ -149,7 +151,7 @@ func (r *Relay) scanFloor(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	if r.floorN == n {
-		r.floor = time.Time{}
+		r.floor, r.floorAt = time.Time{}, time.Time{}
 	}
 	r.mu.Unlock()
 	return nil

@@ -22,6 +22,15 @@
 // the mark hold: an indexed range query on outbox_at. A write drops the
 // entries it finds in a document once they are known to be published, so an
 // outbox holds a few entries at most.
+//
+// A write whose answer was lost may have landed or not: the relay reads its
+// document back once it can no longer be on its way, holding the mark at
+// it meanwhile, and keeps one such read per document however often callers
+// retry. Its memory is bounded through outages: past 100,000 writes waiting
+// for JetStream, or 10,000 documents waiting for a read back, it forgets
+// them and holds its mark at the earliest instead, then runs the same range
+// query from there once the outage is over. Nothing is lost; the events
+// wait for the scan.
 package outbox
 
 import (

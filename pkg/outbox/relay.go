@@ -63,6 +63,11 @@ type StreamEnsurer interface {
 // documents written since then hold, and so does any relay for a mark that
 // stopped moving (a replica that never came back), looked for every
 // interval.
+//
+// Its memory is bounded while the store or JetStream is away: past
+// maxQueue writes waiting for JetStream, or maxUnsure documents whose
+// writes have an unknown outcome, it forgets them and holds its mark
+// instead for the same range scan a restart runs, once the outage is over.
 type Relay struct {
 	pub        Publisher
 	colls      []*mongo.Collection
@@ -74,6 +79,7 @@ type Relay struct {
 	marks      *mongo.Collection
 	paused     bool
 	grace      time.Duration // see unknownGrace
+	maxUnsure  int           // see maxUnsure
 
 	// ready is closed once the mark is stored: no write may begin before,
 	// or a crash could leave it outside every range a relay looks at.
@@ -82,11 +88,12 @@ type Relay struct {
 	mu      sync.Mutex
 	stopped bool                // Run is ending: no write may begin
 	queue   []job               // written and not yet published
-	unsure  []Written           // writes whose outcome is not known
+	unsure  map[docKey]unsure   // documents of writes whose outcome is not known
 	open    map[time.Time]int   // stamps of the writes not yet published
 	last    time.Time           // latest stamp handed out or promised
 	floor   time.Time           // when not zero: documents from here on need a scan
 	floorN  int                 // bumped whenever floor moves
+	floorAt time.Time           // the scan from floor waits until then (see collapseLocked)
 	acked   ackedSet            // ids JetStream has acknowledged lately
 	saved   mark                // the mark as last stored
 	others  []mark              // every relay's mark, as last read
@@ -175,7 +182,8 @@ const MarksCollection = "outbox_marks"
 func NewRelay(pub Publisher, log *slog.Logger, colls []*mongo.Collection, opts ...Option) *Relay {
 	r := &Relay{pub: pub, colls: colls, log: log, wake: make(chan struct{}, 1), interval: 5 * time.Minute,
 		staleAfter: time.Minute, name: "relay-" + NewID(), ready: make(chan struct{}), grace: unknownGrace,
-		open: map[time.Time]int{}, acked: newAckedSet(1 << 16), gone: map[string]struct{}{}}
+		maxUnsure: maxUnsure, unsure: map[docKey]unsure{}, open: map[time.Time]int{}, acked: newAckedSet(1 << 16),
+		gone: map[string]struct{}{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -220,12 +228,14 @@ var errRelayStopped = errors.New("outbox: the relay has stopped; the service is 
 
 // Done is told how a write ended. It never blocks.
 func (r *Relay) Done(w Written) {
+	var forgot int
+	var from time.Time
 	r.mu.Lock()
 	switch w.Outcome {
 	case NotApplied:
 		r.releaseLocked(w.At)
 	case Unknown:
-		r.unsure = append(r.unsure, w)
+		forgot, from = r.addUnsureLocked(docKey{w.Coll, w.ID}, unsure{first: w.At, last: w.At})
 	default:
 		if len(r.queue) < maxQueue {
 			r.queue = append(r.queue, job{w.Coll, w.ID, w.Revision, w.Entries, w.At})
@@ -237,6 +247,10 @@ func (r *Relay) Done(w Written) {
 		}
 	}
 	r.mu.Unlock()
+	if forgot > 0 {
+		r.log.Warn("outbox relay: too many documents of writes of unknown outcome; will scan what was written since the earliest once the store answers",
+			"documents", forgot, "from", from)
+	}
 	r.poke()
 }
 
@@ -320,7 +334,8 @@ func (r *Relay) poke() {
 }
 
 // Pending is how many writes the relay was told of whose entries are not
-// yet all acknowledged.
+// yet all acknowledged. The writes of unknown outcome to one document count
+// as one.
 func (r *Relay) Pending() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -377,7 +392,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			err = r.publishQueued(ctx)
 		}
 		r.mu.Lock()
-		needScan := !r.floor.IsZero() && len(r.queue) == 0
+		needScan := !r.floor.IsZero() && len(r.queue) == 0 && !time.Now().Before(r.floorAt)
 		r.mu.Unlock()
 		if needScan && err == nil {
 			select {
@@ -634,43 +649,127 @@ func (r *Relay) isAcked(id string) bool {
 // entries would be missed for good.
 const unknownGrace = 30 * time.Second
 
+// maxUnsure bounds the documents the relay holds for a read back. During
+// a long store outage every write has an unknown outcome; past the bound
+// the relay forgets them and scans, once they are due, the documents
+// written since the earliest of them (see collapseLocked).
+const maxUnsure = 10_000
+
+// unsure is a document that writes of unknown outcome went to. Callers
+// retry, so a document may get many: they share one record, which holds
+// the mark at the earliest of them and is read back once the latest of them
+// can no longer be on its way.
+type unsure struct {
+	first time.Time // stamp of the earliest write, held in open (zero: none)
+	last  time.Time // stamp of the latest write (zero: read back at once)
+}
+
+// due reports whether u's document may be read back: no write of it can
+// still be on its way.
+func (u unsure) due(grace time.Duration) bool {
+	return u.last.IsZero() || time.Since(u.last) >= grace
+}
+
+// addUnsureLocked adds u, whose first is held in open, to the record of
+// document k. The record keeps one hold, at the earlier first: the other is
+// released, as the earlier one keeps the mark behind both writes. Past
+// maxUnsure it forgets every record instead (see collapseLocked), and
+// returns how many, and the floor they left.
+func (r *Relay) addUnsureLocked(k docKey, u unsure) (forgot int, from time.Time) {
+	old, ok := r.unsure[k]
+	if !ok {
+		if len(r.unsure) >= r.maxUnsure {
+			return r.collapseLocked(u)
+		}
+		r.unsure[k] = u
+		return 0, time.Time{}
+	}
+	switch {
+	case u.first.IsZero():
+		u.first = old.first
+	case old.first.IsZero():
+	case u.first.Before(old.first):
+		r.releaseLocked(old.first)
+	default:
+		r.releaseLocked(u.first)
+		u.first = old.first
+	}
+	if u.last.Before(old.last) {
+		u.last = old.last
+	}
+	r.unsure[k] = u
+	return 0, time.Time{}
+}
+
+// collapseLocked forgets every document held for a read back, u's too,
+// and has the documents written since the earliest of their writes scanned
+// instead, as after a restart: every write that may have landed stamped its
+// document at or after its own stamp, and outbox_at never moves back. The
+// floor holds the mark there meanwhile, and the scan waits until the latest
+// of the writes cannot be on its way any more. A record without a stamp
+// asked only for an early read (see InsertWith): the write it stands for is
+// tracked under its own stamp, so it is dropped.
+func (r *Relay) collapseLocked(u unsure) (forgot int, from time.Time) {
+	from, last := u.first, u.last
+	r.releaseLocked(u.first)
+	for _, o := range r.unsure {
+		if !o.first.IsZero() && (from.IsZero() || o.first.Before(from)) {
+			from = o.first
+		}
+		if o.last.After(last) {
+			last = o.last
+		}
+		r.releaseLocked(o.first)
+	}
+	forgot = len(r.unsure) + 1
+	clear(r.unsure)
+	if from.IsZero() {
+		return forgot, from
+	}
+	r.lowerFloorLocked(from)
+	if due := last.Add(r.grace); due.After(r.floorAt) {
+		r.floorAt = due
+	}
+	return forgot, from
+}
+
 // recheck reads back the documents of writes whose answer was lost, once
 // they are due, and queues what their outboxes hold.
 func (r *Relay) recheck(ctx context.Context) error {
+	type read struct {
+		k    docKey
+		last time.Time
+	}
+	var due []read
 	r.mu.Lock()
-	ws := r.unsure
-	r.unsure = nil
-	r.mu.Unlock()
-	var left []Written
-	var firstErr error
-	for _, w := range ws {
-		if firstErr != nil || !w.At.IsZero() && time.Since(w.At) < r.grace {
-			left = append(left, w)
-			continue
-		}
-		var st State
-		err := w.Coll.FindOne(ctx, bson.D{{Key: "_id", Value: w.ID}},
-			options.FindOne().SetProjection(bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}})).Decode(&st)
-		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			r.mu.Lock()
-			r.releaseLocked(w.At)
-			r.mu.Unlock()
-		case err != nil:
-			firstErr = fmt.Errorf("outbox: read back %v in %s: %w", w.ID, w.Coll.Name(), err)
-			left = append(left, w)
-		default:
-			r.mu.Lock()
-			r.queue = append(r.queue, job{w.Coll, w.ID, st.Revision, st.Outbox, w.At})
-			r.mu.Unlock()
+	for k, u := range r.unsure {
+		if u.due(r.grace) {
+			due = append(due, read{k, u.last})
 		}
 	}
-	if len(left) > 0 {
+	r.mu.Unlock()
+	for _, d := range due {
+		var st State
+		err := d.k.c.FindOne(ctx, bson.D{{Key: "_id", Value: d.k.id}},
+			options.FindOne().SetProjection(bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}})).Decode(&st)
+		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+			return fmt.Errorf("outbox: read back %v in %s: %w", d.k.id, d.k.c.Name(), err)
+		}
 		r.mu.Lock()
-		r.unsure = append(left, r.unsure...)
+		// A write told of during the read may have landed after it: the
+		// record then waits for its grace. (One with the same stamp landed
+		// before the read began, its grace having passed.)
+		if u, ok := r.unsure[d.k]; ok && u.last.Equal(d.last) {
+			delete(r.unsure, d.k)
+			if err != nil { // no document: no write landed
+				r.releaseLocked(u.first)
+			} else {
+				r.queue = append(r.queue, job{d.k.c, d.k.id, st.Revision, st.Outbox, u.first})
+			}
+		}
 		r.mu.Unlock()
 	}
-	return firstErr
+	return nil
 }
 
 // ackedSet remembers the ids of the most recent entries JetStream

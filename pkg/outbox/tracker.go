@@ -32,8 +32,9 @@ const (
 	NotApplied
 	// Unknown: the write may be stored or not (its answer was lost). The
 	// tracker reads the document back, a while later, and publishes what
-	// its outbox holds. Without a stamp (At zero) it asks only for that
-	// read, at once: a document found already there when inserting it.
+	// its outbox holds; one read covers every such write of a document.
+	// Without a stamp (At zero) it asks only for that read, at once: a
+	// document found already there when inserting it.
 	Unknown
 )
 

@@ -1,0 +1,234 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pizzashop/pizzashop/pkg/devstack"
+	"github.com/pizzashop/pizzashop/pkg/logging"
+	"github.com/pizzashop/pizzashop/pkg/mongox"
+	"github.com/pizzashop/pizzashop/pkg/mongox/mongoxtest"
+	"github.com/pizzashop/pizzashop/pkg/outbox"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// stalledColls returns n collections in a fresh database, twice: through a
+// client that reaches the store through stall, and through one for the
+// test's own reads and writes.
+func stalledColls(t *testing.T, n int) (stalled, plain []*mongo.Collection, stall *mongoxtest.Stall) {
+	t.Helper()
+	plain = newColls(t, n)
+	stall, uri := mongoxtest.StallIn(t, devstack.Mongo(t))
+	c, err := mongox.Connect(uri, 16)
+	if err != nil {
+		t.Fatalf("mongox.Connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	for _, p := range plain {
+		stalled = append(stalled, c.Database(p.Database().Name()).Collection(p.Name()))
+	}
+	return stalled, plain, stall
+}
+
+// unknownWrites is a relay as the writers' Tracker that keeps every write
+// of unknown outcome it is told of.
+type unknownWrites struct {
+	*outbox.Relay
+	mu     sync.Mutex
+	writes []outbox.Written
+}
+
+func (u *unknownWrites) Done(w outbox.Written) {
+	if w.Outcome == outbox.Unknown {
+		u.mu.Lock()
+		u.writes = append(u.writes, w)
+		u.mu.Unlock()
+	}
+	u.Relay.Done(w)
+}
+
+// land makes every write of unknown outcome that the store did not get
+// (the driver gave up before it sent it) land, as a write still on its way
+// would: what the write would have set, guarded by the revision it read,
+// so a write that landed by itself is not made twice.
+func (u *unknownWrites) land(t *testing.T, c *mongo.Collection) {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, w := range u.writes {
+		_, err := c.UpdateOne(testContext(t), bson.D{{Key: "_id", Value: w.ID}, {Key: outbox.FieldRevision, Value: w.Revision - 1}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: outbox.FieldRevision, Value: w.Revision},
+				{Key: outbox.FieldEntries, Value: w.Entries}, {Key: outbox.FieldAt, Value: w.At}}}})
+		if err != nil {
+			t.Fatalf("land the write of %v: %v", w.ID, err)
+		}
+	}
+}
+
+// writeTimingOut does outbox.Write of event on document id from st, giving
+// up after a short while: the store hangs, so the write's outcome is
+// unknown (it is held on its way and lands once the store answers).
+func writeTimingOut(t *testing.T, c *mongo.Collection, tr outbox.Tracker, id string, st outbox.State, event outbox.Entry) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(testContext(t), 100*time.Millisecond)
+	defer cancel()
+	set := bson.D{{Key: outbox.FieldRevision, Value: st.Revision + 1}}
+	if ok, err := outbox.Write(ctx, c, tr, id, st, set, event); err == nil {
+		t.Fatalf("Write(%s) while the store hangs = %v, nil; want an error", id, ok)
+	}
+}
+
+// TestRelayUnknownWritesOfOneDocument: while the store hangs, callers retry
+// one change of a document again and again, and every attempt times out;
+// one lands once the store answers. The relay keeps one record of the
+// document, not one per attempt; it reads it back only once the latest
+// attempt cannot be on its way any more, and publishes the attempt that
+// landed.
+func TestRelayUnknownWritesOfOneDocument(t *testing.T) {
+	colls, plain, stall := stalledColls(t, 1)
+	c, p := colls[0], plain[0]
+	ctx := testContext(t)
+	bus, stream := newBus(t)
+	// Longer than the store hangs: what is held on its way lands within it.
+	const grace = 6 * time.Second
+	relay := outbox.NewRelay(bus, logging.Discard(), colls, outbox.WithUnknownGrace(grace))
+	stop := runRelay(t, relay)
+	tr := &unknownWrites{Relay: relay}
+	insertEvents(t, c, relay, "d", newEntry(t, ctx, "evt.d", "d0"))
+	waitFor(t, "d0 in the stream", func() bool { return slices.Equal(published(t, stream), []string{"d0"}) })
+
+	st := stateOf(t, p, "d")
+	stall.Stall()
+	const attempts = 30
+	var lastBegan time.Time
+	for i := range attempts {
+		lastBegan = time.Now()
+		writeTimingOut(t, c, tr, "d", st, newEntry(t, ctx, "evt.d", fmt.Sprintf("d%d", i+1)))
+	}
+	if n := relay.Unsure(); n != 1 {
+		t.Errorf("after %d writes of unknown outcome to one document the relay holds %d records, want 1", attempts, n)
+	}
+	if n := relay.Pending(); n != 1 {
+		t.Errorf("Pending() = %d after %d writes of unknown outcome to one document, want 1", n, attempts)
+	}
+	stall.Resume()
+	tr.land(t, p)
+
+	// Read back at the grace of an earlier attempt (3 s earlier), the
+	// document could miss a later one still on its way.
+	for time.Since(lastBegan) < grace-300*time.Millisecond {
+		if got := published(t, stream); len(got) != 1 {
+			t.Fatalf("stream holds %v %v after the latest attempt began, want only [d0] until its grace has passed",
+				got, time.Since(lastBegan).Round(time.Millisecond))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, "the document read back", func() bool { return relay.Unsure() == 0 })
+	d, _ := read(t, p, "d")
+	if d.Revision != st.Revision+1 || len(d.Outbox) != 1 {
+		t.Fatalf("document after the store came back: revision %d, outbox %v; want one attempt landed, at revision %d", d.Revision, ids(d.Outbox), st.Revision+1)
+	}
+	want := []string{"d0", d.Outbox[0].ID}
+	waitFor(t, "the attempt that landed in the stream", func() bool { return len(published(t, stream)) >= len(want) })
+	time.Sleep(200 * time.Millisecond)
+	checkOnce(t, published(t, stream), want)
+
+	// Every attempt's hold on the mark is released, once.
+	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 })
+	stopClean(t, p, relay, stop)
+	if m, ok := readMark(t, p, relay.Name()); ok {
+		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
+	}
+}
+
+// TestRelayUnknownWritesPastTheBound: while the store hangs, writes of
+// unknown outcome go to more documents than the relay may hold for a read
+// back. It forgets them past the bound and scans the documents written
+// since the earliest once the store answers: every event still reaches
+// JetStream, once.
+func TestRelayUnknownWritesPastTheBound(t *testing.T) {
+	colls, plain, stall := stalledColls(t, 1)
+	c, p := colls[0], plain[0]
+	ctx := testContext(t)
+	bus, stream := newBus(t)
+	const bound, docs = 4, 14 // collapsed twice, and four left to read back
+	relay := outbox.NewRelay(bus, logging.Discard(), colls, outbox.WithUnknownGrace(4*time.Second), outbox.WithMaxUnsure(bound))
+	stop := runRelay(t, relay)
+	tr := &unknownWrites{Relay: relay}
+	var want []string
+	for i := range docs {
+		insert(t, p, fmt.Sprintf("d%02d", i))
+		want = append(want, fmt.Sprintf("e%02d", i))
+	}
+
+	stall.Stall()
+	for i := range docs {
+		writeTimingOut(t, c, tr, fmt.Sprintf("d%02d", i), outbox.State{}, newEntry(t, ctx, "evt.d", want[i]))
+		if n := relay.Unsure(); n > bound {
+			t.Fatalf("after %d writes of unknown outcome to as many documents the relay holds %d records, want at most %d", i+1, n, bound)
+		}
+	}
+	stall.Resume()
+	tr.land(t, p)
+
+	waitFor(t, "every event in the stream", func() bool { return len(published(t, stream)) >= len(want) })
+	time.Sleep(200 * time.Millisecond)
+	checkOnce(t, published(t, stream), want)
+	for i := range docs {
+		if d, _ := read(t, p, fmt.Sprintf("d%02d", i)); !slices.Equal(ids(d.Outbox), want[i:i+1]) {
+			t.Errorf("d%02d holds %v, want [%s]: the write landed once the store answered", i, ids(d.Outbox), want[i])
+		}
+	}
+	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 && relay.Unsure() == 0 })
+	stopClean(t, p, relay, stop)
+	if m, ok := readMark(t, p, relay.Name()); ok {
+		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
+	}
+}
+
+// TestRelayUnknownWriteLandsLatePastTheBound is TestRelayUnknownWriteLandsLate
+// past the bound: the scan that stands for the read backs the relay forgot
+// waits as they would, until no write of theirs can be on its way, and
+// the mark stays at the earliest of them meanwhile.
+func TestRelayUnknownWriteLandsLatePastTheBound(t *testing.T) {
+	colls := newColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	pub := &fakePublisher{}
+	const grace = 3 * time.Second
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(grace), outbox.WithMaxUnsure(1))
+	stop := runRelay(t, relay)
+
+	var ws []outbox.Written
+	for _, id := range []string{"a", "b"} {
+		at, err := relay.Begin(ctx)
+		if err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		w := outbox.Written{At: at, Coll: c, ID: id, Revision: 1, Entries: []outbox.Entry{newEntry(t, ctx, "evt."+id, id+"1")}, Outcome: outbox.Unknown}
+		relay.Done(w)
+		ws = append(ws, w)
+	}
+	if n := relay.Unsure(); n != 0 {
+		t.Errorf("the relay holds %d records past a bound of 1, want 0: both documents are left to a scan", n)
+	}
+	time.Sleep(grace / 2) // the relay stores its mark meanwhile
+	if m, ok := readMark(t, c, relay.Name()); !ok || m.Upto.After(ws[0].At) {
+		t.Errorf("mark %+v (stored: %v) while the writes may land, want at or before the earliest, %v", m, ok, ws[0].At)
+	}
+	for _, w := range ws { // they were on their way
+		insertWith(t, c, w.ID.(string), w.At, w.Entries...)
+	}
+	waitFor(t, "a1 and b1 published", func() bool { return len(pub.published()) >= 2 })
+	checkOnce(t, pub.published(), []string{"a1", "b1"})
+	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 })
+	stopClean(t, c, relay, stop)
+	if m, ok := readMark(t, c, relay.Name()); ok {
+		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
+	}
+}
