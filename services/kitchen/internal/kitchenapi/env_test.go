@@ -223,6 +223,17 @@ func (w *watch) within(t *testing.T, wait time.Duration) *kitchenv1.WatchTickets
 	}
 }
 
+// expect fails t unless the next messages, as says describes them, are
+// want, each within 10 s.
+func (w *watch) expect(t *testing.T, want ...string) {
+	t.Helper()
+	for i, wt := range want {
+		if got := says(w.next(t, 10*time.Second)); got != wt {
+			t.Fatalf("display message %d = %s, want %s", i+1, got, wt)
+		}
+	}
+}
+
 // says describes a message as id, status, revision and whether it is part
 // of the snapshot.
 func says(m *kitchenv1.WatchTicketsResponse) string {

@@ -18,9 +18,7 @@ import (
 func TestWatchTicketsCatchesUpAfterReconnect(t *testing.T) {
 	e := newEnv(t)
 	display := e.watch(t, e.cook(t))
-	if m := display.next(t, 10*time.Second); !m.GetSnapshotComplete() {
-		t.Fatalf("first message = %s, want the empty snapshot's end", says(m))
-	}
+	display.expect(t, "snapshot complete") // empty
 
 	// A ticket made while this kitchen's connection was down: its event
 	// went out, but not to this kitchen.
@@ -37,12 +35,7 @@ func TestWatchTicketsCatchesUpAfterReconnect(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	if m := display.next(t, 10*time.Second); says(m) != "lost1 TICKET_STATUS_QUEUED @1 snapshot" {
-		t.Errorf("display after a reconnect got %s, want lost1 queued in a fresh snapshot", says(m))
-	}
-	if m := display.next(t, 10*time.Second); !m.GetSnapshotComplete() {
-		t.Errorf("then %s, want the snapshot's end", says(m))
-	}
+	display.expect(t, "lost1 TICKET_STATUS_QUEUED @1 snapshot", "snapshot complete") // a fresh snapshot
 }
 
 // TestWatchTicketsShowsChangesTheQueueAppliesLate: changes published just
@@ -123,21 +116,14 @@ func TestWatchTicketsStartsOverAfterHourlyRead(t *testing.T) {
 	var later atomic.Int64 // how far the kitchen's clock is ahead
 	kitchenapi.SetClock(e.srv, func() time.Time { return time.Now().Add(time.Duration(later.Load())) })
 	display := e.watch(t, e.cook(t))
-	if m := display.next(t, 10*time.Second); !m.GetSnapshotComplete() {
-		t.Fatalf("first message = %s, want the empty snapshot's end", says(m))
-	}
+	display.expect(t, "snapshot complete") // empty
 
 	e.seed(t, "quiet1", 0) // its event never came
 	later.Store(int64(2 * time.Hour))
 	if n, err := e.srv.QueueLength(testContext(t)); err != nil || n != 1 {
 		t.Fatalf("QueueLength two hours on = %d, %v; want 1, read again from the store", n, err)
 	}
-	if m := display.next(t, 10*time.Second); says(m) != "quiet1 TICKET_STATUS_QUEUED @1 snapshot" {
-		t.Errorf("display after the queue was read again got %s, want quiet1 queued in a fresh snapshot", says(m))
-	}
-	if m := display.next(t, 10*time.Second); !m.GetSnapshotComplete() {
-		t.Errorf("then %s, want the snapshot's end", says(m))
-	}
+	display.expect(t, "quiet1 TICKET_STATUS_QUEUED @1 snapshot", "snapshot complete") // a fresh snapshot
 }
 
 // TestWatchTicketsIgnoresEventsPublishedAgain: after a crash a relay
@@ -165,9 +151,7 @@ func TestWatchTicketsIgnoresEventsPublishedAgain(t *testing.T) {
 		}
 	}
 	display := e.watch(t, e.cook(t))
-	if m := display.next(t, 10*time.Second); !m.GetSnapshotComplete() {
-		t.Fatalf("first message = %s, want the empty snapshot's end", says(m))
-	}
+	display.expect(t, "snapshot complete") // empty
 
 	// Published again on core NATS, as a relay does after a crash.
 	if err := e.bus.Conn.Publish(again.Subject, again.Data); err != nil {
