@@ -60,8 +60,14 @@ func (r *Relay) registerOnce(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("outbox: read mark %s: %w", r.name, err)
 	default:
+		// Scanned at once, so the work the last run left resumes now, and
+		// again once its writes cannot be on their way any more: one sent
+		// just before a crash may land in the store after the first scan
+		// (a slow primary finishes what a dead client sent), with a stamp
+		// from before the mark this run will store.
 		r.mu.Lock()
 		r.lowerFloorLocked(prev.Upto.UTC())
+		r.rescan, r.rescanAt = prev.Upto.UTC(), time.Now().Add(r.grace)
 		r.mu.Unlock()
 	}
 	return r.storeMark(ctx, true)
@@ -135,7 +141,8 @@ func (r *Relay) readMarks(ctx context.Context) ([]mark, error) {
 }
 
 // scanFloor publishes what the documents written since the floor hold: what
-// the last run under this name left unpublished, or what the relay forgot
+// the last run under this name left unpublished (scanned twice, see
+// registerOnce), or what the relay forgot
 // while JetStream was away, or while the store did not answer. In the last
 // case it waits until no write it forgot can still be on its way (the relay
 // loop asks again then).
@@ -153,8 +160,20 @@ func (r *Relay) scanFloor(ctx context.Context) error {
 	if r.floorN == n {
 		r.floor, r.floorAt = time.Time{}, time.Time{}
 	}
+	if !r.rescan.IsZero() {
+		r.lowerFloorLocked(r.rescan)
+		r.floorAt = later(r.floorAt, r.rescanAt)
+		r.rescan, r.rescanAt = time.Time{}, time.Time{}
+	}
 	r.mu.Unlock()
 	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // takeOverStale publishes, for every other relay's mark that stood still

@@ -19,7 +19,9 @@
 // mark's time has its events in JetStream. After a crash, the relay that
 // starts under the same name (or, for one that never comes back, any relay
 // once the mark is stale) publishes again what the documents written since
-// the mark hold: an indexed range query on outbox_at. A write drops the
+// the mark hold: an indexed range query on outbox_at, run at once and
+// again after the grace a write of unknown outcome gets (30 s), since a
+// write the dead run sent may land after the first. A write drops the
 // entries it finds in a document once they are known to be published, so an
 // outbox holds a few entries at most.
 //

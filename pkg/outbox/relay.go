@@ -85,20 +85,22 @@ type Relay struct {
 	// or a crash could leave it outside every range a relay looks at.
 	ready chan struct{}
 
-	mu      sync.Mutex
-	stopped bool                // Run is ending: no write may begin
-	queue   []job               // written and not yet published
-	unsure  map[docKey]unsure   // documents of writes whose outcome is not known
-	open    map[time.Time]int   // stamps of the writes not yet published
-	last    time.Time           // latest stamp handed out or promised
-	floor   time.Time           // when not zero: documents from here on need a scan
-	floorN  int                 // bumped whenever floor moves
-	floorAt time.Time           // the scan from floor waits until then (see collapseLocked)
-	acked   ackedSet            // ids JetStream has acknowledged lately
-	saved   mark                // the mark as last stored
-	others  []mark              // every relay's mark, as last read
-	othersT time.Time           // when others was read
-	gone    map[string]struct{} // stale marks being taken over
+	mu       sync.Mutex
+	stopped  bool              // Run is ending: no write may begin
+	queue    []job             // written and not yet published
+	unsure   map[docKey]unsure // documents of writes whose outcome is not known
+	open     map[time.Time]int // stamps of the writes not yet published
+	last     time.Time         // latest stamp handed out or promised
+	floor    time.Time         // when not zero: documents from here on need a scan
+	floorN   int               // bumped whenever floor moves
+	floorAt  time.Time         // the scan from floor waits until then (see collapseLocked)
+	rescan   time.Time         // when not zero: the last run's mark, scanned again once due (see registerOnce)
+	rescanAt time.Time
+	acked    ackedSet            // ids JetStream has acknowledged lately
+	saved    mark                // the mark as last stored
+	others   []mark              // every relay's mark, as last read
+	othersT  time.Time           // when others was read
+	gone     map[string]struct{} // stale marks being taken over
 
 	published atomic.Int64
 	lag       metric.Float64Histogram

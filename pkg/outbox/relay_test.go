@@ -415,7 +415,10 @@ func TestRelayResumesUnderItsName(t *testing.T) {
 		t.Errorf("the paused relay's mark is at %v, after its first write at %v", m.Upto, firstStamp)
 	}
 
-	second := outbox.NewRelay(bus, logging.Discard(), colls, outbox.WithName("x"))
+	// A short grace: the run scans again from the last run's mark once
+	// that run's writes cannot be on their way, and holds its mark there
+	// until then (TestRelayRescansWhatTheLastRunLeft).
+	second := outbox.NewRelay(bus, logging.Discard(), colls, outbox.WithName("x"), outbox.WithUnknownGrace(500*time.Millisecond))
 	stopSecond := runRelay(t, second)
 	insertEvents(t, colls[0], second, "c", e("c1")) // a new write while it catches up
 	want := []string{"a1", "a2", "b1", "b2", "b3", "c1"}
@@ -485,10 +488,17 @@ func TestRelayKeepsItsMarkWhenEntriesAreLeft(t *testing.T) {
 	}
 
 	pub2 := &fakePublisher{}
-	second := outbox.NewRelay(pub2, logging.Discard(), colls, outbox.WithName("y"))
+	left, _ := readMark(t, c, "y")
+	second := outbox.NewRelay(pub2, logging.Discard(), colls, outbox.WithName("y"), outbox.WithUnknownGrace(500*time.Millisecond))
 	stopSecond := runRelay(t, second)
 	waitFor(t, "the entries left published", func() bool { return len(pub2.published()) >= 2 })
 	time.Sleep(200 * time.Millisecond) // room for a wrong extra publish
+	// The mark moves on once the second scan from the last run's mark,
+	// after the grace, is done.
+	waitFor(t, "the mark to move past the last run's", func() bool {
+		m, ok := readMark(t, c, "y")
+		return ok && m.Upto.After(left.Upto)
+	})
 	stopClean(t, c, second, stopSecond)
 	got := pub2.published()
 	slices.Sort(got)
@@ -1359,4 +1369,53 @@ func TestRelayScanSkipsWhatJetStreamHolds(t *testing.T) {
 	if !slices.Equal(seen, []string{"unsent1"}) {
 		t.Errorf("subscribers saw %v, want only [unsent1]: sent1 was in JetStream already", seen)
 	}
+}
+
+// TestRelayRescansWhatTheLastRunLeft: a write the last run under a name
+// sent just before it died can land in the store after the next run's
+// first scan (a slow primary finishes what a dead client sent). Its stamp
+// is at or after the last run's mark, so a second scan from that mark,
+// once such a write cannot be on its way any more, publishes it; the mark
+// stays there until then.
+func TestRelayRescansWhatTheLastRunLeft(t *testing.T) {
+	colls := newColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	upto := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	storeMark(t, c, markDoc{Name: "crashed", Upto: upto, Beat: upto})
+	insertWith(t, c, "early", upto.Add(time.Millisecond), newEntry(t, ctx, "evt.e", "early1"))
+
+	pub := &fakePublisher{}
+	const grace = 2 * time.Second
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithName("crashed"), outbox.WithUnknownGrace(grace))
+	started := time.Now()
+	runRelay(t, relay)
+	waitFor(t, "early1 published by the first scan", func() bool { return slices.Contains(pub.published(), "early1") })
+
+	// The dead run's last write lands now, stamped before its mark moved.
+	insertWith(t, c, "late", upto.Add(2*time.Millisecond), newEntry(t, ctx, "evt.l", "late1"))
+	if m, ok := readMark(t, c, "crashed"); !ok || m.Upto.After(upto) {
+		t.Errorf("mark %+v (stored %v) before the second scan, want it held at %v", m, ok, upto)
+	}
+	waitFor(t, "late1 published by the second scan", func() bool { return slices.Contains(pub.published(), "late1") })
+	if took := time.Since(started); took < grace {
+		t.Errorf("late1 published %v after the start, before the %v grace: not by the second scan?", took, grace)
+	}
+	if n := countOf(pub.published(), "early1"); n != 1 {
+		t.Errorf("early1 published %d times, want once (JetStream already had it when the second scan ran)", n)
+	}
+	waitFor(t, "the mark to move past the last run's", func() bool {
+		m, ok := readMark(t, c, "crashed")
+		return ok && m.Upto.After(upto)
+	})
+}
+
+func countOf(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
 }
