@@ -216,10 +216,17 @@ function addFormField(kind, prefix, field) {
   const m = /^prices\[(\d+)\]/.exec(f);
   if (m && Number(m[1]) < SIZES.length) {
     const i = Number(m[1]);
-    return { input: $(`${prefix}-${SIZE_IDS[i]}`), label: `${SIZES[i][1]} price` };
+    return { input: $(`${prefix}-${SIZE_IDS[i]}`), label: `${SIZES[i][1]} price`, minor: f.endsWith('.amount_minor') };
   }
   return null;
 }
+
+/**
+ * inMajorUnits rewrites the amounts in a price refusal of the menu service,
+ * which counts in minor units ("must be at most 100000, got 500000"), as a
+ * manager types them ("must be at most 1000.00, got 5000.00").
+ */
+const inMajorUnits = (message) => message.replace(/-?\b\d+\b/g, (n) => toMajor(n));
 
 /** clearFieldError empties the error box of one field of an add form. */
 function clearFieldError(input) {
@@ -276,7 +283,7 @@ function serverProblems(kind, prefix, err) {
   const rest = [];
   for (const { field, message } of fields) {
     const f = addFormField(kind, prefix, field);
-    if (f && f.input) problems.push({ input: f.input, text: `${f.label} ${message}` });
+    if (f && f.input) problems.push({ input: f.input, text: `${f.label} ${f.minor ? inMajorUnits(message) : message}` });
     else rest.push(`${field}: ${message}`);
   }
   if (!fields.length) rest.push(err.message);
