@@ -237,7 +237,7 @@ func (r *Relay) Done(w Written) {
 	case NotApplied:
 		r.releaseLocked(w.At)
 	case Unknown:
-		forgot, from = r.addUnsureLocked(docKey{w.Coll, w.ID}, unsure{first: w.At, last: w.At})
+		forgot, from = r.addUnsureLocked(docKey{w.Coll, w.ID}, unsure{first: w.At, last: w.At, now: w.At.IsZero()})
 	default:
 		if len(r.queue) < maxQueue {
 			r.queue = append(r.queue, job{w.Coll, w.ID, w.Revision, w.Entries, w.At})
@@ -661,16 +661,25 @@ const maxUnsure = 10_000
 // retry, so a document may get many: they share one record, which holds
 // the mark at the earliest of them and is read back once the latest of them
 // can no longer be on its way.
+//
+// A request without a stamp (see InsertWith) asks for a read at once: it
+// sets now. When the record also holds writes still within their grace,
+// that read publishes what the document holds and leaves the record, and
+// its hold, for the read back once they are due.
 type unsure struct {
 	first time.Time // stamp of the earliest write, held in open (zero: none)
-	last  time.Time // stamp of the latest write (zero: read back at once)
+	last  time.Time // stamp of the latest write (zero: none)
+	now   bool      // a read at once was asked for
 }
 
-// due reports whether u's document may be read back: no write of it can
-// still be on its way.
-func (u unsure) due(grace time.Duration) bool {
+// settled reports whether no write of u's document can still be on its way.
+func (u unsure) settled(grace time.Duration) bool {
 	return u.last.IsZero() || time.Since(u.last) >= grace
 }
+
+// due reports whether u's document is to be read: at once, or once no
+// write of it can still be on its way.
+func (u unsure) due(grace time.Duration) bool { return u.now || u.settled(grace) }
 
 // addUnsureLocked adds u, whose first is held in open, to the record of
 // document k. The record keeps one hold, at the earlier first: the other is
@@ -699,6 +708,7 @@ func (r *Relay) addUnsureLocked(k docKey, u unsure) (forgot int, from time.Time)
 	if u.last.Before(old.last) {
 		u.last = old.last
 	}
+	u.now = u.now || old.now
 	r.unsure[k] = u
 	return 0, time.Time{}
 }
@@ -741,12 +751,14 @@ func (r *Relay) recheck(ctx context.Context) error {
 	type read struct {
 		k    docKey
 		last time.Time
+		// early: only the read at once is due, not the read back
+		early bool
 	}
 	var due []read
 	r.mu.Lock()
 	for k, u := range r.unsure {
 		if u.due(r.grace) {
-			due = append(due, read{k, u.last})
+			due = append(due, read{k, u.last, !u.settled(r.grace)})
 		}
 	}
 	r.mu.Unlock()
@@ -758,10 +770,23 @@ func (r *Relay) recheck(ctx context.Context) error {
 			return fmt.Errorf("outbox: read back %v in %s: %w", d.k.id, d.k.c.Name(), err)
 		}
 		r.mu.Lock()
+		u, ok := r.unsure[d.k]
+		if ok && d.early {
+			// The read at once: publish what the document holds, with
+			// no hold of its own; the record keeps its hold for its read
+			// back.
+			if err == nil {
+				r.queue = append(r.queue, job{d.k.c, d.k.id, st.Revision, st.Outbox, time.Time{}})
+			}
+			u.now = false
+			r.unsure[d.k] = u
+			r.mu.Unlock()
+			continue
+		}
 		// A write told of during the read may have landed after it: the
 		// record then waits for its grace. (One with the same stamp landed
 		// before the read began, its grace having passed.)
-		if u, ok := r.unsure[d.k]; ok && u.last.Equal(d.last) {
+		if ok && u.last.Equal(d.last) {
 			delete(r.unsure, d.k)
 			if err != nil { // no document: no write landed
 				r.releaseLocked(u.first)

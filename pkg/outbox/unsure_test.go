@@ -232,3 +232,52 @@ func TestRelayUnknownWriteLandsLatePastTheBound(t *testing.T) {
 		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
 	}
 }
+
+// TestRelayRetriedInsertReadAtOnce: an insert whose answer was lost is
+// retried through the same relay and finds its first attempt's document
+// stored. The retry asks for the document to be read at once (see
+// InsertWith): its entries are published then, not only once the first
+// attempt's grace has passed, and that attempt's hold on the mark is
+// released once its own read back is done.
+func TestRelayRetriedInsertReadAtOnce(t *testing.T) {
+	colls := newColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	pub := &fakePublisher{}
+	const grace = 4 * time.Second
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(grace))
+	stop := runRelay(t, relay)
+
+	// The first attempt was stored, its answer lost.
+	at, err := relay.Begin(ctx)
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	u1 := newEntry(t, ctx, "evt.u", "u1")
+	insertWith(t, c, "u", at, u1)
+	relay.Done(outbox.Written{At: at, Coll: c, ID: "u", Revision: 1, Entries: []outbox.Entry{u1}, Outcome: outbox.Unknown})
+
+	// The caller tries again and finds the document there.
+	retried := time.Now()
+	err = outbox.Insert(ctx, c, relay, "u", 1, []outbox.Entry{u1}, func(at time.Time) any {
+		return bson.D{{Key: "_id", Value: "u"}, {Key: outbox.FieldRevision, Value: int64(1)},
+			{Key: outbox.FieldEntries, Value: []outbox.Entry{u1}}, {Key: outbox.FieldAt, Value: at}}
+	})
+	if !mongox.IsDuplicate(err) {
+		t.Fatalf("Insert(existing id) = %v, want a duplicate key error", err)
+	}
+	waitFor(t, "u1 published", func() bool { return len(pub.published()) >= 1 })
+	if took := time.Since(retried); took > grace/2 {
+		t.Errorf("u1 published %v after the retry found the document, want at once, well within the %v grace", took.Round(time.Millisecond), grace)
+	}
+	// The first attempt still holds the mark until its own read back.
+	if n := relay.Pending(); n != 1 {
+		t.Errorf("Pending() = %d right after the early read, want 1: the first attempt's read back is still due", n)
+	}
+	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 && relay.Unsure() == 0 })
+	checkOnce(t, pub.published(), []string{"u1"})
+	stopClean(t, c, relay, stop)
+	if m, ok := readMark(t, c, relay.Name()); ok {
+		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
+	}
+}
