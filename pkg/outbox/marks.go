@@ -33,8 +33,9 @@ const (
 )
 
 // register reads the mark the last run under this name left, holds the new
-// mark at it until the scan from there is done, and stores the new mark. It
-// retries until the store answers or ctx ends.
+// mark at it until the scans from there are done (one at once, one after
+// the grace, see registerOnce), and stores the new mark. It retries until
+// the store answers or ctx ends.
 func (r *Relay) register(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
