@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -762,12 +763,26 @@ func (r *Relay) recheck(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
+	keys := make([]docKey, len(due))
+	for i, d := range due {
+		keys[i] = d.k
+	}
+	found, err := readBack(ctx, keys)
+	if err != nil {
+		return err
+	}
 	for _, d := range due {
-		var st State
-		err := d.k.c.FindOne(ctx, bson.D{{Key: "_id", Value: d.k.id}},
-			options.FindOne().SetProjection(bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}})).Decode(&st)
-		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
-			return fmt.Errorf("outbox: read back %v in %s: %w", d.k.id, d.k.c.Name(), err)
+		st, exists := found[d.k]
+		if !exists {
+			// Not among the documents read together: missing (its
+			// write did not land), or an _id the batch's answer did not
+			// match to it. A read of its own says which.
+			err := d.k.c.FindOne(ctx, bson.D{{Key: "_id", Value: d.k.id}},
+				options.FindOne().SetProjection(readBackProjection)).Decode(&st)
+			if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+				return fmt.Errorf("outbox: read back %v in %s: %w", d.k.id, d.k.c.Name(), err)
+			}
+			exists = err == nil
 		}
 		r.mu.Lock()
 		u, ok := r.unsure[d.k]
@@ -775,7 +790,7 @@ func (r *Relay) recheck(ctx context.Context) error {
 			// The read at once: publish what the document holds, with
 			// no hold of its own; the record keeps its hold for its read
 			// back.
-			if err == nil {
+			if exists {
 				r.queue = append(r.queue, job{d.k.c, d.k.id, st.Revision, st.Outbox, time.Time{}})
 			}
 			u.now = false
@@ -788,7 +803,7 @@ func (r *Relay) recheck(ctx context.Context) error {
 		// before the read began, its grace having passed.)
 		if ok && u.last.Equal(d.last) {
 			delete(r.unsure, d.k)
-			if err != nil { // no document: no write landed
+			if !exists { // no write landed
 				r.releaseLocked(u.first)
 			} else {
 				r.queue = append(r.queue, job{d.k.c, d.k.id, st.Revision, st.Outbox, u.first})
@@ -797,6 +812,46 @@ func (r *Relay) recheck(ctx context.Context) error {
 		r.mu.Unlock()
 	}
 	return nil
+}
+
+// readBackBatch bounds the documents one read back asks for at once.
+const readBackBatch = 256
+
+// readBackProjection reads the outbox state of a document, nothing else.
+var readBackProjection = bson.D{{Key: FieldRevision, Value: 1}, {Key: FieldEntries, Value: 1}}
+
+// readBack reads the outbox state of the documents of keys, readBackBatch
+// of one collection per query (an $in on _id), so that the thousands held
+// through a long store outage cost tens of round trips, not thousands,
+// while the relay's publishing waits for them. A document missing from the
+// answer is missing from the result.
+func readBack(ctx context.Context, keys []docKey) (map[docKey]State, error) {
+	type doc struct {
+		ID    any `bson:"_id"`
+		State `bson:",inline"`
+	}
+	byColl := map[*mongo.Collection][]any{}
+	for _, k := range keys {
+		byColl[k.c] = append(byColl[k.c], k.id)
+	}
+	found := make(map[docKey]State, len(keys))
+	for c, ids := range byColl {
+		for chunk := range slices.Chunk(ids, readBackBatch) {
+			cur, err := c.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}},
+				options.Find().SetProjection(readBackProjection))
+			if err != nil {
+				return nil, fmt.Errorf("outbox: read back %d documents in %s: %w", len(chunk), c.Name(), err)
+			}
+			var docs []doc
+			if err := cur.All(ctx, &docs); err != nil {
+				return nil, fmt.Errorf("outbox: read back %d documents in %s: %w", len(chunk), c.Name(), err)
+			}
+			for _, d := range docs {
+				found[docKey{c, d.ID}] = d.State
+			}
+		}
+	}
+	return found, nil
 }
 
 // ackedSet remembers the ids of the most recent entries JetStream

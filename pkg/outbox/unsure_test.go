@@ -281,3 +281,44 @@ func TestRelayRetriedInsertReadAtOnce(t *testing.T) {
 		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
 	}
 }
+
+// TestRelayReadsBackTogether: after a store outage the relay holds many
+// documents whose writes' outcome it does not know, and its publishing
+// waits while it reads them back. They are read a batch at a time, not one
+// query each, and every event they hold is published once.
+func TestRelayReadsBackTogether(t *testing.T) {
+	counted, colls, cmds := monitoredColls(t, 1)
+	c := colls[0]
+	ctx := testContext(t)
+	pub := &fakePublisher{}
+	const grace = time.Second
+	relay := outbox.NewRelay(pub, logging.Discard(), counted, outbox.WithUnknownGrace(grace))
+	runRelay(t, relay)
+	time.Sleep(200 * time.Millisecond) // past the start's reads
+
+	const n = 40
+	var want []string
+	for i := range n {
+		id := fmt.Sprintf("d%02d", i)
+		at, err := relay.Begin(ctx)
+		if err != nil {
+			t.Fatalf("Begin: %v", err)
+		}
+		e := newEntry(t, ctx, "evt."+id, id+"-1")
+		relay.Done(outbox.Written{At: at, Coll: counted[0], ID: id, Revision: 1, Entries: []outbox.Entry{e}, Outcome: outbox.Unknown})
+		if i%4 != 0 { // the others never landed
+			insertWith(t, c, id, at, e)
+			want = append(want, e.ID)
+		}
+	}
+	before := cmds.snapshot()[[2]string{"find", c.Name()}]
+	waitFor(t, "every landed write's event published", func() bool { return len(pub.published()) >= len(want) })
+	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 })
+	checkOnce(t, pub.published(), want)
+	finds := cmds.snapshot()[[2]string{"find", c.Name()}] - before
+	// One query for the batch, and one each for the n/4 documents it
+	// did not find, to make sure they are missing.
+	if finds > 1+n/4 {
+		t.Errorf("%d documents read back with %d finds, want at most %d: one for all, one for each missing", n, finds, 1+n/4)
+	}
+}
