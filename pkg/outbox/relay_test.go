@@ -71,6 +71,15 @@ func stopClean(t *testing.T, c *mongo.Collection, r *outbox.Relay, stop func()) 
 	stop()
 }
 
+// checkMarkGone fails t if relay name's mark is still stored, as it must
+// not be after a clean shutdown with no write outstanding.
+func checkMarkGone(t *testing.T, c *mongo.Collection, name string) {
+	t.Helper()
+	if m, ok := readMark(t, c, name); ok {
+		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
+	}
+}
+
 // waitFor polls cond until it holds, failing the test after 15 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -338,9 +347,7 @@ func TestRelayPublishesWrites(t *testing.T) {
 	})
 	stopClean(t, colls[0], relay, stop)
 	elapsed := time.Since(begin)
-	if _, ok := readMark(t, colls[0], relay.Name()); ok {
-		t.Error("the mark is still stored after a clean shutdown; want it deleted")
-	}
+	checkMarkGone(t, colls[0], relay.Name())
 
 	// The store saw the writes, and the mark: no read of a document, no
 	// second write to clear an outbox.
@@ -440,9 +447,7 @@ func TestRelayResumesUnderItsName(t *testing.T) {
 		return ok && m.Upto.After(last)
 	})
 	stopClean(t, colls[0], second, stopSecond)
-	if m, ok := readMark(t, colls[0], "x"); ok {
-		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted", m)
-	}
+	checkMarkGone(t, colls[0], "x")
 }
 
 // TestRelayKeepsItsMarkWhenEntriesAreLeft stops a relay whose publisher
@@ -505,9 +510,7 @@ func TestRelayKeepsItsMarkWhenEntriesAreLeft(t *testing.T) {
 	if !slices.Equal(got, []string{"late-p2", "late-r1"}) {
 		t.Errorf("second run published %v, want [late-p2 late-r1] once each: q1 (still in q's outbox, stamped before the mark) must not be sent again", got)
 	}
-	if _, ok := readMark(t, c, "y"); ok {
-		t.Error("mark still stored after the second run shut down clean")
-	}
+	checkMarkGone(t, c, "y")
 }
 
 // TestRelayTakesOverStaleMarks leaves the mark of a relay that died and
@@ -779,9 +782,7 @@ func TestRelayUnknownOutcome(t *testing.T) {
 	}
 	// Both writes are settled: a clean shutdown deletes the mark.
 	stopClean(t, c, relay, stop)
-	if m, ok := readMark(t, c, relay.Name()); ok {
-		t.Errorf("mark %+v still stored, want it deleted: no write is outstanding", m)
-	}
+	checkMarkGone(t, c, relay.Name())
 }
 
 // TestRelayAcked checks when the relay lets a write drop the entries it
@@ -988,9 +989,7 @@ func TestRelayConcurrentUpdates(t *testing.T) {
 		return ok && m.Upto.After(stateOf(t, docs[len(docs)-1].c, docs[len(docs)-1].id).At)
 	})
 	stopClean(t, colls[0], relay, stop)
-	if _, ok := readMark(t, colls[0], relay.Name()); ok {
-		t.Error("mark still stored after a clean shutdown")
-	}
+	checkMarkGone(t, colls[0], relay.Name())
 }
 
 // TestRelayKeepsDocumentOrderAcrossFailures: when the publish of one of a
@@ -1164,9 +1163,7 @@ func TestRelayCleanShutdownWithMarkStoreInFlight(t *testing.T) {
 		t.Fatal("the relay did not store its mark again within 10s")
 	}
 	time.Sleep(time.Second) // the held store reaches the store
-	if m, ok := readMark(t, plain[0], relay.Name()); ok {
-		t.Errorf("mark %+v left after a clean shutdown", m)
-	}
+	checkMarkGone(t, plain[0], relay.Name())
 }
 
 // TestRelayForgetsWhatOverflowsAndScansForIt fills the relay's memory while
@@ -1222,9 +1219,7 @@ func TestRelayForgetsWhatOverflowsAndScansForIt(t *testing.T) {
 		return ok && m.Upto.After(at)
 	})
 	stopClean(t, c, relay, stop)
-	if _, ok := readMark(t, c, relay.Name()); ok {
-		t.Error("mark still stored after a clean shutdown")
-	}
+	checkMarkGone(t, c, relay.Name())
 }
 
 type publisherFunc func(ctx context.Context, subject, eventID, eventType string, data []byte) (bool, error)

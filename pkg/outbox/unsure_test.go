@@ -141,9 +141,7 @@ func TestRelayUnknownWritesOfOneDocument(t *testing.T) {
 	// Every attempt's hold on the mark is released, once.
 	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 })
 	stopClean(t, p, relay, stop)
-	if m, ok := readMark(t, p, relay.Name()); ok {
-		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
-	}
+	checkMarkGone(t, p, relay.Name())
 }
 
 // TestRelayUnknownWritesPastTheBound: while the store hangs, writes of
@@ -186,9 +184,7 @@ func TestRelayUnknownWritesPastTheBound(t *testing.T) {
 	}
 	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 && relay.Unsure() == 0 })
 	stopClean(t, p, relay, stop)
-	if m, ok := readMark(t, p, relay.Name()); ok {
-		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
-	}
+	checkMarkGone(t, p, relay.Name())
 }
 
 // TestRelayUnknownWriteLandsLatePastTheBound is TestRelayUnknownWriteLandsLate
@@ -228,9 +224,7 @@ func TestRelayUnknownWriteLandsLatePastTheBound(t *testing.T) {
 	checkOnce(t, pub.published(), []string{"a1", "b1"})
 	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 })
 	stopClean(t, c, relay, stop)
-	if m, ok := readMark(t, c, relay.Name()); ok {
-		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
-	}
+	checkMarkGone(t, c, relay.Name())
 }
 
 // TestRelayRetriedInsertReadAtOnce: an insert whose answer was lost is
@@ -277,9 +271,7 @@ func TestRelayRetriedInsertReadAtOnce(t *testing.T) {
 	waitFor(t, "nothing pending", func() bool { return relay.Pending() == 0 && relay.Unsure() == 0 })
 	checkOnce(t, pub.published(), []string{"u1"})
 	stopClean(t, c, relay, stop)
-	if m, ok := readMark(t, c, relay.Name()); ok {
-		t.Errorf("mark %+v still stored after a clean shutdown, want it deleted: no write is outstanding", m)
-	}
+	checkMarkGone(t, c, relay.Name())
 }
 
 // TestRelayReadsBackTogether: after a store outage the relay holds many
