@@ -68,7 +68,7 @@ func (r *Relay) registerOnce(ctx context.Context) error {
 		// from before the mark this run will store.
 		r.mu.Lock()
 		r.lowerFloorLocked(prev.Upto.UTC())
-		r.rescan, r.rescanAt = prev.Upto.UTC(), time.Now().Add(r.grace)
+		r.rescanAt = time.Now().Add(r.grace)
 		r.mu.Unlock()
 	}
 	return r.storeMark(ctx, true)
@@ -143,10 +143,9 @@ func (r *Relay) readMarks(ctx context.Context) ([]mark, error) {
 
 // scanFloor publishes what the documents written since the floor hold: what
 // the last run under this name left unpublished (scanned twice, see
-// registerOnce), or what the relay forgot
-// while JetStream was away, or while the store did not answer. In the last
-// case it waits until no write it forgot can still be on its way (the relay
-// loop asks again then).
+// registerOnce), or what the relay forgot while JetStream was away, or
+// while the store did not answer. In the last case it waits until no write
+// it forgot can still be on its way (the relay loop asks again then).
 func (r *Relay) scanFloor(ctx context.Context) error {
 	r.mu.Lock()
 	from, n, at := r.floor, r.floorN, r.floorAt
@@ -158,18 +157,20 @@ func (r *Relay) scanFloor(ctx context.Context) error {
 		return err
 	}
 	r.mu.Lock()
-	if r.floorN == n {
-		r.floor, r.floorAt = time.Time{}, time.Time{}
-	}
-	if !r.rescan.IsZero() {
-		r.lowerFloorLocked(r.rescan)
+	switch {
+	case !r.rescanAt.IsZero():
+		// The first scan from the last run's mark: the floor stays there
+		// for the second, once that run's writes cannot be on their way.
 		r.floorAt = later(r.floorAt, r.rescanAt)
-		r.rescan, r.rescanAt = time.Time{}, time.Time{}
+		r.rescanAt = time.Time{}
+	case r.floorN == n:
+		r.floor, r.floorAt = time.Time{}, time.Time{}
 	}
 	r.mu.Unlock()
 	return nil
 }
 
+// later returns the later of a and b.
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b

@@ -87,16 +87,15 @@ type Relay struct {
 	ready chan struct{}
 
 	mu       sync.Mutex
-	stopped  bool              // Run is ending: no write may begin
-	queue    []job             // written and not yet published
-	unsure   map[docKey]unsure // documents of writes whose outcome is not known
-	open     map[time.Time]int // stamps of the writes not yet published
-	last     time.Time         // latest stamp handed out or promised
-	floor    time.Time         // when not zero: documents from here on need a scan
-	floorN   int               // bumped whenever floor moves
-	floorAt  time.Time         // the scan from floor waits until then (see collapseLocked)
-	rescan   time.Time         // when not zero: the last run's mark, scanned again once due (see registerOnce)
-	rescanAt time.Time
+	stopped  bool                // Run is ending: no write may begin
+	queue    []job               // written and not yet published
+	unsure   map[docKey]unsure   // documents of writes whose outcome is not known
+	open     map[time.Time]int   // stamps of the writes not yet published
+	last     time.Time           // latest stamp handed out or promised
+	floor    time.Time           // when not zero: documents from here on need a scan
+	floorN   int                 // bumped whenever floor moves
+	floorAt  time.Time           // the scan from floor waits until then (see collapseLocked)
+	rescanAt time.Time           // when not zero: the scan from the last run's mark is owed again then (see registerOnce)
 	acked    ackedSet            // ids JetStream has acknowledged lately
 	saved    mark                // the mark as last stored
 	others   []mark              // every relay's mark, as last read
@@ -740,9 +739,7 @@ func (r *Relay) collapseLocked(u unsure) (forgot int, from time.Time) {
 		return forgot, from
 	}
 	r.lowerFloorLocked(from)
-	if due := last.Add(r.grace); due.After(r.floorAt) {
-		r.floorAt = due
-	}
+	r.floorAt = later(r.floorAt, last.Add(r.grace))
 	return forgot, from
 }
 
