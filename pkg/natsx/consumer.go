@@ -149,10 +149,10 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 				attribute.String("messaging.message.id", m.Headers().Get(jetstream.MsgIDHeader))))
 		defer span.End()
 		err := b.handleTransient(ctx, mctx, cfg, m, h)
-		md, merr := m.Metadata()
+		md := q.md
 		if err == nil {
 			_ = m.Ack()
-			if merr == nil {
+			if md != nil {
 				fails.forget(md.Sequence.Stream)
 				q.floor.finished(md.Sequence.Stream)
 			}
@@ -162,7 +162,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		n := 1
-		if merr == nil {
+		if md != nil {
 			n = int(md.NumDelivered)
 		}
 		if n > 1 {
@@ -179,7 +179,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		// waits, unhandled, behind one held through an outage, and across
 		// restarts: only failed attempts count against MaxDeliver.
 		failed := 1
-		if merr == nil {
+		if md != nil {
 			failed = fails.add(md.Sequence.Stream)
 		}
 		var p permanent
@@ -191,7 +191,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			}
 			b.log.WarnContext(mctx, "message dead-lettered", "subject", m.Subject(), "consumer", cfg.Durable, "deliveries", n, "err", err)
 			_ = m.Term()
-			if merr == nil {
+			if md != nil {
 				fails.forget(md.Sequence.Stream)
 				q.floor.finished(md.Sequence.Stream)
 			}
@@ -244,7 +244,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 			}
 			floor.received(md)
 			select {
-			case queues[workerOf(m.Subject(), len(queues))] <- queued{m, floor}:
+			case queues[workerOf(m.Subject(), len(queues))] <- queued{m, md, floor}:
 			case <-stopping:
 				_ = m.Nak()
 			}
@@ -360,10 +360,12 @@ type declared struct {
 	floor *ackFloor
 }
 
-// queued is a message waiting for its worker, with the floor of the
-// declaration of the consumer it came from.
+// queued is a message waiting for its worker, with its metadata (nil when
+// it has none) and the floor of the declaration of the consumer it came
+// from.
 type queued struct {
 	m     jetstream.Msg
+	md    *jetstream.MsgMetadata
 	floor *ackFloor
 }
 
