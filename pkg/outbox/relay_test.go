@@ -71,6 +71,24 @@ func stopClean(t *testing.T, c *mongo.Collection, r *outbox.Relay, stop func()) 
 	stop()
 }
 
+// answerLost tells relay of a write of entries to document id of c, begun
+// now, whose answer was lost; stored says whether it reached the store
+// (the document is inserted first, stamped as the write). It returns what
+// the relay was told.
+func answerLost(t *testing.T, ctx context.Context, relay *outbox.Relay, c *mongo.Collection, id string, stored bool, entries ...outbox.Entry) outbox.Written {
+	t.Helper()
+	at, err := relay.Begin(ctx)
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	if stored {
+		insertWith(t, c, id, at, entries...)
+	}
+	w := outbox.Written{At: at, Coll: c, ID: id, Revision: 1, Entries: entries, Outcome: outbox.Unknown}
+	relay.Done(w)
+	return w
+}
+
 // checkMarkGone fails t if relay name's mark is still stored, as it must
 // not be after a clean shutdown with no write outstanding.
 func checkMarkGone(t *testing.T, c *mongo.Collection, name string) {
@@ -754,21 +772,9 @@ func TestRelayUnknownOutcome(t *testing.T) {
 	stop := runRelay(t, relay)
 
 	// The write was stored, its answer lost.
-	at, err := relay.Begin(ctx)
-	if err != nil {
-		t.Fatalf("Begin: %v", err)
-	}
-	u1 := newEntry(t, ctx, "evt.u", "u1")
-	insertWith(t, c, "u", at, u1)
-	relay.Done(outbox.Written{At: at, Coll: c, ID: "u", Revision: 1, Entries: []outbox.Entry{u1}, Outcome: outbox.Unknown})
-
+	answerLost(t, ctx, relay, c, "u", true, newEntry(t, ctx, "evt.u", "u1"))
 	// The write never reached the store: nothing to publish.
-	at2, err := relay.Begin(ctx)
-	if err != nil {
-		t.Fatalf("Begin: %v", err)
-	}
-	relay.Done(outbox.Written{At: at2, Coll: c, ID: "ghost", Revision: 1,
-		Entries: []outbox.Entry{newEntry(t, ctx, "evt.u", "ghost1")}, Outcome: outbox.Unknown})
+	answerLost(t, ctx, relay, c, "ghost", false, newEntry(t, ctx, "evt.u", "ghost1"))
 
 	// Not read back at once: a write still on its way could land after.
 	time.Sleep(grace / 2)
@@ -1271,14 +1277,9 @@ func TestRelayUnknownWriteLandsLate(t *testing.T) {
 	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(time.Second))
 	runRelay(t, relay)
 
-	at, err := relay.Begin(ctx)
-	if err != nil {
-		t.Fatalf("Begin: %v", err)
-	}
-	late := newEntry(t, ctx, "evt.l", "late1")
-	relay.Done(outbox.Written{At: at, Coll: c, ID: "l", Revision: 1, Entries: []outbox.Entry{late}, Outcome: outbox.Unknown})
+	w := answerLost(t, ctx, relay, c, "l", false, newEntry(t, ctx, "evt.l", "late1"))
 	time.Sleep(300 * time.Millisecond) // the relay has been woken meanwhile
-	insertWith(t, c, "l", at, late)
+	insertWith(t, c, "l", w.At, w.Entries...)
 	waitFor(t, "late1 published", func() bool { return slices.Contains(pub.published(), "late1") })
 }
 

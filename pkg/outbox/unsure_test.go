@@ -202,13 +202,7 @@ func TestRelayUnknownWriteLandsLatePastTheBound(t *testing.T) {
 
 	var ws []outbox.Written
 	for _, id := range []string{"a", "b"} {
-		at, err := relay.Begin(ctx)
-		if err != nil {
-			t.Fatalf("Begin: %v", err)
-		}
-		w := outbox.Written{At: at, Coll: c, ID: id, Revision: 1, Entries: []outbox.Entry{newEntry(t, ctx, "evt."+id, id+"1")}, Outcome: outbox.Unknown}
-		relay.Done(w)
-		ws = append(ws, w)
+		ws = append(ws, answerLost(t, ctx, relay, c, id, false, newEntry(t, ctx, "evt."+id, id+"1")))
 	}
 	if n := relay.Unsure(); n != 0 {
 		t.Errorf("the relay holds %d records past a bound of 1, want 0: both documents are left to a scan", n)
@@ -243,17 +237,12 @@ func TestRelayRetriedInsertReadAtOnce(t *testing.T) {
 	stop := runRelay(t, relay)
 
 	// The first attempt was stored, its answer lost.
-	at, err := relay.Begin(ctx)
-	if err != nil {
-		t.Fatalf("Begin: %v", err)
-	}
 	u1 := newEntry(t, ctx, "evt.u", "u1")
-	insertWith(t, c, "u", at, u1)
-	relay.Done(outbox.Written{At: at, Coll: c, ID: "u", Revision: 1, Entries: []outbox.Entry{u1}, Outcome: outbox.Unknown})
+	answerLost(t, ctx, relay, c, "u", true, u1)
 
 	// The caller tries again and finds the document there.
 	retried := time.Now()
-	err = outbox.Insert(ctx, c, relay, "u", 1, []outbox.Entry{u1}, func(at time.Time) any {
+	err := outbox.Insert(ctx, c, relay, "u", 1, []outbox.Entry{u1}, func(at time.Time) any {
 		return bson.D{{Key: "_id", Value: "u"}, {Key: outbox.FieldRevision, Value: int64(1)},
 			{Key: outbox.FieldEntries, Value: []outbox.Entry{u1}}, {Key: outbox.FieldAt, Value: at}}
 	})
@@ -292,14 +281,10 @@ func TestRelayReadsBackTogether(t *testing.T) {
 	var want []string
 	for i := range n {
 		id := fmt.Sprintf("d%02d", i)
-		at, err := relay.Begin(ctx)
-		if err != nil {
-			t.Fatalf("Begin: %v", err)
-		}
 		e := newEntry(t, ctx, "evt."+id, id+"-1")
-		relay.Done(outbox.Written{At: at, Coll: counted[0], ID: id, Revision: 1, Entries: []outbox.Entry{e}, Outcome: outbox.Unknown})
-		if i%4 != 0 { // the others never landed
-			insertWith(t, c, id, at, e)
+		landed := i%4 != 0 // the others never did
+		answerLost(t, ctx, relay, counted[0], id, landed, e)
+		if landed {
 			want = append(want, e.ID)
 		}
 	}
