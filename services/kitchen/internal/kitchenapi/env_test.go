@@ -164,6 +164,22 @@ func (e *env) seed(t *testing.T, id string, min int) kitchen.Ticket {
 	return tk
 }
 
+// madeNow stores a ticket made now with the event of its making in its
+// outbox, as a replica does when an order comes in: the relay publishes it.
+func (e *env) madeNow(t *testing.T, ctx context.Context, id string) kitchen.Ticket {
+	t.Helper()
+	now := time.Now()
+	tk := kitchen.New(kitchen.Ticket{ID: id, PizzaName: "Funghi", Size: 1, Fulfillment: 1, OrderTime: now}, now, now.Add(8*time.Minute))
+	ev, err := kitchenapi.TicketEvent(ctx, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := e.store.Insert(ctx, tk, ev); !ok || err != nil {
+		t.Fatalf("Insert(%s) = %v, %v", id, ok, err)
+	}
+	return tk
+}
+
 // watch is an open WatchTickets stream whose messages arrive on msgs.
 type watch struct {
 	msgs chan *kitchenv1.WatchTicketsResponse

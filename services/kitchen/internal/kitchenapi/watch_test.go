@@ -56,15 +56,7 @@ func TestWatchTicketsShowsChangesTheQueueAppliesLate(t *testing.T) {
 	held, release := e.holdEvents(t)
 	// Another replica makes a ticket, starts one and rejects one: its
 	// relay publishes the changes, which the kitchen gets and holds.
-	now := time.Now()
-	made := kitchen.New(kitchen.Ticket{ID: "new1", PizzaName: "Funghi", Size: 1, Fulfillment: 1, OrderTime: now}, now, now.Add(8*time.Minute))
-	ev, err := kitchenapi.TicketEvent(ctx, made)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := e.store.Insert(ctx, made, ev); !ok || err != nil {
-		t.Fatalf("Insert(new1) = %v, %v", ok, err)
-	}
+	now := e.madeNow(t, ctx, "new1").OrderTime
 	elsewhere := func(id string, move func(*kitchen.Ticket) error) {
 		t.Helper()
 		_, _, err := e.store.Update(ctx, id, func(tk *kitchen.Ticket) (bool, []outbox.Entry, error) {
@@ -158,15 +150,7 @@ func TestWatchTicketsIgnoresEventsPublishedAgain(t *testing.T) {
 		t.Fatalf("publish %s again: %v", again.Subject, err)
 	}
 	// Then a new ticket: the display's next change must be it.
-	now := time.Now()
-	made := kitchen.New(kitchen.Ticket{ID: "next1", PizzaName: "Funghi", Size: 1, Fulfillment: 1, OrderTime: now}, now, now.Add(8*time.Minute))
-	ev, err := kitchenapi.TicketEvent(ctx, made)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := e.store.Insert(ctx, made, ev); !ok || err != nil {
-		t.Fatalf("Insert(next1) = %v, %v", ok, err)
-	}
+	e.madeNow(t, ctx, "next1")
 	if m := display.next(t, 10*time.Second); says(m) != "next1 TICKET_STATUS_QUEUED @1" {
 		t.Errorf("display's next change is %s, want next1 queued: the event published again showed gone1, closed before the display opened", says(m))
 	}
