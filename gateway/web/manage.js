@@ -51,8 +51,22 @@ function toMinor(text, label) {
   return n;
 }
 
+/**
+ * pricesFrom reads one price per size from inputs, in the order of SIZES:
+ * the prices to send, and a problem ({input, text}) for each input that
+ * does not hold one.
+ */
 function pricesFrom(inputs) {
-  return SIZES.map(([size, label], i) => ({ size, amountMinor: String(toMinor(inputs[i].value, label)) }));
+  const prices = [];
+  const problems = [];
+  SIZES.forEach(([size, label], i) => {
+    try {
+      prices.push({ size, amountMinor: String(toMinor(inputs[i].value, label)) });
+    } catch (err) {
+      problems.push({ input: inputs[i], text: err.message });
+    }
+  });
+  return { prices, problems };
 }
 
 function field(id, label, value, { textarea = false, ...attrs } = {}) {
@@ -108,14 +122,13 @@ function itemRow(kind, item) {
   };
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    let body;
-    try {
-      body = { name: $(`${p}-name`).value.trim(), prices: pricesFrom(priceFields.map((f) => f.querySelector('input'))) };
-    } catch (err) {
-      error.textContent = err.message;
+    const { prices, problems } = pricesFrom(priceFields.map((f) => f.querySelector('input')));
+    if (problems.length) { // a row has one alert: the first price's problem
+      error.textContent = problems[0].text;
       error.hidden = false;
       return;
     }
+    const body = { name: $(`${p}-name`).value.trim(), prices };
     if (kind === 'pizza') body.description = $(`${p}-description`).value.trim();
     send(body, `${body.name} saved.`);
   });
@@ -302,16 +315,7 @@ function addForm(formId, kind) {
     ev.preventDefault();
     clearAddErrors(form, error);
     // Every price is checked, each refusal shown beside its own field.
-    const problems = [];
-    const prices = [];
-    SIZES.forEach(([size, label], i) => {
-      const input = $(`${prefix}-${SIZE_IDS[i]}`);
-      try {
-        prices.push({ size, amountMinor: String(toMinor(input.value, label)) });
-      } catch (err) {
-        problems.push({ input, text: err.message });
-      }
-    });
+    const { prices, problems } = pricesFrom(SIZE_IDS.map((s) => $(`${prefix}-${s}`)));
     if (problems.length) {
       showAddErrors(form, error, problems, []);
       return;
