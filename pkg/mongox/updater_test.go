@@ -134,12 +134,22 @@ func TestUpdaterGroupsConcurrentUpdates(t *testing.T) {
 // Two writers race for each document from the same revision: exactly one
 // of them must be told it won, and the document must hold that one's
 // change. Groups then hold winners and losers, and the updater tells them
-// apart by reading the documents back.
+// apart by reading the documents back. Beside them, a writer per document
+// that moved on already always loses: with the racing pairs woken in the
+// order they were made, a group would otherwise hold every pair's first
+// writer (all winners) and the next every second one (all losers).
 func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 	ctx := testContext(t)
 	c, counts := updateCommands(t)
 	const docs = 60
 	seed(t, c, docs)
+	moved := make([]any, docs)
+	for i := range docs {
+		moved[i] = bson.D{{Key: "_id", Value: fmt.Sprint("m", i)}, {Key: "revision", Value: int64(2)}, {Key: "by", Value: "moved"}}
+	}
+	if _, err := c.InsertMany(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
 	counts.reset()
 
 	up := mongox.NewUpdater(c, 32, "revision")
@@ -149,6 +159,7 @@ func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 		err     error
 	}
 	results := make([][2]result, docs)
+	late := make([]result, docs)
 	var wg sync.WaitGroup
 	for i := range docs {
 		for w := range 2 {
@@ -158,6 +169,11 @@ func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 				results[i][w] = result{ok, err}
 			})
 		}
+		wg.Go(func() {
+			<-start
+			ok, err := up.UpdateOne(ctx, fmt.Sprint("m", i), 1, bson.D{{Key: "revision", Value: int64(2)}, {Key: "by", Value: "late"}})
+			late[i] = result{ok, err}
+		})
 	}
 	close(start)
 	wg.Wait()
@@ -180,8 +196,17 @@ func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 			t.Errorf("%s = by %q at revision %d, want by the winner %s at 2", id, by, rev, want)
 		}
 	}
-	if counts.updates.Load() >= 2*docs {
-		t.Errorf("%d update commands for %d concurrent updates, want them grouped", counts.updates.Load(), 2*docs)
+	for i, r := range late {
+		id := fmt.Sprint("m", i)
+		if r.err != nil || r.matched {
+			t.Errorf("%s: the write from a revision it moved past = %v, %v; want not matched", id, r.matched, r.err)
+		}
+		if by, rev := byOf(t, c, id); by != "moved" || rev != 2 {
+			t.Errorf("%s = by %q at revision %d, want as it was, by moved at 2", id, by, rev)
+		}
+	}
+	if counts.updates.Load() >= 3*docs {
+		t.Errorf("%d update commands for %d concurrent updates, want them grouped", counts.updates.Load(), 3*docs)
 	}
 	if counts.repeats.Load() != 0 {
 		t.Errorf("%d update commands named a document twice, want each document once per group", counts.repeats.Load())
@@ -189,7 +214,7 @@ func TestUpdaterTellsWinnersFromLosers(t *testing.T) {
 	if readBack == 0 {
 		t.Error("no update was read back: no group mixed winners and losers, so the test proved nothing")
 	}
-	t.Logf("%d racing updates in %d commands (%d statements, %d read back)", 2*docs, counts.updates.Load(), counts.statements.Load(), readBack)
+	t.Logf("%d racing updates in %d commands (%d statements, %d read back)", 3*docs, counts.updates.Load(), counts.statements.Load(), readBack)
 }
 
 func TestUpdaterReadBack(t *testing.T) {
