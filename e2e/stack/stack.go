@@ -166,7 +166,8 @@ var devstackStart sync.Mutex
 
 // Start builds the binaries (once per test binary), starts NATS and
 // FerretDB in t.TempDir() and every service on free loopback ports, and
-// returns once the gateway's /readyz answers 200. Everything stops when t
+// returns once the gateway's /readyz answers 200 and every service process
+// reports SERVING. Everything stops when t
 // ends; when t failed, the last lines of every log are shown first.
 func Start(t testing.TB, opts ...Option) *Stack {
 	t.Helper()
@@ -256,6 +257,16 @@ func Start(t testing.TB, opts ...Option) *Stack {
 		}
 	}
 	s.WaitReady()
+	// The gateway is ready once one process of each service answers; tests
+	// also call replicas directly, so every one of them must serve.
+	for _, name := range Services {
+		if name == "gateway" {
+			continue
+		}
+		for _, p := range s.Replicas(name) {
+			s.waitServing(p)
+		}
+	}
 	shape := ""
 	if s.replicas > 1 {
 		shape = fmt.Sprintf(" (%d replicas of every service, NATS cluster of %d)", s.replicas, devstack.ClusterNodes)
