@@ -176,7 +176,10 @@ func Connect(url, name string, log *slog.Logger) (*Bus, error) {
 }
 
 // EnsureStream creates or updates a stream, retrying until NATS answers or
-// ctx ends. Streams use file storage and the given duplicate window.
+// ctx ends. A cluster that cannot place the stream yet (a node still
+// starting or down) is waited for too; a refusal of the stream itself is
+// returned at once. Streams use file storage and the given duplicate
+// window.
 func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
 	if cfg.Storage == 0 {
 		cfg.Storage = jetstream.FileStorage
@@ -190,7 +193,7 @@ func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 	var refused error
 	err := retry(ctx, b.log, "create stream "+cfg.Name, func(ctx context.Context) error {
 		_, err := b.JS.CreateOrUpdateStream(ctx, cfg)
-		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok {
+		if apiErr, ok := errors.AsType[*jetstream.APIError](err); ok && !clusterBusy(apiErr) {
 			// The server answered and said no: retrying will not help.
 			refused = fmt.Errorf("create stream %s: %w", cfg.Name, apiErr)
 			return nil
@@ -204,6 +207,22 @@ func (b *Bus) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) erro
 		b.declared.Store(cfg.Name, cfg)
 	}
 	return err
+}
+
+// clusterBusy reports whether a JetStream refusal says its cluster cannot
+// place or handle the request yet, rather than that the request is wrong:
+// nodes still meeting each other at start, a peer offline, a leader being
+// elected. The same request can succeed a moment later.
+func clusterBusy(err *jetstream.APIError) bool {
+	switch err.ErrorCode {
+	case 10004, // incomplete results
+		10005, // no suitable peers for placement
+		10007, // cluster not assigned to this server
+		10008, // JetStream system temporarily unavailable
+		10009: // cluster can not handle request
+		return true
+	}
+	return false
 }
 
 // StreamMissing reports whether err, from a publish, says that no stream

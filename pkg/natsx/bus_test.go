@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pizzashop/pizzashop/pkg/devstack"
@@ -431,5 +433,65 @@ func TestEnsureStreams(t *testing.T) {
 	}
 	if _, err := bus.PublishRaw(ctx, "test.x", "evt-x", "t", []byte("x")); err != nil || bus.StreamMissing(err) {
 		t.Errorf("PublishRaw after EnsureStreams = %v, want nil", err)
+	}
+}
+
+// TestEnsureStreamWaitsForClusterPeers: a JetStream cluster whose nodes are
+// still meeting each other refuses a stream of three replicas with "no
+// suitable peers for placement" (CI saw it at cluster start, and the
+// services exited). That is the cluster not being ready, not a wrong
+// request: EnsureStream asks again until the stream is placed.
+//
+// Which peer the meta leader has not heard from yet is a race at a real
+// cluster's start, so the JetStream API here is scripted: a NATS server
+// without JetStream, and a responder that answers as the cluster did.
+func TestEnsureStreamWaitsForClusterPeers(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	const refusals = 3
+	var creates atomic.Int32
+	respond := func(m *nats.Msg, body string) {
+		if err := m.Respond([]byte(body)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := nc.Subscribe("$JS.API.STREAM.UPDATE.PLACED", func(m *nats.Msg) {
+		respond(m, `{"error":{"code":404,"err_code":10059,"description":"stream not found"}}`)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Subscribe("$JS.API.STREAM.CREATE.PLACED", func(m *nats.Msg) {
+		if creates.Add(1) <= refusals {
+			respond(m, `{"error":{"code":400,"err_code":10005,"description":"no suitable peers for placement, peer offline"}}`)
+			return
+		}
+		respond(m, `{"config":`+string(m.Data)+`,"created":"2026-01-01T00:00:00Z","state":{}}`)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	bus, err := natsx.Connect(ns.ClientURL(), t.Name(), logging.Discard())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(bus.Close)
+	err = bus.EnsureStream(testContext(t), jetstream.StreamConfig{Name: "PLACED", Subjects: []string{"placed.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatalf("EnsureStream while the cluster cannot place it yet = %v, want it placed once the cluster can", err)
+	}
+	if got := creates.Load(); got != refusals+1 {
+		t.Errorf("stream create requests = %d, want %d (%d refused, then placed)", got, refusals+1, refusals)
 	}
 }
