@@ -52,6 +52,26 @@ func (u *unknownWrites) Done(w outbox.Written) {
 	u.Relay.Done(w)
 }
 
+// told is how many writes of unknown outcome u was told of.
+func (u *unknownWrites) told() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.writes)
+}
+
+// waitReady returns once relay lets writes begin, its mark stored. A write
+// that cannot begin fails before it reaches the store, and the relay is
+// never told of it: stalling the store before then would leave a test of
+// writes of unknown outcome with none.
+func waitReady(t *testing.T, relay *outbox.Relay) {
+	t.Helper()
+	at, err := relay.Begin(testContext(t))
+	if err != nil {
+		t.Fatalf("Begin: %v", err)
+	}
+	relay.Done(outbox.Written{At: at, Outcome: outbox.NotApplied})
+}
+
 // land makes every write of unknown outcome that the store did not get
 // (the driver gave up before it sent it) land, as a write still on its way
 // would: what the write would have set, guarded by the revision it read,
@@ -72,14 +92,20 @@ func (u *unknownWrites) land(t *testing.T, c *mongo.Collection) {
 
 // writeTimingOut does outbox.Write of event on document id from st, giving
 // up after a short while: the store hangs, so the write's outcome is
-// unknown (it is held on its way and lands once the store answers).
-func writeTimingOut(t *testing.T, c *mongo.Collection, tr outbox.Tracker, id string, st outbox.State, event outbox.Entry) {
+// unknown (it is held on its way and lands once the store answers), and tr
+// must be told so.
+func writeTimingOut(t *testing.T, c *mongo.Collection, tr *unknownWrites, id string, st outbox.State, event outbox.Entry) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(testContext(t), 100*time.Millisecond)
 	defer cancel()
 	set := bson.D{{Key: outbox.FieldRevision, Value: st.Revision + 1}}
-	if ok, err := outbox.Write(ctx, c, tr, id, st, set, event); err == nil {
+	before := tr.told()
+	ok, err := outbox.Write(ctx, c, tr, id, st, set, event)
+	if err == nil {
 		t.Fatalf("Write(%s) while the store hangs = %v, nil; want an error", id, ok)
+	}
+	if n := tr.told() - before; n != 1 {
+		t.Fatalf("Write(%s) while the store hangs = %v, and told the relay of %d writes of unknown outcome, want 1", id, err, n)
 	}
 }
 
@@ -164,6 +190,9 @@ func TestRelayUnknownWritesPastTheBound(t *testing.T) {
 		want = append(want, fmt.Sprintf("e%02d", i))
 	}
 
+	// The relay stores its mark through the store that is about to hang,
+	// and on a busy machine may not have yet.
+	waitReady(t, relay)
 	stall.Stall()
 	for i := range docs {
 		writeTimingOut(t, c, tr, fmt.Sprintf("d%02d", i), outbox.State{}, newEntry(t, ctx, "evt.d", want[i]))
