@@ -564,7 +564,7 @@ async function onCheckout(ev) {
 // ---------------------------------------------------------------- one order
 
 // heard: the status last read out in the live region.
-const follow = { id: '', stop: null, order: null, heard: '' };
+const follow = { id: '', stop: null, order: null, heard: '', cancelling: false };
 
 function stopWatch() {
   if (follow.stop) follow.stop();
@@ -679,7 +679,15 @@ function renderOrder(o) {
       el('dt', { text: 'Order' }), el('dd', { class: 'ident', text: o.id })),
   ];
   $('order-body').replaceChildren(...parts.filter(Boolean));
-  $('cancel').hidden = !CANCELLABLE.has(o.status);
+  const cancel = $('cancel');
+  const placeOnCancel = follow.cancelling &&
+    (document.activeElement === cancel || !document.activeElement || document.activeElement === document.body);
+  cancel.hidden = !CANCELLABLE.has(o.status);
+  // Hiding the button pressed (or disabled while its call runs) drops the
+  // keyboard's place to the page's start. The live stream can bring the
+  // cancellation before the cancel call's own answer does: whichever comes
+  // first keeps the place on the order's heading.
+  if (placeOnCancel && cancel.hidden) focusOrderHeading();
   // The body is rebuilt, which no screen reader reads out: a new step is
   // said in the live region (not the first one: the page says that).
   if (follow.heard && follow.heard !== o.status) {
@@ -691,11 +699,17 @@ function renderOrder(o) {
 
 const addressLine = (a) => (a ? [a.line1, a.line2, [a.postalCode, a.city].filter(Boolean).join(' ')].filter(Boolean).join(', ') : '');
 
+function focusOrderHeading() {
+  $('h-order').setAttribute('tabindex', '-1');
+  $('h-order').focus();
+}
+
 async function onCancel() {
   const button = $('cancel');
   const box = $('cancel-error');
   box.hidden = true;
   busy(button, true);
+  follow.cancelling = true;
   try {
     const { data } = await api('POST', `/v1/orders/${encodeURIComponent(follow.id)}:cancel`, { body: {}, needsAuth: true });
     const o = data.order || data;
@@ -704,16 +718,14 @@ async function onCancel() {
       renderOrder(o);
     }
     // The button is gone now: keep the place on the order's heading.
-    if ($('cancel').hidden) {
-      $('h-order').setAttribute('tabindex', '-1');
-      $('h-order').focus();
-    }
+    if ($('cancel').hidden && document.activeElement !== $('h-order')) focusOrderHeading();
   } catch (err) {
     if (err.httpStatus === 401) return;
     box.textContent = err.httpStatus === 409 ? `It can no longer be cancelled: ${err.message}` : err.message;
     box.hidden = false;
     box.focus();
   } finally {
+    follow.cancelling = false;
     busy(button, false);
   }
 }
