@@ -240,17 +240,25 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 	defer stopHealth()
 	go d.GRPC.WatchHealth(hctx, c.HealthInterval, serviceNames(d), mongox.Ping(mc), bus.Ping)
 
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// A failed worker stops the process with its error, so that it exits
+	// with a failure status and whatever supervises it starts it again.
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	go func() {
 		select {
 		case err := <-werr:
 			log.Error("worker failed; shutting down", "err", err)
-			cancel()
+			cancel(fmt.Errorf("worker failed: %w", err))
 		case <-sctx.Done():
 		}
 	}()
-	return d.GRPC.Run(sctx, c.GRPCAddr, c.ShutdownTimeout)
+	if err := d.GRPC.Run(sctx, c.GRPCAddr, c.ShutdownTimeout); err != nil {
+		return err
+	}
+	if ctx.Err() == nil {
+		return context.Cause(sctx)
+	}
+	return nil
 }
 
 // instanceName names this process by its service, host and gRPC address:
