@@ -1274,7 +1274,8 @@ func TestRelayUnknownWriteLandsLate(t *testing.T) {
 	c := colls[0]
 	ctx := testContext(t)
 	pub := &fakePublisher{}
-	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(time.Second))
+	// The write lands well within the grace however busy the machine.
+	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithUnknownGrace(3*time.Second))
 	runRelay(t, relay)
 
 	w := answerLost(t, ctx, relay, c, "l", false, newEntry(t, ctx, "evt.l", "late1"))
@@ -1382,7 +1383,9 @@ func TestRelayRescansWhatTheLastRunLeft(t *testing.T) {
 	insertWith(t, c, "early", upto.Add(time.Millisecond), newEntry(t, ctx, "evt.e", "early1"))
 
 	pub := &fakePublisher{}
-	const grace = 2 * time.Second
+	// The late write lands once the relay has started and made its first
+	// scan, well within the grace however busy the machine.
+	const grace = 4 * time.Second
 	relay := outbox.NewRelay(pub, logging.Discard(), colls, outbox.WithName("crashed"), outbox.WithUnknownGrace(grace))
 	started := time.Now()
 	runRelay(t, relay)
