@@ -127,6 +127,9 @@ func TestRelayUnknownWritesOfOneDocument(t *testing.T) {
 	tr := &unknownWrites{Relay: relay}
 	insertEvents(t, c, relay, "d", newEntry(t, ctx, "evt.d", "d0"))
 	waitFor(t, "d0 in the stream", func() bool { return slices.Equal(published(t, stream), []string{"d0"}) })
+	// JetStream holds d0 a moment before the relay has its answer; until
+	// then the attempts below keep d0 in the outbox, as unknown.
+	waitFor(t, "the relay to know d0 published", func() bool { return relay.Published() == 1 })
 
 	st := stateOf(t, p, "d")
 	stall.Stall()
