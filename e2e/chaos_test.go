@@ -412,9 +412,30 @@ func (r *chaosRun) place(token string, n int) {
 	r.orders[o.GetId()] = &chaosOrder{id: o.GetId(), token: token, delivery: delivery, placed: placed}
 }
 
+// ours returns the order of this test with id, waiting a while for the
+// POST that placed it to return: a display may show an order before its
+// placement's answer arrives. It returns nil for an order of another test
+// (a ticket an earlier test rejected can still show as queued, for a
+// moment, on a kitchen replica that has not applied the rejection yet).
+func (r *chaosRun) ours(id string) *chaosOrder {
+	for range 40 {
+		r.mu.Lock()
+		o := r.orders[id]
+		r.mu.Unlock()
+		if o != nil || r.ctx.Err() != nil {
+			return o
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
 // bake starts and readies tickets as the kitchen staff would.
 func (r *chaosRun) bake() {
 	for id := range r.toBake {
+		if r.ours(id) == nil {
+			continue // not an order of this test
+		}
 		for _, step := range []string{":start", ":ready"} {
 			if code, raw := r.call(http.MethodPost, "/v1/kitchen/tickets/"+id+step, r.kitchen, map[string]any{}); code != http.StatusOK {
 				if r.ctx.Err() == nil {
@@ -429,17 +450,7 @@ func (r *chaosRun) bake() {
 // hand over deliveries and pickups as couriers and the counter would.
 func (r *chaosRun) hand() {
 	for id := range r.toHand {
-		// The board may show it before the POST that placed it returned.
-		var o *chaosOrder
-		for range 40 {
-			r.mu.Lock()
-			o = r.orders[id]
-			r.mu.Unlock()
-			if o != nil || r.ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		o := r.ours(id)
 		if o == nil {
 			continue // not an order of this test
 		}
