@@ -155,6 +155,41 @@ func (p *page) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.V
 	}
 }
 
+// hold has the page's requests whose URL matches pattern held at stage
+// (before they are sent, or once their answer is in) until release, and
+// returns them as they are held.
+func (p *page) hold(t *testing.T, pattern string, stage fetch.RequestStage) <-chan fetch.RequestID {
+	t.Helper()
+	held := make(chan fetch.RequestID, 4)
+	events := chromedp.Events(p.ctx, fetch.RequestPaused)
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				return
+			}
+			held <- ev.RequestID
+		}
+	}()
+	p.do(t, "hold "+pattern, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
+			{URLPattern: pattern, RequestStage: stage}}})
+		return err
+	}))
+	return held
+}
+
+// release lets a request hold kept go on, and holds no more.
+func (p *page) release(t *testing.T, what string, id fetch.RequestID) {
+	t.Helper()
+	p.do(t, what, chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		if _, err := chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: id}); err != nil {
+			return err
+		}
+		_, err := chromedp.Call(ctx, fetch.Disable, struct{}{})
+		return err
+	}))
+}
+
 func (p *page) text(t *testing.T, sel string) string {
 	t.Helper()
 	s, err := chromedp.Run(p.ctx, chromedp.TextContent(chromedp.CSS(sel)))
@@ -1122,21 +1157,7 @@ func storefrontTwoCustomers(t *testing.T, s *stack.Stack, b *browser) {
 
 	// The page is reopened; its check of the stored token (GET
 	// /v1/customers/me) is held back until the second customer is in.
-	paused := make(chan fetch.RequestID, 4)
-	events := chromedp.Events(p.ctx, fetch.RequestPaused)
-	go func() {
-		for ev, err := range events {
-			if err != nil {
-				return
-			}
-			paused <- ev.RequestID
-		}
-	}()
-	p.do(t, "hold the profile check", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
-			{URLPattern: "*/v1/customers/me", RequestStage: fetch.RequestStageRequest}}})
-		return err
-	}))
+	paused := p.hold(t, "*/v1/customers/me", fetch.RequestStageRequest)
 	p.do(t, "reopen the storefront", chromedp.Navigate(s.URL("/?two#/")), chromedp.WaitVisible(chromedp.CSS(`#pz-margherita`)))
 	var held fetch.RequestID
 	select {
@@ -1158,13 +1179,7 @@ func storefrontTwoCustomers(t *testing.T, s *stack.Stack, b *browser) {
 	p.setHash(t, "#/signin")
 	p.signIn(t, second)
 	p.until(t, "the second customer signed in", `!document.getElementById('signout').hidden`, 20*time.Second)
-	p.do(t, "let the first customer's profile check answer", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		if _, err := chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: held}); err != nil {
-			return err
-		}
-		_, err := chromedp.Call(ctx, fetch.Disable, struct{}{})
-		return err
-	}))
+	p.release(t, "let the first customer's profile check answer", held)
 	p.until(t, "the profile check answered", `performance.getEntriesByType('resource').some((e) => e.name.endsWith('/v1/customers/me'))`, 15*time.Second)
 	p.do(t, "let the page handle it", chromedp.Sleep(300*time.Millisecond))
 	if who := p.text(t, `#who`); !strings.Contains(who, second.name) {
@@ -1265,21 +1280,7 @@ func storefrontOrderAnnounced(t *testing.T, s *stack.Stack, b *browser) {
 	o = place(t, s, token, pickupBody("funghi", "SIZE_SMALL"), "Idempotency-Key", uniq("heard"))
 	p.setHash(t, "#/orders/"+o.GetId())
 	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
-	paused := make(chan fetch.RequestID, 4)
-	events := chromedp.Events(p.ctx, fetch.RequestPaused)
-	go func() {
-		for ev, err := range events {
-			if err != nil {
-				return
-			}
-			paused <- ev.RequestID
-		}
-	}()
-	p.do(t, "hold the cancel call's answer", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
-			{URLPattern: "*:cancel", RequestStage: fetch.RequestStageResponse}}})
-		return err
-	}))
+	paused := p.hold(t, "*:cancel", fetch.RequestStageResponse)
 	p.do(t, "cancel from the keyboard", chromedp.WaitVisible(chromedp.CSS(`#cancel`)),
 		chromedp.Focus(chromedp.CSS(`#cancel`)), chromedp.KeyEvent(kb.Enter))
 	var held fetch.RequestID
@@ -1293,13 +1294,7 @@ func storefrontOrderAnnounced(t *testing.T, s *stack.Stack, b *browser) {
 		t.Errorf("focus once the stream shows the cancellation, its call unanswered, is on %q, want it kept on the order page",
 			eval[string](t, p, `document.activeElement.outerHTML.slice(0, 80)`))
 	}
-	p.do(t, "let the cancel call answer", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		if _, err := chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: held}); err != nil {
-			return err
-		}
-		_, err := chromedp.Call(ctx, fetch.Disable, struct{}{})
-		return err
-	}))
+	p.release(t, "let the cancel call answer", held)
 	p.until(t, "the cancel call answered", `!document.getElementById('cancel').disabled`, 10*time.Second)
 	if !eval[bool](t, p, onOrderPage) {
 		t.Errorf("focus after the cancel call answered is on %q, want it kept on the order page",
