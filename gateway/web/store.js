@@ -679,15 +679,13 @@ function renderOrder(o) {
       el('dt', { text: 'Order' }), el('dd', { class: 'ident', text: o.id })),
   ];
   $('order-body').replaceChildren(...parts.filter(Boolean));
-  const cancel = $('cancel');
-  const placeOnCancel = follow.cancelling &&
-    (document.activeElement === cancel || !document.activeElement || document.activeElement === document.body);
-  cancel.hidden = !CANCELLABLE.has(o.status);
+  const placeOnCancel = follow.cancelling && cancelFocused();
+  $('cancel').hidden = !CANCELLABLE.has(o.status);
   // Hiding the button pressed (or disabled while its call runs) drops the
   // keyboard's place to the page's start. The live stream can bring the
   // cancellation before the cancel call's own answer does: whichever comes
   // first keeps the place on the order's heading.
-  if (placeOnCancel && cancel.hidden) focusOrderHeading();
+  if (placeOnCancel && $('cancel').hidden) focusOrderHeading();
   // The body is rebuilt, which no screen reader reads out: a new step is
   // said in the live region (not the first one: the page says that).
   if (follow.heard && follow.heard !== o.status) {
@@ -698,6 +696,11 @@ function renderOrder(o) {
 }
 
 const addressLine = (a) => (a ? [a.line1, a.line2, [a.postalCode, a.city].filter(Boolean).join(' ')].filter(Boolean).join(', ') : '');
+
+// cancelFocused reports whether the keyboard's place is on the Cancel
+// button, or was (a disabled or hidden button leaves it on the page).
+const cancelFocused = () => !document.activeElement || document.activeElement === document.body ||
+  document.activeElement === $('cancel');
 
 function focusOrderHeading() {
   $('h-order').setAttribute('tabindex', '-1');
@@ -718,7 +721,7 @@ async function onCancel() {
       renderOrder(o);
     }
     // The button is gone now: keep the place on the order's heading.
-    if ($('cancel').hidden && document.activeElement !== $('h-order')) focusOrderHeading();
+    if ($('cancel').hidden && cancelFocused()) focusOrderHeading();
   } catch (err) {
     if (err.httpStatus === 401) return;
     box.textContent = err.httpStatus === 409 ? `It can no longer be cancelled: ${err.message}` : err.message;
