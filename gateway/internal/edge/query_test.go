@@ -63,7 +63,7 @@ func TestQueryStrings(t *testing.T) {
 			}
 		})
 	}
-	if logs := s.logs.String(); strings.Contains(logs, "4111") {
+	if logs := s.logs.String(); strings.Contains(withoutRandomFields(logs), "4111") {
 		t.Errorf("log holds the card number:\n%s", logs)
 	}
 }
