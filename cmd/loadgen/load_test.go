@@ -38,7 +38,8 @@ func testLoader(s *shop) *loader {
 // orders in one second at 40/s, not one every 300ms, and each latency is
 // counted from its due time.
 func TestOpenLoopIgnoresSlowAnswers(t *testing.T) {
-	s, _ := slowShop(t, 300*time.Millisecond)
+	const delay = 300 * time.Millisecond
+	s, _ := slowShop(t, delay)
 	l := testLoader(s)
 	begin := time.Now()
 	idx := l.phase(context.Background(), phaseSpec{name: "open", rate: 40, duration: time.Second, drainIdle: time.Second, drainLimit: time.Second})
@@ -48,8 +49,11 @@ func TestOpenLoopIgnoresSlowAnswers(t *testing.T) {
 	if p.Sent != 40 || p.Accepted != 40 || p.Errors != 0 {
 		t.Errorf("sent %d, accepted %d, errors %d; want 40, 40, 0", p.Sent, p.Accepted, p.Errors)
 	}
-	if took > 2*time.Second {
-		t.Errorf("the phase took %s: requests waited for answers (coordinated omission)", took)
+	// About 1.3s on time; a loaded CI machine took 2.2s. Requests that
+	// waited for answers take at least 40 x 300ms = 12s, so half that
+	// tells the two apart whatever the load.
+	if serial := 40 * delay; took >= serial/2 {
+		t.Errorf("the phase took %s, half or more of the %s of answering one after another: requests waited for answers (coordinated omission)", took, serial)
 	}
 	if p.Place.P50ms < 300 {
 		t.Errorf("p50 = %gms, want at least the 300ms every answer took", p.Place.P50ms)
