@@ -122,7 +122,20 @@ func (p *browserPage) ids(t *testing.T, sel string) []string {
 // last one's, so they do not pile up.
 func (p *browserPage) screenshot(t *testing.T, name string) {
 	t.Helper()
-	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	p.save(t, name, chromedp.FullScreenshot(100))
+}
+
+// screenshotTop is screenshot of the first screen only, for a page too
+// long to capture whole: the whole /docs page is about 38,000 pixels high,
+// a 6MB PNG that took Chromium more than 40s on a loaded machine.
+func (p *browserPage) screenshotTop(t *testing.T, name string) {
+	t.Helper()
+	p.save(t, name, chromedp.CaptureScreenshot())
+}
+
+func (p *browserPage) save(t *testing.T, name string, shot chromedp.Action[[]byte]) {
+	t.Helper()
+	png, err := chromedp.Run(p.ctx, shot)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}

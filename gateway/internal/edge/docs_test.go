@@ -345,7 +345,7 @@ func TestReferencePageInBrowser(t *testing.T) {
 	if menu := p.text(t, `[data-route="GET /v1/menu"] .badge`); menu != "public" {
 		t.Errorf("GET /v1/menu badge = %q, want public", menu)
 	}
-	p.screenshot(t, "docs")
+	p.screenshotTop(t, "docs")
 
 	// The filter narrows the page to what matches.
 	p.do(t, "filter", chromedp.SendKeys(chromedp.CSS("#filter"), "menu:price"))
