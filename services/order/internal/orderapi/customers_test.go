@@ -18,14 +18,25 @@ import (
 	"google.golang.org/grpc/metadata"
 )
 
+// testContext bounds a test's calls by the test's own deadline. A call
+// without one gets the store's DefaultTimeout of 3 s per operation, which a
+// loaded machine overruns while the password hashes of concurrent sign-ins
+// hold the CPU, and the sign-in then fails with the store unavailable
+// instead of with the answer under test.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // fromClient is a call that came through the gateway from addr.
-func fromClient(addr string) context.Context {
-	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-forwarded-for", "203.0.113.9, "+addr))
+func fromClient(t *testing.T, addr string) context.Context {
+	return metadata.NewIncomingContext(testContext(t), metadata.Pairs("x-forwarded-for", "203.0.113.9, "+addr))
 }
 
 func register(t *testing.T, s *Server, email, password string) *orderv1.RegisterCustomerResponse {
 	t.Helper()
-	resp, err := s.RegisterCustomer(context.Background(), &orderv1.RegisterCustomerRequest{
+	resp, err := s.RegisterCustomer(testContext(t), &orderv1.RegisterCustomerRequest{
 		Name: "Ann Example", Email: email, Phone: "+1 555 0100", Password: password,
 		Address: &commonv1.Address{Line1: "1 Main St", City: "Springfield", PostalCode: "12345"},
 	})
@@ -42,7 +53,7 @@ func TestRegisterAndSignIn(t *testing.T) {
 		t.Fatalf("RegisterCustomer = %v, want a token and the normalized email", reg)
 	}
 
-	resp, err := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: " ANN@example.com ", Password: "pizza for two"})
+	resp, err := s.SignIn(fromClient(t, "198.51.100.1"), &orderv1.SignInRequest{Email: " ANN@example.com ", Password: "pizza for two"})
 	if err != nil {
 		t.Fatalf("SignIn with the right password: %v", err)
 	}
@@ -58,14 +69,14 @@ func TestRegisterAndSignIn(t *testing.T) {
 	}
 
 	// The password is stored only as an argon2id hash.
-	_, hash, err := s.store.Credential(context.Background(), "ann@example.com")
+	_, hash, err := s.store.Credential(testContext(t), "ann@example.com")
 	if err != nil || !strings.HasPrefix(hash, "$argon2id$") || strings.Contains(hash, "pizza for two") {
 		t.Errorf("stored credential = %q, %v; want an argon2id hash only", hash, err)
 	}
 
 	// An unknown email and a wrong password get the very same answer.
-	_, wrong := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: "ann@example.com", Password: "pizza for one"})
-	_, unknown := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: "bob@example.com", Password: "pizza for two"})
+	_, wrong := s.SignIn(fromClient(t, "198.51.100.1"), &orderv1.SignInRequest{Email: "ann@example.com", Password: "pizza for one"})
+	_, unknown := s.SignIn(fromClient(t, "198.51.100.1"), &orderv1.SignInRequest{Email: "bob@example.com", Password: "pizza for two"})
 	if !errors.Is(wrong, order.ErrSignInFailed) || !errors.Is(unknown, order.ErrSignInFailed) || wrong.Error() != unknown.Error() {
 		t.Errorf("SignIn(wrong password) = %v, SignIn(unknown email) = %v; want one ErrSignInFailed for both", wrong, unknown)
 	}
@@ -85,7 +96,7 @@ func TestRegisterRejects(t *testing.T) {
 		{"card in the name", &orderv1.RegisterCustomerRequest{Name: "4111 1111 1111 1111", Email: "a@example.com", Phone: "+1 555 0100", Password: "long enough"}, "name"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.RegisterCustomer(context.Background(), tt.req)
+			_, err := s.RegisterCustomer(testContext(t), tt.req)
 			if errs.KindOf(err) != errs.KindInvalid {
 				t.Fatalf("RegisterCustomer = %v, want an invalid-argument error", err)
 			}
@@ -99,11 +110,11 @@ func TestRegisterRejects(t *testing.T) {
 		})
 	}
 	// A password that looks like a card number is only hashed, never kept.
-	if _, err := s.RegisterCustomer(context.Background(), &orderv1.RegisterCustomerRequest{
+	if _, err := s.RegisterCustomer(testContext(t), &orderv1.RegisterCustomerRequest{
 		Name: "Card Pw", Email: "cardpw@example.com", Phone: "+1 555 0100", Password: "4111111111111111"}); err != nil {
 		t.Errorf("RegisterCustomer with a digits-only password = %v, want it accepted", err)
 	}
-	_, err := s.RegisterCustomer(context.Background(), &orderv1.RegisterCustomerRequest{
+	_, err := s.RegisterCustomer(testContext(t), &orderv1.RegisterCustomerRequest{
 		Name: "Other", Email: "TAKEN@example.com", Phone: "+1 555 0100", Password: "long enough"})
 	if !errors.Is(err, order.ErrEmailTaken) {
 		t.Errorf("RegisterCustomer with a taken email = %v, want ErrEmailTaken", err)
@@ -119,11 +130,11 @@ func TestSignInRateLimit(t *testing.T) {
 	// Per account: three failures from anywhere lock the account, even for
 	// the right password, with the same answer for an unknown email.
 	for i, addr := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
-		if _, err := s.SignIn(fromClient(addr), &orderv1.SignInRequest{Email: "ann@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+		if _, err := s.SignIn(fromClient(t, addr), &orderv1.SignInRequest{Email: "ann@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
 			t.Fatalf("guess %d = %v, want ErrSignInFailed", i+1, err)
 		}
 	}
-	_, err := s.SignIn(fromClient("198.51.100.4"), &orderv1.SignInRequest{Email: "ann@example.com", Password: "right password"})
+	_, err := s.SignIn(fromClient(t, "198.51.100.4"), &orderv1.SignInRequest{Email: "ann@example.com", Password: "right password"})
 	if !errors.Is(err, order.ErrTooManyAttempts) || !strings.Contains(err.Error(), "try again in 1 minute") {
 		t.Errorf("SignIn after 3 failures = %v, want ErrTooManyAttempts saying when to retry", err)
 	}
@@ -131,22 +142,22 @@ func TestSignInRateLimit(t *testing.T) {
 	// Per client: five failures from one address over several accounts.
 	for i := range 5 {
 		email := []string{"b@example.com", "c@example.com", "d@example.com", "e@example.com", "f@example.com"}[i]
-		if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: email, Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+		if _, err := s.SignIn(fromClient(t, "192.0.2.7"), &orderv1.SignInRequest{Email: email, Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
 			t.Fatalf("guess %d from one client = %v, want ErrSignInFailed", i+1, err)
 		}
 	}
-	if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: "g@example.com", Password: "guess"}); !errors.Is(err, order.ErrTooManyAttempts) {
+	if _, err := s.SignIn(fromClient(t, "192.0.2.7"), &orderv1.SignInRequest{Email: "g@example.com", Password: "guess"}); !errors.Is(err, order.ErrTooManyAttempts) {
 		t.Errorf("sixth guess from one client = %v, want ErrTooManyAttempts", err)
 	}
 	// Another client is not held back by it.
-	if _, err := s.SignIn(fromClient("192.0.2.8"), &orderv1.SignInRequest{Email: "g@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+	if _, err := s.SignIn(fromClient(t, "192.0.2.8"), &orderv1.SignInRequest{Email: "g@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
 		t.Errorf("a guess from another client = %v, want ErrSignInFailed", err)
 	}
 }
 
 func TestSignInNeedsEmailAndPassword(t *testing.T) {
 	s, _ := newServer(t)
-	_, err := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{})
+	_, err := s.SignIn(fromClient(t, "198.51.100.1"), &orderv1.SignInRequest{})
 	var fields []string
 	for _, f := range errs.Fields(err) {
 		fields = append(fields, f.Field)
@@ -182,7 +193,7 @@ func guessAtOnce(t *testing.T, s *Server, n int, guess func(i int) (string, *ord
 	for i := range n {
 		wg.Go(func() {
 			client, req := guess(i)
-			_, err := s.SignIn(fromClient(client), req)
+			_, err := s.SignIn(fromClient(t, client), req)
 			switch {
 			case errors.Is(err, order.ErrSignInFailed):
 				c.Add(1)
@@ -202,7 +213,7 @@ func guessAtOnce(t *testing.T, s *Server, n int, guess func(i int) (string, *ord
 func TestSignInBoundsEmail(t *testing.T) {
 	s, _ := newServer(t)
 	long := strings.Repeat("a", 64<<10) + "@example.com"
-	_, err := s.SignIn(fromClient("198.51.100.1"), &orderv1.SignInRequest{Email: long, Password: "guess"})
+	_, err := s.SignIn(fromClient(t, "198.51.100.1"), &orderv1.SignInRequest{Email: long, Password: "guess"})
 	fs := errs.Fields(err)
 	if errs.KindOf(err) != errs.KindInvalid || len(fs) != 1 || fs[0].Field != "email" {
 		t.Errorf("SignIn with a %d-byte email = %v, want invalid email", len(long), err)
@@ -238,14 +249,14 @@ func TestSignInSharedAddress(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: fmt.Sprintf("user%d@example.com", i), Password: "right password"}); err != nil {
+			if _, err := s.SignIn(fromClient(t, "192.0.2.7"), &orderv1.SignInRequest{Email: fmt.Sprintf("user%d@example.com", i), Password: "right password"}); err != nil {
 				t.Errorf("SignIn(user%d) from a shared address = %v, want a token", i, err)
 			}
 		})
 	}
 	wg.Wait()
 	for i := range 3 {
-		if _, err := s.SignIn(fromClient("192.0.2.7"), &orderv1.SignInRequest{Email: "nobody@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
+		if _, err := s.SignIn(fromClient(t, "192.0.2.7"), &orderv1.SignInRequest{Email: "nobody@example.com", Password: "guess"}); !errors.Is(err, order.ErrSignInFailed) {
 			t.Fatalf("guess %d after the sign-ins = %v, want ErrSignInFailed", i+1, err)
 		}
 	}
