@@ -460,8 +460,16 @@ func ContextFrom(ctx context.Context, h nats.Header) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, HeaderCarrier(h))
 }
 
+// retryNote is how often retry says again that it is still trying.
+var retryNote = time.Minute
+
+// retry calls f until it succeeds or ctx ends, backing off from 100 ms to
+// 5 s. It warns from the third failure on, and again every retryNote, so
+// that a wait that does not end (a cluster short of nodes for a stream's
+// replicas, say) keeps showing in the log with its reason.
 func retry(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
 	wait := 100 * time.Millisecond
+	var noted time.Time
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := f(actx)
@@ -472,8 +480,9 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func(context.Co
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
 		}
-		if attempt == 3 {
-			log.Warn("still retrying", "what", what, "err", err)
+		if attempt >= 3 && time.Since(noted) >= retryNote {
+			log.Warn("still retrying", "what", what, "attempts", attempt, "err", err)
+			noted = time.Now()
 		}
 		select {
 		case <-ctx.Done():

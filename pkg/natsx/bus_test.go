@@ -45,6 +45,13 @@ func (b *logBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+// String returns every record written so far.
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // count returns how many records carry msg.
 func (b *logBuffer) count(t *testing.T, msg string) int {
 	t.Helper()
@@ -436,16 +443,12 @@ func TestEnsureStreams(t *testing.T) {
 	}
 }
 
-// TestEnsureStreamWaitsForClusterPeers: a JetStream cluster whose nodes are
-// still meeting each other refuses a stream of three replicas with "no
-// suitable peers for placement" (CI saw it at cluster start, and the
-// services exited). That is the cluster not being ready, not a wrong
-// request: EnsureStream asks again until the stream is placed.
-//
-// Which peer the meta leader has not heard from yet is a race at a real
-// cluster's start, so the JetStream API here is scripted: a NATS server
-// without JetStream, and a responder that answers as the cluster did.
-func TestEnsureStreamWaitsForClusterPeers(t *testing.T) {
+// scriptedJetStream starts a NATS server without JetStream whose stream API
+// for PLACED answers as a cluster that cannot place the stream yet did ("no
+// suitable peers for placement"), refusals times, then places it. It
+// returns the server's URL and the count of create requests.
+func scriptedJetStream(t *testing.T, refusals int32) (string, *atomic.Int32) {
+	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -460,8 +463,7 @@ func TestEnsureStreamWaitsForClusterPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	const refusals = 3
-	var creates atomic.Int32
+	creates := &atomic.Int32{}
 	respond := func(m *nats.Msg, body string) {
 		if err := m.Respond([]byte(body)); err != nil {
 			t.Error(err)
@@ -481,17 +483,56 @@ func TestEnsureStreamWaitsForClusterPeers(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return ns.ClientURL(), creates
+}
 
-	bus, err := natsx.Connect(ns.ClientURL(), t.Name(), logging.Discard())
+var placedStream = jetstream.StreamConfig{Name: "PLACED", Subjects: []string{"placed.>"}, Replicas: 3}
+
+// TestEnsureStreamWaitsForClusterPeers: a JetStream cluster whose nodes are
+// still meeting each other refuses a stream of three replicas with "no
+// suitable peers for placement" (CI saw it at cluster start, and the
+// services exited). That is the cluster not being ready, not a wrong
+// request: EnsureStream asks again until the stream is placed.
+//
+// Which peer the meta leader has not heard from yet is a race at a real
+// cluster's start, so the JetStream API here is scripted.
+func TestEnsureStreamWaitsForClusterPeers(t *testing.T) {
+	const refusals = 3
+	url, creates := scriptedJetStream(t, refusals)
+	bus, err := natsx.Connect(url, t.Name(), logging.Discard())
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
 	t.Cleanup(bus.Close)
-	err = bus.EnsureStream(testContext(t), jetstream.StreamConfig{Name: "PLACED", Subjects: []string{"placed.>"}, Replicas: 3})
-	if err != nil {
+	if err := bus.EnsureStream(testContext(t), placedStream); err != nil {
 		t.Fatalf("EnsureStream while the cluster cannot place it yet = %v, want it placed once the cluster can", err)
 	}
 	if got := creates.Load(); got != refusals+1 {
 		t.Errorf("stream create requests = %d, want %d (%d refused, then placed)", got, refusals+1, refusals)
+	}
+}
+
+// TestEnsureStreamKeepsSayingWhy: a wait that goes on (a cluster short of
+// nodes for the stream's replicas never places it) shows in the log again
+// and again with the cluster's reason, not once at the start.
+func TestEnsureStreamKeepsSayingWhy(t *testing.T) {
+	natsx.SetRetryNote(t, 300*time.Millisecond)
+	url, _ := scriptedJetStream(t, 1<<30)
+	logs := &logBuffer{}
+	bus, err := natsx.Connect(url, t.Name(), newLogger(logs))
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(bus.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if err := bus.EnsureStream(ctx, placedStream); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("EnsureStream with a cluster that never places it = %v, want it to wait until its context ends", err)
+	}
+	if n := logs.count(t, "still retrying"); n < 3 {
+		t.Errorf("%d \"still retrying\" warnings over 4 s, noted every 300 ms, want at least 3", n)
+	}
+	if !strings.Contains(logs.String(), "no suitable peers") {
+		t.Errorf("the warnings do not give the cluster's reason:\n%s", logs.String())
 	}
 }

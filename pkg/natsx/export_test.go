@@ -15,3 +15,11 @@ func SetFloorSample(t *testing.T, d time.Duration) {
 	floorSample = d
 	t.Cleanup(func() { floorSample = old })
 }
+
+// SetRetryNote sets how often a retry that goes on is logged again, until
+// the test ends.
+func SetRetryNote(t *testing.T, d time.Duration) {
+	old := retryNote
+	retryNote = d
+	t.Cleanup(func() { retryNote = old })
+}
