@@ -1300,6 +1300,29 @@ func storefrontOrderAnnounced(t *testing.T, s *stack.Stack, b *browser) {
 		t.Errorf("focus after the cancel call answered is on %q, want it kept on the order page",
 			eval[string](t, p, `document.activeElement.outerHTML.slice(0, 80)`))
 	}
+
+	// A customer who moves on while the cancel call runs keeps her place:
+	// neither the stream nor the answer takes it back to the heading.
+	o = place(t, s, token, pickupBody("funghi", "SIZE_SMALL"), "Idempotency-Key", uniq("heard"))
+	p.setHash(t, "#/orders/"+o.GetId())
+	p.stepDone(t, "ORDER_STATUS_ACCEPTED")
+	paused = p.hold(t, "*:cancel", fetch.RequestStageResponse)
+	p.do(t, "cancel from the keyboard", chromedp.WaitVisible(chromedp.CSS(`#cancel`)),
+		chromedp.Focus(chromedp.CSS(`#cancel`)), chromedp.KeyEvent(kb.Enter))
+	select {
+	case held = <-paused:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the page never sent the cancel call")
+	}
+	const allOrders = `#view-order a[href="#/orders"]`
+	p.do(t, "move on to All my orders", chromedp.Focus(chromedp.CSS(allOrders)))
+	p.stepDone(t, "ORDER_STATUS_CANCELLED")
+	p.release(t, "let the cancel call answer", held)
+	p.until(t, "the cancel call answered", `!document.getElementById('cancel').disabled`, 10*time.Second)
+	if !eval[bool](t, p, `document.activeElement === document.querySelector('`+allOrders+`')`) {
+		t.Errorf("focus after moving on while the cancel call ran is on %q, want it left on All my orders",
+			eval[string](t, p, `document.activeElement.outerHTML.slice(0, 80)`))
+	}
 }
 
 // kitchenKeyboard: a cook working the display from a keyboard keeps her
