@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pizzashop/pizzashop/pkg/auth"
+	"github.com/pizzashop/pizzashop/pkg/devstack"
 )
 
 // The configuration the launcher gives Jaeger listens only on the addresses
@@ -76,12 +77,7 @@ func TestTraces(t *testing.T) {
 			t.Skipf("base+%d is taken: %v", off, err)
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	traces := l.Addr().String()
-	l.Close()
+	traces := devstack.FreeAddr(t)
 	shop := startLauncher(t, filepath.Join(bin, "pizzashop"), []string{"run", "--data", t.TempDir(),
 		"--base-port", strconv.Itoa(ports.base), "--http", ports.http, "--nats-addr", ports.nats, "--mongo-addr", ports.mongo,
 		"--jaeger", jaeger, "--traces", traces})

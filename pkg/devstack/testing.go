@@ -42,6 +42,17 @@ func NATS(t testing.TB) string {
 	return ns.ClientURL()
 }
 
+// FreeAddr returns a loopback address nothing listens on now, for a server
+// t starts itself.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	addr, err := freeLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
 // shared is the one embedded FerretDB of a test binary. It starts on first
 // use and lives as long as the process: a FerretDB start costs far more than
 // a fresh database, which is what each test gets instead.

@@ -3,7 +3,6 @@ package svc_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,24 +14,13 @@ import (
 
 type testConfig struct{ svc.Common }
 
-// freeAddr returns a loopback address no one listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // serviceEnv points a service's configuration at the test's own NATS and
 // store.
 func serviceEnv(t *testing.T) {
 	t.Helper()
 	t.Setenv("NATS_URL", devstack.NATS(t))
 	t.Setenv("MONGO_URI", devstack.Mongo(t))
-	t.Setenv("GRPC_ADDR", freeAddr(t))
+	t.Setenv("GRPC_ADDR", devstack.FreeAddr(t))
 	t.Setenv("METRICS_ADDR", "")
 	t.Setenv("PIZZASHOP_DEMO", "true")
 }
