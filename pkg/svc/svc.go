@@ -27,7 +27,8 @@ import (
 )
 
 // Common is the configuration every service shares. Fields left empty by the
-// environment take the service's Defaults.
+// environment take the service's Defaults, except METRICS_ADDR: set to
+// nothing, it turns the metrics endpoint off.
 type Common struct {
 	GRPCAddr        string        `env:"GRPC_ADDR"`
 	MetricsAddr     string        `env:"METRICS_ADDR"`
@@ -57,11 +58,13 @@ type Defaults struct {
 	MongoDatabase string
 }
 
-func (c *Common) applyDefaults(d Defaults) {
+func (c *Common) applyDefaults(d Defaults, lookup func(string) (string, bool)) {
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = d.GRPCAddr
 	}
-	if c.MetricsAddr == "" {
+	// METRICS_ADDR set to nothing turns the metrics endpoint off; only an
+	// unset one takes the service's default.
+	if _, set := lookup("METRICS_ADDR"); c.MetricsAddr == "" && !set {
 		c.MetricsAddr = d.MetricsAddr
 	}
 	if c.MongoDatabase == "" {
@@ -146,7 +149,7 @@ func Run(ctx context.Context, log *slog.Logger, s Service) error {
 		return err
 	}
 	c := s.Common
-	c.applyDefaults(s.Defaults)
+	c.applyDefaults(s.Defaults, os.LookupEnv)
 	log.Info("starting", "version", app.Version, "config", config.LogValue(s.Config))
 
 	tel, err := telemetry.Setup(ctx, s.Name, app.Version)
