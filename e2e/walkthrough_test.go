@@ -66,6 +66,17 @@ func TestWalkthrough(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a second run says it needs a fresh shop", func(t *testing.T) {
+		// Alice is registered now, so the script stops at her registration;
+		// it must say why instead of ending without a word.
+		out, err := walkthrough(t, shop)
+		if err == nil {
+			t.Fatalf("a second walk-through on the same shop succeeded; want it to stop at the registration:\n%s", out)
+		}
+		if !strings.Contains(out, "needs a fresh shop") || !strings.Contains(out, "make clean-data") {
+			t.Errorf("a second walk-through failed without saying it needs a fresh shop (%v):\n%s", err, out)
+		}
+	})
 	t.Run("dashboard metrics exist", func(t *testing.T) {
 		checkDashboardMetrics(t, shop)
 	})
@@ -260,6 +271,17 @@ func checkScriptIsREADME(t *testing.T, root string) {
 // bin/ holds the built binaries, with the shop's PIZZASHOP_* variables.
 func runWalkthrough(t *testing.T, s *localShop) string {
 	t.Helper()
+	out, err := walkthrough(t, s)
+	if err != nil {
+		t.Fatalf("walk-through failed: %v\n%s", err, out)
+	}
+	return out
+}
+
+// walkthrough runs the script once and returns what it printed and how it
+// ended; a run still going after 2 minutes fails the test.
+func walkthrough(t *testing.T, s *localShop) (string, error) {
+	t.Helper()
 	work := t.TempDir()
 	if err := os.Symlink(s.bin, filepath.Join(work, "bin")); err != nil {
 		t.Fatal(err)
@@ -277,10 +299,7 @@ func runWalkthrough(t *testing.T, s *localShop) string {
 	if ctx.Err() != nil {
 		t.Fatalf("walk-through still running after 2 minutes (a wait that never ended):\n%s", out.String())
 	}
-	if err != nil {
-		t.Fatalf("walk-through failed: %v\n%s", err, out.String())
-	}
-	return out.String()
+	return out.String(), err
 }
 
 // metricsURLs are every /metrics of the local stack: the gateway's, the

@@ -13,6 +13,8 @@
 # README's code block, byte for byte, and runs this script against a shop
 # started by `pizzashop run`.
 set -euo pipefail
+# A step that fails stops the script; say which, and the likeliest cause.
+trap 'echo "walkthrough: the step at line $LINENO failed. It needs a fresh shop (it registers alice@example.com and adds Bianca): stop the shop, make clean-data, make run." >&2' ERR
 
 # --- README walk-through begins
 GW=http://${PIZZASHOP_HTTP_ADDR:-localhost:8080}   # where `make run` serves the REST API
@@ -83,6 +85,6 @@ curl -s -H "Authorization: Bearer $ADMIN" $GW/v1/menu/pizzas -d '{
   "name": "Bianca", "description": "Mozzarella, ricotta, garlic", "available": true,
   "prices": [{"size": "SIZE_SMALL", "amountMinor": 950},
              {"size": "SIZE_MEDIUM", "amountMinor": 1250},
-             {"size": "SIZE_LARGE", "amountMinor": 1550}]}' | jq -r .id
+             {"size": "SIZE_LARGE", "amountMinor": 1550}]}' | jq -er .id
 curl -s -X PATCH -H "Authorization: Bearer $ADMIN" $GW/v1/menu/toppings/burrata -d '{"available": false}' | jq -c '{id, available}'
 # --- README walk-through ends
