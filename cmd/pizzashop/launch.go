@@ -622,6 +622,11 @@ func (l *launcher) banner(took, stackTook time.Duration) {
 	default:
 		fmt.Fprintf(&b, "  %-*s  %s (from MONGO_URI)\n", w, "mongodb", config.RedactURL(l.mongoURI))
 	}
+	if l.stack != nil || l.cluster != nil {
+		// The URLs above hide the passwords; say where the embedded servers' are.
+		fmt.Fprintf(&b, "  %-*s  NATS and store users and passwords in %s (the README shows mongosh and nats with them)\n",
+			w, "logins", filepath.Join(l.cfg.data, devstack.CredentialsFile))
+	}
 	fmt.Fprintf(&b, "  %-*s  %s (warnings and errors also show here)\n", w, "logs", filepath.Join(l.logDir, "<name>.log"))
 	fmt.Fprintf(&b, "  %-*s  a service process that dies is started again (backoff %s to %s)\n\n", w, "restarts", restartMinBackoff, restartMaxBackoff)
 	secret := "the development secret"

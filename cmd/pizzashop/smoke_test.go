@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pizzashop/pizzashop/pkg/devstack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -61,6 +62,10 @@ func TestSmoke(t *testing.T) {
 	shop := startLauncher(t, exe, args)
 	t.Logf("cold start to ready: %s (launcher says %q)", shop.waitReady(t), shop.readyLine())
 	mustGet(t, web+"/readyz", http.StatusOK)
+	// The banner hides the embedded servers' passwords, so it says where they are.
+	if creds := filepath.Join(data, devstack.CredentialsFile); !strings.Contains(shop.output(), creds) {
+		t.Errorf("the banner does not say the NATS and store passwords are in %s:\n%s", creds, shop.output())
+	}
 
 	menu, etag := getMenu(t, web)
 	checkMenu(t, menu)
