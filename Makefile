@@ -41,7 +41,7 @@ build: ## Build every binary into ./bin
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(BINARIES)
 
 .PHONY: token
-token: ## Print a credential: make token ROLE=admin SUB=maria (roles: customer kitchen courier admin)
+token: ## Print a credential: make token ROLE=admin SUB=maria (roles: customer kitchen courier admin service)
 	@go run ./cmd/pizzashop token --role $(ROLE) --sub $(SUB)
 
 .PHONY: deadletters
@@ -68,7 +68,7 @@ test-replicas: ## Run the e2e lifecycle, race, fault and ordering tests again wi
 	PIZZASHOP_E2E_REPLICAS=2 go test -count=1 -timeout 15m -run '^(TestLifecycle|TestCancelStartRace|TestKitchenCrash|TestNATSOutage|TestStoreOutage|TestOrdering)$$' ./e2e
 
 .PHONY: test-short
-test-short: ## Run the fast tests only (skips the multi-process smoke test)
+test-short: ## Run the tests with -short: skips the browser, smoke, replica, abuse and walk-through tests and the slowest store tests; the e2e lifecycle and fault tests still run
 	go test -short -count=1 $(MODULES)
 
 .PHONY: test-race
@@ -81,7 +81,7 @@ fuzz: ## Fuzz the card number scanner and the order body decoding, FUZZTIME each
 	go test ./gateway/internal/edge -run '^$$' -fuzz '^FuzzOrderBody$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: abuse
-abuse: ## Run the abuse suite against the local stack (bad keys, card numbers, oversized and slow requests, stream floods, a stalled store)
+abuse: ## Run the abuse suite on a stack of its own, started by the test (bad keys, card numbers, oversized and slow requests, stream floods, a stalled store)
 	go test -count=1 -run '^TestAbuse$$' -v ./e2e
 
 .PHONY: bench
@@ -146,7 +146,7 @@ $(BUF): tools/buf/go.mod
 	GOWORK=off go -C tools/buf build -o ../../$(BUF) github.com/bufbuild/buf/cmd/buf
 
 .PHONY: clean
-clean: ## Remove build output (keeps ./data)
+clean: ## Remove build output: ./bin and .bin, the built tools and trace viewer (keeps ./data)
 	rm -rf $(BIN) .bin
 
 .PHONY: clean-data
