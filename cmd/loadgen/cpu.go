@@ -43,6 +43,7 @@ const clockTicks = 100
 type cpuReading struct {
 	cpu   float64
 	start float64 // seconds since the epoch (metrics) or clock ticks since boot (/proc)
+	rss   float64 // resident memory in bytes; 0 when unknown
 }
 
 // read returns the CPU the process has used, and its start.
@@ -80,8 +81,8 @@ func (s cpuSource) read(ctx context.Context, client *http.Client) (cpuReading, e
 var errNoCPUMetric = errors.New("no process_cpu_seconds_total")
 
 // parseCPUSeconds finds process_cpu_seconds_total, and
-// process_start_time_seconds when it is there, in a Prometheus text
-// exposition.
+// process_start_time_seconds and process_resident_memory_bytes when they
+// are there, in a Prometheus text exposition.
 func parseCPUSeconds(r io.Reader) (cpuReading, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -89,7 +90,7 @@ func parseCPUSeconds(r io.Reader) (cpuReading, error) {
 	found := false
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || (name != "process_cpu_seconds_total" && name != "process_start_time_seconds") {
+		if !ok || (name != "process_cpu_seconds_total" && name != "process_start_time_seconds" && name != "process_resident_memory_bytes") {
 			continue
 		}
 		fields := strings.Fields(value)
@@ -100,9 +101,12 @@ func parseCPUSeconds(r io.Reader) (cpuReading, error) {
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 			return cpuReading{}, fmt.Errorf("%s: %q is not a number", name, fields[0])
 		}
-		if name == "process_start_time_seconds" {
+		switch name {
+		case "process_start_time_seconds":
 			out.start = v
-		} else {
+		case "process_resident_memory_bytes":
+			out.rss = v
+		default:
 			out.cpu, found = v, true
 		}
 	}
@@ -115,9 +119,10 @@ func parseCPUSeconds(r io.Reader) (cpuReading, error) {
 	return out, nil
 }
 
-// parseProcStat returns utime + stime in seconds, and starttime, from the
-// contents of /proc/PID/stat. The command name (field 2) may hold spaces
-// and parentheses, so fields are counted from its last ')'.
+// parseProcStat returns utime + stime in seconds, starttime and the
+// resident set from the contents of /proc/PID/stat. The command name
+// (field 2) may hold spaces and parentheses, so fields are counted from its
+// last ')'.
 func parseProcStat(stat string) (cpuReading, error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
@@ -125,17 +130,18 @@ func parseProcStat(stat string) (cpuReading, error) {
 	}
 	f := strings.Fields(stat[i+1:])
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15,
-	// starttime field 22.
-	if len(f) < 20 {
-		return cpuReading{}, fmt.Errorf("%d fields, want at least 22", len(f)+2)
+	// starttime field 22, rss (in pages) field 24.
+	if len(f) < 22 {
+		return cpuReading{}, fmt.Errorf("%d fields, want at least 24", len(f)+2)
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
 	start, err3 := strconv.ParseUint(f[19], 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	rss, err4 := strconv.ParseUint(f[21], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return cpuReading{}, err
 	}
-	return cpuReading{cpu: float64(ut+st) / clockTicks, start: float64(start)}, nil
+	return cpuReading{cpu: float64(ut+st) / clockTicks, start: float64(start), rss: float64(rss) * float64(os.Getpagesize())}, nil
 }
 
 // cpuSnapshot is the reading of every source at one moment; a source that
@@ -175,6 +181,10 @@ type CPUReport struct {
 	Processes       []ProcCPU `json:"processes"`
 	TotalSeconds    float64   `json:"total_cpu_s"`
 	TotalMsPerOrder float64   `json:"total_cpu_ms_per_order"`
+	// RSSBeforeMB and RSSAfterMB are the resident memory of the counted
+	// processes together, before the phase and after its drain (MiB).
+	RSSBeforeMB float64 `json:"rss_before_mb,omitempty"`
+	RSSAfterMB  float64 `json:"rss_after_mb,omitempty"`
 	// Missing names the processes that could not be read before and after.
 	Missing []string `json:"missing,omitempty"`
 	// Restarted names the processes started again during the run: their
@@ -188,6 +198,10 @@ type ProcCPU struct {
 	Source     string  `json:"source"`
 	Seconds    float64 `json:"cpu_s"`
 	MsPerOrder float64 `json:"cpu_ms_per_order"`
+	// RSSBeforeMB and RSSAfterMB are its resident memory before the phase
+	// and after its drain (MiB), when the source reports it.
+	RSSBeforeMB float64 `json:"rss_before_mb,omitempty"`
+	RSSAfterMB  float64 `json:"rss_after_mb,omitempty"`
 }
 
 // cpuReport turns two snapshots into a report for orders orders.
@@ -204,15 +218,19 @@ func cpuReport(sources []cpuSource, before, after cpuSnapshot, orders int) *CPUR
 			r.Restarted = append(r.Restarted, s.name)
 			continue
 		}
-		p := ProcCPU{Name: s.name, Source: s.String(), Seconds: round6(a.cpu - b.cpu)}
+		p := ProcCPU{Name: s.name, Source: s.String(), Seconds: round6(a.cpu - b.cpu),
+			RSSBeforeMB: round3(b.rss / (1 << 20)), RSSAfterMB: round3(a.rss / (1 << 20))}
 		if orders > 0 {
 			p.MsPerOrder = round3(p.Seconds * 1000 / float64(orders))
 		}
 		r.Processes = append(r.Processes, p)
 		r.TotalSeconds += p.Seconds
+		r.RSSBeforeMB += p.RSSBeforeMB
+		r.RSSAfterMB += p.RSSAfterMB
 	}
 	sort.SliceStable(r.Processes, func(i, j int) bool { return r.Processes[i].Seconds > r.Processes[j].Seconds })
 	r.TotalSeconds = round6(r.TotalSeconds)
+	r.RSSBeforeMB, r.RSSAfterMB = round3(r.RSSBeforeMB), round3(r.RSSAfterMB)
 	if orders > 0 {
 		r.TotalMsPerOrder = round3(r.TotalSeconds * 1000 / float64(orders))
 	}

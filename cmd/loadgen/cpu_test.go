@@ -24,10 +24,13 @@ process_cpu_seconds_total_other 99
 # HELP process_start_time_seconds Start time of the process since unix epoch in seconds.
 # TYPE process_start_time_seconds gauge
 process_start_time_seconds 1.76954712345e+09
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 2.6017792e+07
 `
 	got, err := parseCPUSeconds(strings.NewReader(expo))
-	if err != nil || got.cpu != 12.37 || got.start != 1.76954712345e+09 {
-		t.Errorf("parseCPUSeconds = %+v, %v; want 12.37 s since a start at 1.76954712345e+09", got, err)
+	if err != nil || got.cpu != 12.37 || got.start != 1.76954712345e+09 || got.rss != 26017792 {
+		t.Errorf("parseCPUSeconds = %+v, %v; want 12.37 s since a start at 1.76954712345e+09, 26017792 bytes resident", got, err)
 	}
 	if _, err := parseCPUSeconds(strings.NewReader("go_goroutines 3\n")); !errors.Is(err, errNoCPUMetric) {
 		t.Errorf("parseCPUSeconds without the metric: err = %v, want errNoCPUMetric", err)
@@ -45,8 +48,8 @@ func TestParseProcStat(t *testing.T) {
 	// A command name holding spaces and a ')' must not shift the fields.
 	stat := "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 130 0 0 20 0 9 0 100 200000 300 18446744073709551615"
 	got, err := parseProcStat(stat)
-	if err != nil || got.cpu != 3.8 || got.start != 100 {
-		t.Errorf("parseProcStat = %+v, %v; want 3.8 s (250+130 ticks) since a start at tick 100", got, err)
+	if want := float64(300 * os.Getpagesize()); err != nil || got.cpu != 3.8 || got.start != 100 || got.rss != want {
+		t.Errorf("parseProcStat = %+v, %v; want 3.8 s (250+130 ticks) since a start at tick 100, %g bytes resident (300 pages)", got, err, want)
 	}
 	if _, err := parseProcStat("4242 (x) S 1 2"); err == nil {
 		t.Error("parseProcStat of a short line: no error")
@@ -56,16 +59,22 @@ func TestParseProcStat(t *testing.T) {
 	if err != nil {
 		t.Skip("no /proc here")
 	}
-	if v, err := parseProcStat(string(b)); err != nil || v.cpu < 0 || v.start <= 0 {
+	if v, err := parseProcStat(string(b)); err != nil || v.cpu < 0 || v.start <= 0 || v.rss < 1<<20 {
 		t.Errorf("parseProcStat(own stat) = %+v, %v", v, err)
 	}
 }
 
 func TestCPUReport(t *testing.T) {
 	sources := []cpuSource{{name: "launcher", addr: "127.0.0.1:9190"}, {name: "order", addr: "127.0.0.1:9192"}, {name: "store", pid: 7}}
-	before := cpuSnapshot{"launcher": {cpu: 10}, "order": {cpu: 2}}
-	after := cpuSnapshot{"launcher": {cpu: 12}, "order": {cpu: 2.5}, "store": {cpu: 1}}
+	before := cpuSnapshot{"launcher": {cpu: 10, rss: 100 << 20}, "order": {cpu: 2, rss: 20 << 20}}
+	after := cpuSnapshot{"launcher": {cpu: 12, rss: 150 << 20}, "order": {cpu: 2.5, rss: 30 << 20}, "store": {cpu: 1, rss: 1 << 30}}
 	r := cpuReport(sources, before, after, 500)
+	if r.RSSBeforeMB != 120 || r.RSSAfterMB != 180 {
+		t.Errorf("resident memory %g -> %g MiB; want 120 -> 180 (the store, not read before, left out)", r.RSSBeforeMB, r.RSSAfterMB)
+	}
+	if p := r.Processes[0]; p.RSSBeforeMB != 100 || p.RSSAfterMB != 150 {
+		t.Errorf("%s resident memory %g -> %g MiB; want 100 -> 150", p.Name, p.RSSBeforeMB, p.RSSAfterMB)
+	}
 	if r.TotalSeconds != 2.5 || r.TotalMsPerOrder != 5 {
 		t.Errorf("total = %g s, %g ms/order; want 2.5 s, 5 ms/order", r.TotalSeconds, r.TotalMsPerOrder)
 	}

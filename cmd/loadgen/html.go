@@ -267,6 +267,15 @@ func (r *Report) writeHTML(w io.Writer) error {
 			bars = append(bars, bar{pc.Name, pc.MsPerOrder})
 		}
 		b.WriteString(barChart(fmt.Sprintf("%s: %d orders", p.Name, p.CPU.Orders), "ms/order", bars))
+		if p.CPU.RSSAfterMB > 0 {
+			fmt.Fprintf(&b, "<p>Resident memory, before the phase and after its drain: whole stack %s &rarr; %s MiB", fmtNum(p.CPU.RSSBeforeMB), fmtNum(p.CPU.RSSAfterMB))
+			for _, pc := range p.CPU.Processes {
+				if pc.RSSAfterMB > 0 {
+					fmt.Fprintf(&b, "; %s %s &rarr; %s", esc(pc.Name), fmtNum(pc.RSSBeforeMB), fmtNum(pc.RSSAfterMB))
+				}
+			}
+			b.WriteString(".</p>\n")
+		}
 		if len(p.CPU.Missing) > 0 {
 			fmt.Fprintf(&b, "<p class=\"bad\">Not read: %s</p>\n", esc(strings.Join(p.CPU.Missing, ", ")))
 		}

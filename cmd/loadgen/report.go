@@ -247,8 +247,11 @@ func (r *Report) print(w io.Writer) {
 		}
 		if c := p.CPU; c != nil {
 			fmt.Fprintf(w, "whole-stack CPU per order: %.3f ms (%d orders, drain included)\n", c.TotalMsPerOrder, c.Orders)
+			if c.RSSAfterMB > 0 {
+				fmt.Fprintf(w, "resident memory of those processes: %.1f MiB before, %.1f MiB after\n", c.RSSBeforeMB, c.RSSAfterMB)
+			}
 			for _, pc := range c.Processes {
-				fmt.Fprintf(w, "  %-18s %8.3f ms/order %9.3f s  %s\n", pc.Name, pc.MsPerOrder, pc.Seconds, pc.Source)
+				fmt.Fprintf(w, "  %-18s %8.3f ms/order %9.3f s  %s  %s\n", pc.Name, pc.MsPerOrder, pc.Seconds, fmtRSS(pc), pc.Source)
 			}
 			for _, m := range c.Missing {
 				fmt.Fprintf(w, "  %-18s not read\n", m)
@@ -288,4 +291,13 @@ func fmtStatuses(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", k, m[k]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// fmtRSS is a process's resident memory before and after a phase, or
+// nothing when its source does not say.
+func fmtRSS(p ProcCPU) string {
+	if p.RSSAfterMB == 0 {
+		return ""
+	}
+	return fmt.Sprintf("RSS %.1f -> %.1f MiB", p.RSSBeforeMB, p.RSSAfterMB)
 }
