@@ -35,8 +35,9 @@ func (k *cancellingKitchen) CancelTicket(_ context.Context, req *kitchenv1.Cance
 	return &kitchenv1.CancelTicketResponse{Ticket: &kitchenv1.Ticket{Id: req.GetId(), Status: kitchenv1.TicketStatus_TICKET_STATUS_CANCELLED}}, nil
 }
 
-func as(role auth.Role, subject string) context.Context {
-	return auth.WithClaims(context.Background(), auth.Claims{Subject: subject, Role: role})
+// as is a call from subject with role, bounded by the test's deadline.
+func as(t *testing.T, role auth.Role, subject string) context.Context {
+	return auth.WithClaims(testContext(t), auth.Claims{Subject: subject, Role: role})
 }
 
 func lastReason(o *orderv1.Order) string {
@@ -48,26 +49,26 @@ func TestCancelOrder(t *testing.T) {
 	s, _ := newServer(t)
 	k := &cancellingKitchen{}
 	s.kitchen = k
-	placed, err := s.CreateOrder(asCustomer("ann", "c1"), pickup("margherita"))
+	placed, err := s.CreateOrder(asCustomer(t, "ann", "c1"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := placed.GetOrder().GetId()
 
-	if _, err := s.CancelOrder(as(auth.RoleCustomer, "bob"), &orderv1.CancelOrderRequest{Id: id}); !errors.Is(err, order.ErrNotFound) {
+	if _, err := s.CancelOrder(as(t, auth.RoleCustomer, "bob"), &orderv1.CancelOrderRequest{Id: id}); !errors.Is(err, order.ErrNotFound) {
 		t.Errorf("another customer's cancel = %v, want ErrNotFound", err)
 	}
 	if len(k.asked) != 0 {
 		t.Errorf("another customer's cancel reached the kitchen: %v", k.asked)
 	}
-	got, err := s.CancelOrder(as(auth.RoleCustomer, "ann"), &orderv1.CancelOrderRequest{Id: id, Reason: "  changed my mind "})
+	got, err := s.CancelOrder(as(t, auth.RoleCustomer, "ann"), &orderv1.CancelOrderRequest{Id: id, Reason: "  changed my mind "})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.GetOrder().GetStatus() != orderv1.OrderStatus_ORDER_STATUS_CANCELLED || lastReason(got.GetOrder()) != "changed my mind" {
 		t.Errorf("cancel = %s %q, want CANCELLED with the customer's reason", got.GetOrder().GetStatus(), lastReason(got.GetOrder()))
 	}
-	again, err := s.CancelOrder(as(auth.RoleCustomer, "ann"), &orderv1.CancelOrderRequest{Id: id})
+	again, err := s.CancelOrder(as(t, auth.RoleCustomer, "ann"), &orderv1.CancelOrderRequest{Id: id})
 	if err != nil || again.GetOrder().GetRevision() != got.GetOrder().GetRevision() {
 		t.Errorf("cancel again = %v, %v; want the cancelled order unchanged", again.GetOrder(), err)
 	}
@@ -76,15 +77,15 @@ func TestCancelOrder(t *testing.T) {
 func TestCancelOrderKitchenStarted(t *testing.T) {
 	s, _ := newServer(t)
 	s.kitchen = &cancellingKitchen{baking: true}
-	placed, err := s.CreateOrder(asCustomer("ann", "c1"), pickup("margherita"))
+	placed, err := s.CreateOrder(asCustomer(t, "ann", "c1"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := placed.GetOrder().GetId()
-	if _, err := s.CancelOrder(as(auth.RoleCustomer, "ann"), &orderv1.CancelOrderRequest{Id: id}); !errors.Is(err, order.ErrNotCancellable) {
+	if _, err := s.CancelOrder(as(t, auth.RoleCustomer, "ann"), &orderv1.CancelOrderRequest{Id: id}); !errors.Is(err, order.ErrNotCancellable) {
 		t.Errorf("cancel of an order the kitchen started = %v, want ErrNotCancellable", err)
 	}
-	o, err := s.store.Get(context.Background(), id)
+	o, err := s.store.Get(testContext(t), id)
 	if err != nil || o.Status != order.StatusPlaced || o.Revision != 1 {
 		t.Errorf("after a refused cancel: %v, %v; want the order untouched", o, err)
 	}
@@ -95,11 +96,11 @@ func TestCancelOrderKitchenStarted(t *testing.T) {
 func TestCancelOrderByShop(t *testing.T) {
 	s, _ := newServer(t)
 	s.kitchen = &cancellingKitchen{}
-	placed, err := s.CreateOrder(asCustomer("ann", "c1"), pickup("margherita"))
+	placed, err := s.CreateOrder(asCustomer(t, "ann", "c1"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.CancelOrder(as(auth.RoleAdmin, "ada"), &orderv1.CancelOrderRequest{Id: placed.GetOrder().GetId()})
+	got, err := s.CancelOrder(as(t, auth.RoleAdmin, "ada"), &orderv1.CancelOrderRequest{Id: placed.GetOrder().GetId()})
 	if err != nil {
 		t.Fatal(err)
 	}

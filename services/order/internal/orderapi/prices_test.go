@@ -39,13 +39,13 @@ func TestPriceCacheKeepsItemsApart(t *testing.T) {
 	s.menu = toppingMenu{}
 	two := pickup("margherita")
 	two.Item.ToppingIds = []string{"olives", "mushrooms"}
-	if _, err := s.CreateOrder(asCustomer("ann", "two"), two); err != nil {
+	if _, err := s.CreateOrder(asCustomer(t, "ann", "two"), two); err != nil {
 		t.Fatal(err)
 	}
 	for _, ids := range [][]string{{"mushrooms,olives"}, {"olives,mushrooms"}} {
 		one := pickup("margherita")
 		one.Item.ToppingIds = ids
-		o, err := s.CreateOrder(asCustomer("ann", "one-"+ids[0]), one)
+		o, err := s.CreateOrder(asCustomer(t, "ann", "one-"+ids[0]), one)
 		if errs.KindOf(err) != errs.KindInvalid {
 			t.Errorf("CreateOrder(toppings %q) = %v, %v; want the menu's refusal of an unknown topping", ids, o.GetOrder().GetItem(), err)
 		}

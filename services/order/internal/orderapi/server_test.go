@@ -54,7 +54,7 @@ func newServer(t *testing.T) (*Server, *clock) {
 	t.Helper()
 	_, db := devstack.MongoDatabase(t)
 	store := orderdb.New(db)
-	if err := store.Init(context.Background()); err != nil {
+	if err := store.Init(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
 	signer, err := auth.NewSigner("order-api-test-secret")
@@ -67,8 +67,10 @@ func newServer(t *testing.T) (*Server, *clock) {
 	return s, c
 }
 
-func asCustomer(id, key string) context.Context {
-	ctx := auth.WithClaims(context.Background(), auth.Claims{Subject: id, Role: auth.RoleCustomer})
+// asCustomer is a call from customer id with idempotency key key, bounded
+// by the test's deadline (testContext), not left to the store's 3 s default.
+func asCustomer(t *testing.T, id, key string) context.Context {
+	ctx := auth.WithClaims(testContext(t), auth.Claims{Subject: id, Role: auth.RoleCustomer})
 	return metadata.NewIncomingContext(ctx, metadata.Pairs("idempotency-key", key))
 }
 
@@ -82,7 +84,7 @@ func pickup(pizza string) *orderv1.CreateOrderRequest {
 
 func TestIdempotencyKey(t *testing.T) {
 	s, c := newServer(t)
-	ctx := asCustomer("ann", "key-1")
+	ctx := asCustomer(t, "ann", "key-1")
 	first, err := s.CreateOrder(ctx, pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +101,7 @@ func TestIdempotencyKey(t *testing.T) {
 			t.Errorf("same key, other body %s later = %v, want ErrKeyReused", later, err)
 		}
 	}
-	other, err := s.CreateOrder(asCustomer("bob", "key-1"), pickup("margherita"))
+	other, err := s.CreateOrder(asCustomer(t, "bob", "key-1"), pickup("margherita"))
 	if err != nil || other.GetOrder().GetId() == id {
 		t.Errorf("another customer's same key = %v, %v; want an order of its own", other.GetOrder().GetId(), err)
 	}
@@ -117,7 +119,7 @@ func TestIdempotencyKey(t *testing.T) {
 // answer is that order.
 func TestIdempotencyKeyRace(t *testing.T) {
 	s, _ := newServer(t)
-	ctx := asCustomer("ann", "race-1")
+	ctx := asCustomer(t, "ann", "race-1")
 	const n = 20
 	got := make(chan string, n)
 	var wg sync.WaitGroup
@@ -141,7 +143,7 @@ func TestIdempotencyKeyRace(t *testing.T) {
 	if len(ids) != 1 {
 		t.Errorf("%d racing requests with one key answered orders %v, want one", n, ids)
 	}
-	orders, _, err := s.store.List(context.Background(), "ann", 100, nil)
+	orders, _, err := s.store.List(testContext(t), "ann", 100, nil)
 	if err != nil || len(orders) != 1 {
 		t.Errorf("stored orders of ann = %d, %v; want 1", len(orders), err)
 	}
@@ -151,11 +153,11 @@ func TestIdempotencyKeyRace(t *testing.T) {
 // memory once read.
 func TestPlaceReadsProfileOnce(t *testing.T) {
 	s, _ := newServer(t)
-	if err := s.store.CreateCustomer(context.Background(), order.Profile{ID: "ann", Name: "Ann", Email: "ann@example.com", Phone: "+1 555 0100"}); err != nil {
+	if err := s.store.CreateCustomer(testContext(t), order.Profile{ID: "ann", Name: "Ann", Email: "ann@example.com", Phone: "+1 555 0100"}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		o, err := s.CreateOrder(asCustomer("ann", fmt.Sprintf("k%d", i)), pickup("margherita"))
+		o, err := s.CreateOrder(asCustomer(t, "ann", fmt.Sprintf("k%d", i)), pickup("margherita"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,13 +179,13 @@ func (failingMenu) PriceOrder(context.Context, *menuv1.PriceOrderRequest, ...grp
 
 func TestStaleKitchenEventKeepsEstimate(t *testing.T) {
 	s, c := newServer(t)
-	placed, err := s.CreateOrder(asCustomer("ann", "k"), pickup("margherita"))
+	placed, err := s.CreateOrder(asCustomer(t, "ann", "k"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := placed.GetOrder().GetId()
 	queued, baking := c.t.Add(20*time.Minute), c.t.Add(9*time.Minute)
-	ctx := context.Background()
+	ctx := testContext(t)
 	if err := s.apply(ctx, id, order.StatusAccepted, c.t, "", queued); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +223,7 @@ func TestPlaceAsksMenuOnce(t *testing.T) {
 	menu := &countingMenu{}
 	s.menu = menu
 	for i := range 10 {
-		if _, err := s.CreateOrder(asCustomer("ann", fmt.Sprintf("m%d", i)), pickup("margherita")); err != nil {
+		if _, err := s.CreateOrder(asCustomer(t, "ann", fmt.Sprintf("m%d", i)), pickup("margherita")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -229,7 +231,7 @@ func TestPlaceAsksMenuOnce(t *testing.T) {
 		t.Errorf("10 orders of one pizza asked the menu %d times, want 1", n)
 	}
 	s.PricesChanged(nil)
-	if _, err := s.CreateOrder(asCustomer("ann", "after-change"), pickup("margherita")); err != nil {
+	if _, err := s.CreateOrder(asCustomer(t, "ann", "after-change"), pickup("margherita")); err != nil {
 		t.Fatal(err)
 	}
 	if n := menu.calls.Load(); n != 2 {
@@ -273,7 +275,7 @@ func TestPriceFromReplicaBehindNotKept(t *testing.T) {
 	s.menu = menu
 	price := func(key string) int64 {
 		t.Helper()
-		o, err := s.CreateOrder(asCustomer("ann", key), pickup("margherita"))
+		o, err := s.CreateOrder(asCustomer(t, "ann", key), pickup("margherita"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,11 +306,11 @@ func TestPriceFromReplicaBehindNotKept(t *testing.T) {
 func TestIdempotentRetrySameOrder(t *testing.T) {
 	s, c := newServer(t)
 	c.t = c.t.Add(123456789 * time.Nanosecond)
-	first, err := s.CreateOrder(asCustomer("ann", "k"), pickup("margherita"))
+	first, err := s.CreateOrder(asCustomer(t, "ann", "k"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.CreateOrder(asCustomer("ann", "k"), pickup("margherita"))
+	again, err := s.CreateOrder(asCustomer(t, "ann", "k"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}

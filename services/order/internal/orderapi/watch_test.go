@@ -36,7 +36,7 @@ func newWatchEnv(t *testing.T) *watchEnv {
 	t.Helper()
 	_, db := devstack.MongoDatabase(t)
 	store := orderdb.New(db)
-	if err := store.Init(context.Background()); err != nil {
+	if err := store.Init(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect(devstack.NATS(t))
@@ -96,7 +96,7 @@ func (e *watchEnv) publish(t *testing.T, o *orderv1.Order) {
 // rather than one each, and a change reaches every one of them.
 func TestWatchOrderSharesReads(t *testing.T) {
 	e := newWatchEnv(t)
-	placed, err := e.srv.CreateOrder(asCustomer("ann", "watch-1"), pickup("margherita"))
+	placed, err := e.srv.CreateOrder(asCustomer(t, "ann", "watch-1"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestWatchOrderBoundedInTotal(t *testing.T) {
 		t.Skip("opens a thousand streams")
 	}
 	e := newWatchEnv(t)
-	placed, err := e.srv.CreateOrder(asCustomer("ann", "watch-total"), pickup("margherita"))
+	placed, err := e.srv.CreateOrder(asCustomer(t, "ann", "watch-total"), pickup("margherita"))
 	if err != nil {
 		t.Fatal(err)
 	}
