@@ -178,11 +178,25 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if key != "" && err != nil {
 		// Placed before: the same request gets its order back even if it
 		// could no longer be placed now (a topping sold out since).
-		if prior, perr := s.store.Get(ctx, id); perr == nil {
+		prior, perr := s.store.Get(ctx, id)
+		if perr == nil {
 			return respond(sameRequest(prior, c.Subject, hash))
 		}
+		err = keyedFailure(err, perr)
 	}
 	return respond(o, err)
+}
+
+// keyedFailure is the answer to a request with an Idempotency-Key whose
+// order could not be placed (err) nor read back (perr). When the key's
+// order exists but reading it failed (the store timed out, say), the read's
+// failure is the answer: the caller should retry and will get its order,
+// where the insert's duplicate key alone would answer an internal error.
+func keyedFailure(err, perr error) error {
+	if errors.Is(err, orderdb.ErrExists) && !errors.Is(perr, order.ErrNotFound) {
+		return perr
+	}
+	return err
 }
 
 // sameRequest returns prior, the order a key placed, if the request with
