@@ -14,7 +14,7 @@
 # started by `pizzashop run`.
 set -euo pipefail
 # A step that fails stops the script; say which, and the likeliest cause.
-trap 'echo "walkthrough: the step at line $LINENO failed. It needs a fresh shop (it registers alice@example.com and adds Bianca): stop the shop, make clean-data, make run." >&2' ERR
+trap 'echo "walkthrough: the step at line $LINENO failed. It needs a fresh shop that is running (it registers alice@example.com and adds Bianca): stop the shop, make clean-data, make run." >&2' ERR
 
 # --- README walk-through begins
 GW=http://${PIZZASHOP_HTTP_ADDR:-localhost:8080}   # where `make run` serves the REST API
